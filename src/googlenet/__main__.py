@@ -1,0 +1,5 @@
+import sys
+
+from googlenet.cli import main
+
+sys.exit(main())

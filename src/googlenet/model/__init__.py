@@ -1,0 +1,22 @@
+"""The Inception architecture and its GoogLeNet incarnation (paper sections 4-5)."""
+
+from googlenet.model.googlenet import GoogLeNet, GoogLeNetOutputs
+from googlenet.model.layers import AuxHead, ConvBlock, Inception, NaiveInception
+from googlenet.model.variants import VARIANTS, build_model, list_models, load_model
+from googlenet.model.weights import ModelMeta, read_weights, save_weights
+
+__all__ = [
+    "VARIANTS",
+    "AuxHead",
+    "ConvBlock",
+    "GoogLeNet",
+    "GoogLeNetOutputs",
+    "Inception",
+    "ModelMeta",
+    "NaiveInception",
+    "build_model",
+    "list_models",
+    "load_model",
+    "read_weights",
+    "save_weights",
+]

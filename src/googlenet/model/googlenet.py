@@ -1,0 +1,190 @@
+"""GoogLeNet exactly as Table 1 and Figure 3 of the paper, with the options its variants need."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from googlenet.model.layers import AuxHead, ConvBlock, Inception, local_response_norm
+
+
+class GoogLeNetOutputs(NamedTuple):
+    """What `model(x, return_aux=True)` returns, in train and eval mode alike."""
+
+    logits: torch.Tensor
+    aux1: torch.Tensor
+    aux2: torch.Tensor
+
+
+# ImageNet statistics that torchvision's `transform_input` undoes (it maps normalised input to [-1, 1]).
+_TV_MEAN = (0.485, 0.456, 0.406)
+_TV_STD = (0.229, 0.224, 0.225)
+
+
+class GoogLeNet(nn.Module):
+    """GoogLeNet (Table 1, Figure 3) with its two auxiliary classifiers.
+
+    Args:
+        num_classes: outputs of the main and auxiliary classifiers.
+        norm: "lrn" for the paper (LocalRespNorm after pool1 and conv2, no BatchNorm) or "bn"
+            (BatchNorm after every convolution, no LRN).
+        bn_eps: BatchNorm epsilon when norm="bn" (torchvision uses 1e-3).
+        kernel_5x5: kernel of the "5x5" branch; 3 reproduces torchvision's layout.
+        pool4_kernel: max pool before 5a; the paper's is 3x3/2, torchvision's 2x2/2.
+        aux: build the auxiliary heads (training only; `return_aux=True` needs them).
+        aux_pool: "paper" (5x5/3 where it gives 4x4) or "adaptive" (always adaptive 4x4, torchvision).
+        dropout, aux_dropout: dropout before the main and the auxiliary classifiers (paper: 40%, 70%).
+        width: multiplies every layer's number of filters and hidden units (the paper's wider and cheaper
+            networks); the Table 1 widths are width=1.
+        transform_input: rescale ImageNet-normalised input to [-1, 1] first, as torchvision's ported
+            weights expect.
+        init: "xavier" (the reference Caffe model: fan-in uniform weights, biases 0.2, classifier biases 0)
+            or "trunc_normal" (torchvision: truncated normal, std 0.01).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        norm: str = "lrn",
+        bn_eps: float = 1e-5,
+        kernel_5x5: int = 5,
+        pool4_kernel: int = 3,
+        aux: bool = True,
+        aux_pool: str = "paper",
+        dropout: float = 0.4,
+        aux_dropout: float = 0.7,
+        width: float = 1.0,
+        transform_input: bool = False,
+        init: str = "xavier",
+    ) -> None:
+        super().__init__()
+        if norm not in ("lrn", "bn"):
+            raise ValueError(f"norm must be 'lrn' or 'bn', not {norm!r}")
+        if init not in ("xavier", "trunc_normal"):
+            raise ValueError(f"init must be 'xavier' or 'trunc_normal', not {init!r}")
+        if width <= 0:
+            raise ValueError(f"width must be positive, not {width}")
+        self.num_classes = num_classes
+        self.transform_input = transform_input
+        conv = partial(ConvBlock, bn_eps=bn_eps if norm == "bn" else None)
+
+        def c(channels: int) -> int:
+            return max(1, round(channels * width))
+
+        ch = c(192)  # the stem's output width, updated by each inception row below
+
+        def inception(*columns: int) -> Inception:
+            """One Table 1 row; its input is whatever the previous row produced."""
+            nonlocal ch
+            module = Inception(ch, *(c(n) for n in columns), conv=conv, kernel_5x5=kernel_5x5)
+            ch = module.out_channels
+            return module
+
+        norm_layer = local_response_norm if norm == "lrn" else nn.Identity
+        # N x 3 x 224 x 224
+        self.conv1 = conv(3, c(64), 7, stride=2, padding=3)  # N x 64 x 112 x 112
+        self.pool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # N x 64 x 56 x 56
+        self.norm1 = norm_layer()
+        self.conv2 = nn.Sequential()  # Table 1's conv2 row: #3x3 reduce, then #3x3
+        self.conv2.add_module("reduce", conv(c(64), c(64), 1))  # N x 64 x 56 x 56
+        self.conv2.add_module("conv", conv(c(64), c(192), 3, padding=1))  # N x 192 x 56 x 56
+        self.norm2 = norm_layer()
+        self.pool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # N x 192 x 28 x 28
+        #                            #1x1 #3x3r #3x3 #5x5r #5x5 proj
+        self.inception_3a = inception(64, 96, 128, 16, 32, 32)  # N x 256 x 28 x 28
+        self.inception_3b = inception(128, 128, 192, 32, 96, 64)  # N x 480 x 28 x 28
+        self.pool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # N x 480 x 14 x 14
+        self.inception_4a = inception(192, 96, 208, 16, 48, 64)  # N x 512 x 14 x 14
+        aux_channels_4a = ch
+        self.inception_4b = inception(160, 112, 224, 24, 64, 64)  # N x 512 x 14 x 14
+        self.inception_4c = inception(128, 128, 256, 24, 64, 64)  # N x 512 x 14 x 14
+        self.inception_4d = inception(112, 144, 288, 32, 64, 64)  # N x 528 x 14 x 14
+        aux_channels_4d = ch
+        self.inception_4e = inception(256, 160, 320, 32, 128, 128)  # N x 832 x 14 x 14
+        self.pool4 = nn.MaxPool2d(pool4_kernel, stride=2, ceil_mode=True)  # N x 832 x 7 x 7
+        self.inception_5a = inception(256, 160, 320, 32, 128, 128)  # N x 832 x 7 x 7
+        self.inception_5b = inception(384, 192, 384, 48, 128, 128)  # N x 1024 x 7 x 7
+        # The paper's avg pool is 7x7/1 on the 7x7 map; adaptive pooling is the same there and lets
+        # every input size from 32x32 up reach the classifier.
+        self.avgpool = nn.AdaptiveAvgPool2d(1)  # N x 1024 x 1 x 1
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(ch, num_classes)  # N x num_classes
+        self.num_features = ch
+
+        aux_head = partial(AuxHead, conv=conv, reduce=c(128), hidden=c(1024), dropout=aux_dropout, pool=aux_pool)
+        self.aux1 = aux_head(aux_channels_4a, num_classes) if aux else None
+        self.aux2 = aux_head(aux_channels_4d, num_classes) if aux else None
+        self._init_weights(init)
+
+    def _init_weights(self, init: str) -> None:
+        classifiers = {self.linear} | {head.linear for head in (self.aux1, self.aux2) if head is not None}
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                if init == "xavier":
+                    # Caffe's "xavier" filler: uniform in +-sqrt(3 / fan_in).
+                    fan_in = module.weight[0].numel()
+                    bound = math.sqrt(3.0 / fan_in)
+                    nn.init.uniform_(module.weight, -bound, bound)
+                else:
+                    nn.init.trunc_normal_(module.weight, std=0.01, a=-2, b=2)
+                if module.bias is not None:
+                    bias = 0.2 if init == "xavier" and module not in classifiers else 0.0
+                    nn.init.constant_(module.bias, bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The feature map after 5b, and the outputs of 4a and 4d that the auxiliary heads read."""
+        if self.transform_input:
+            mean = x.new_tensor(_TV_MEAN).view(1, 3, 1, 1)
+            std = x.new_tensor(_TV_STD).view(1, 3, 1, 1)
+            x = (x * std + mean - 0.5) / 0.5
+        x = self.norm1(self.pool1(self.conv1(x)))
+        x = self.pool2(self.norm2(self.conv2(x)))
+        x = self.pool3(self.inception_3b(self.inception_3a(x)))
+        out_4a = self.inception_4a(x)
+        out_4d = self.inception_4d(self.inception_4c(self.inception_4b(out_4a)))
+        x = self.pool4(self.inception_4e(out_4d))
+        x = self.inception_5b(self.inception_5a(x))
+        return x, out_4a, out_4d
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Image batch -> the N x 1024 x H/32 x W/32 feature map after inception 5b."""
+        return self._features(x)[0]
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Feature map -> logits (or the pooled, dropped-out N x 1024 vector with `pre_logits`)."""
+        x = self.dropout(torch.flatten(self.avgpool(features), 1))
+        return x if pre_logits else self.linear(x)
+
+    def forward(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor | GoogLeNetOutputs:
+        """Logits; with `return_aux=True` a GoogLeNetOutputs(logits, aux1, aux2), whatever the mode."""
+        features, out_4a, out_4d = self._features(x)
+        logits = self.forward_head(features)
+        if not return_aux:
+            return logits
+        if self.aux1 is None or self.aux2 is None:
+            raise ValueError("return_aux=True needs the auxiliary heads; this model was built with aux=False")
+        return GoogLeNetOutputs(logits, self.aux1(out_4a), self.aux2(out_4d))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """New, freshly initialised classifiers (main and auxiliary) for `num_classes` outputs."""
+        self.num_classes = num_classes
+        self.linear = _fresh_like(self.linear, num_classes)
+        for head in (self.aux1, self.aux2):
+            if head is not None:
+                head.linear = _fresh_like(head.linear, num_classes)
+
+
+def _fresh_like(linear: nn.Linear, num_classes: int) -> nn.Linear:
+    """A classifier with the same input width and init scale as `linear`, zero bias."""
+    new = nn.Linear(linear.in_features, num_classes, device=linear.weight.device, dtype=linear.weight.dtype)
+    bound = math.sqrt(3.0 / linear.in_features)
+    nn.init.uniform_(new.weight, -bound, bound)
+    nn.init.zeros_(new.bias)
+    return new

@@ -1,0 +1,151 @@
+"""The building blocks of section 4: convolution + ReLU, the Inception module (Figure 2), the auxiliary head."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvBlock(nn.Sequential):
+    """A convolution followed by ReLU, with BatchNorm in between when `bn_eps` is given.
+
+    The paper puts a ReLU after every convolution, reductions and projections included (section 5).
+    With BatchNorm the convolution has no bias, as the BN shift replaces it.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bn_eps: float | None = None,
+    ) -> None:
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        layers["conv"] = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bn_eps is None)
+        if bn_eps is not None:
+            layers["bn"] = nn.BatchNorm2d(out_channels, eps=bn_eps)
+        layers["relu"] = nn.ReLU(inplace=True)
+        super().__init__(layers)
+        self.out_channels = out_channels
+
+
+ConvFactory = Callable[..., ConvBlock]
+
+
+class Inception(nn.Module):
+    """The Inception module with dimension reductions (Figure 2b), one row of Table 1.
+
+    Arguments are the Table 1 columns: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
+    `kernel_5x5=3` gives torchvision's layout, whose "5x5" branch is a 3x3 convolution.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        n1x1: int,
+        n3x3_reduce: int,
+        n3x3: int,
+        n5x5_reduce: int,
+        n5x5: int,
+        pool_proj: int,
+        conv: ConvFactory = ConvBlock,
+        kernel_5x5: int = 5,
+    ) -> None:
+        super().__init__()
+        self.branch1x1 = conv(in_channels, n1x1, 1)
+        self.branch3x3 = nn.Sequential(
+            OrderedDict(reduce=conv(in_channels, n3x3_reduce, 1), conv=conv(n3x3_reduce, n3x3, 3, padding=1))
+        )
+        self.branch5x5 = nn.Sequential(
+            OrderedDict(
+                reduce=conv(in_channels, n5x5_reduce, 1),
+                conv=conv(n5x5_reduce, n5x5, kernel_5x5, padding=kernel_5x5 // 2),
+            )
+        )
+        self.branch_pool = nn.Sequential(
+            OrderedDict(pool=nn.MaxPool2d(3, stride=1, padding=1), proj=conv(in_channels, pool_proj, 1))
+        )
+        self.out_channels = n1x1 + n3x3 + n5x5 + pool_proj
+
+    def branches(self) -> list[nn.Module]:
+        """The four parallel paths, in the order their outputs are concatenated."""
+        return [self.branch1x1, self.branch3x3, self.branch5x5, self.branch_pool]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([branch(x) for branch in self.branches()], dim=1)
+
+
+class NaiveInception(nn.Module):
+    """The naive Inception module (Figure 2a): 1x1, 3x3 and 5x5 convolutions and a 3x3 max pool, side by side.
+
+    Without reductions the pool branch passes all `in_channels` through, so widths grow from stage to
+    stage and the 3x3/5x5 convolutions see the full input depth: section 4's "computational blow up".
+    """
+
+    def __init__(self, in_channels: int, n1x1: int, n3x3: int, n5x5: int, conv: ConvFactory = ConvBlock) -> None:
+        super().__init__()
+        self.branch1x1 = conv(in_channels, n1x1, 1)
+        self.branch3x3 = conv(in_channels, n3x3, 3, padding=1)
+        self.branch5x5 = conv(in_channels, n5x5, 5, padding=2)
+        self.branch_pool = nn.MaxPool2d(3, stride=1, padding=1)
+        self.out_channels = n1x1 + n3x3 + n5x5 + in_channels
+
+    def branches(self) -> list[nn.Module]:
+        """The four parallel paths, in the order their outputs are concatenated."""
+        return [self.branch1x1, self.branch3x3, self.branch5x5, self.branch_pool]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([branch(x) for branch in self.branches()], dim=1)
+
+
+class AuxHead(nn.Module):
+    """An auxiliary classifier on 4a or 4d (section 5): avgpool 5x5/3, 1x1 conv 128, FC 1024, dropout 70%, linear.
+
+    `pool="paper"` uses the paper's 5x5/3 average pool whenever it yields the 4x4 grid the FC layer was
+    built for (feature maps of 14 to 16 pixels, i.e. inputs near 224). On any other map size, and always
+    with `pool="adaptive"` (torchvision's choice), the map is average-pooled adaptively to 4x4 instead,
+    so the same weights serve every input size; see docs/model.md.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        conv: ConvFactory = ConvBlock,
+        reduce: int = 128,
+        hidden: int = 1024,
+        dropout: float = 0.7,
+        pool: str = "paper",
+    ) -> None:
+        super().__init__()
+        if pool not in ("paper", "adaptive"):
+            raise ValueError(f"aux pool must be 'paper' or 'adaptive', not {pool!r}")
+        self.pool = pool
+        self.conv = conv(in_channels, reduce, 1)
+        self.fc = nn.Linear(reduce * 4 * 4, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if self.pool == "paper" and 14 <= h <= 16 and 14 <= w <= 16:
+            x = F.avg_pool2d(x, 5, stride=3)  # N x C x 4 x 4
+        else:
+            x = F.adaptive_avg_pool2d(x, 4)
+        x = torch.flatten(self.conv(x), 1)  # N x 2048
+        x = self.dropout(F.relu(self.fc(x), inplace=True))  # N x 1024
+        return self.linear(x)
+
+
+def local_response_norm() -> nn.LocalResponseNorm:
+    """LRN with the reference Caffe model's values (size 5, alpha 1e-4, beta 0.75, k 1).
+
+    PyTorch divides alpha by the window size like Caffe does, so the numbers carry over unchanged.
+    """
+    return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)

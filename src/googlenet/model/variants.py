@@ -1,0 +1,129 @@
+"""Named GoogLeNet variants, `build_model` and `load_model`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from googlenet.model.googlenet import GoogLeNet
+from googlenet.model.weights import ModelMeta, read_weights
+
+# The reference Caffe model feeds 0-255 pixels minus the BGR mean (104, 117, 123), unscaled. In this
+# package's [0, 1] RGB convention that is mean = (123, 117, 104) / 255 and std = 1 / 255.
+CAFFE_MEAN = (123 / 255, 117 / 255, 104 / 255)
+CAFFE_STD = (1 / 255, 1 / 255, 1 / 255)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named set of GoogLeNet constructor options and the input statistics its weights expect."""
+
+    description: str
+    options: dict[str, Any] = field(default_factory=dict)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+VARIANTS: dict[str, Variant] = {
+    "googlenet": Variant(
+        "The paper's GoogLeNet (Table 1, Figure 3): LRN, true 5x5 convolutions, 3x3/2 pool4, Caffe init.",
+        dict(norm="lrn", init="xavier"),
+        mean=CAFFE_MEAN,
+        std=CAFFE_STD,
+    ),
+    "googlenet_bn": Variant(
+        "The paper's layout with BatchNorm after every convolution instead of LRN.",
+        dict(norm="bn", bn_eps=1e-5, init="xavier"),
+    ),
+    "googlenet_tv": Variant(
+        "Layout-identical to torchvision.models.googlenet, so that its state_dict loads.",
+        dict(
+            norm="bn",
+            bn_eps=1e-3,
+            kernel_5x5=3,
+            pool4_kernel=2,
+            aux_pool="adaptive",
+            dropout=0.2,
+            init="trunc_normal",
+        ),
+    ),
+}
+
+
+def list_models() -> list[str]:
+    """The variant names `build_model` accepts."""
+    return list(VARIANTS)
+
+
+def build_model(
+    name: str,
+    num_classes: int | None = None,
+    weights: str | os.PathLike | None = None,
+    **options: Any,
+) -> GoogLeNet:
+    """Build a variant by name, optionally loading weights (.safetensors of ours, or a .pth/.pt state_dict).
+
+    `num_classes` defaults to the weights' own (else 1000). `options` are GoogLeNet's keyword
+    arguments (width, aux, dropout, transform_input, ...) and override the variant's. The model's
+    `meta` attribute is its metadata record (input size, mean/std, class names, ...).
+    """
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(VARIANTS)}")
+    variant = VARIANTS[name]
+    state, meta = read_weights(weights) if weights is not None else (None, None)
+    if meta is not None:
+        if meta.variant != name:
+            raise ValueError(f"{weights} holds {meta.variant!r} weights, not {name!r}")
+        if num_classes is not None and num_classes != meta.num_classes:
+            raise ValueError(
+                f"{weights} has {meta.num_classes} classes, not {num_classes}: load it with its own "
+                "classes, then call model.reset_classifier(num_classes) to fine-tune"
+            )
+        options = {**meta.options, **options}
+        num_classes = meta.num_classes
+    elif state is not None and num_classes is None and "linear.weight" in state:
+        num_classes = state["linear.weight"].shape[0]
+    num_classes = 1000 if num_classes is None else num_classes
+    layout = {**variant.options, **options}
+    if "aux" not in options and state is not None:  # build heads only where the weights have them
+        layout["aux"] = "aux1.linear.weight" in state
+    model = GoogLeNet(num_classes=num_classes, **layout)
+    if meta is None:
+        meta = ModelMeta(variant=name, num_classes=num_classes, mean=variant.mean, std=variant.std)
+    model.meta = dataclasses.replace(meta, options=options)
+    if state is not None:
+        _load_state(model, state, weights)
+    return model
+
+
+def load_model(path: str | os.PathLike, **options: Any) -> GoogLeNet:
+    """Rebuild a model from one of our .safetensors files alone: variant, classes and options come from it."""
+    _, meta = read_weights(path)
+    if meta is None:
+        raise ValueError(f"{path} has no googlenet metadata record; use build_model(name, weights=...)")
+    return build_model(meta.variant, weights=path, **options)
+
+
+def _load_state(model: GoogLeNet, state: dict, source: Any) -> None:
+    """Load `state` strictly, except that missing auxiliary heads only warn (they are training-only)."""
+    own = model.state_dict()
+    for key, tensor in state.items():
+        if key in own and own[key].shape != tensor.shape:
+            raise ValueError(
+                f"{source} does not fit this model: {key} is {tuple(tensor.shape)} in the file but "
+                f"{tuple(own[key].shape)} here (another variant, width or number of classes?)"
+            )
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(("aux1.", "aux2."))]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"{source} does not fit {model.meta.variant}: missing {missing[:3]}, "
+            f"unexpected {result.unexpected_keys[:3]} (another variant or layout?)"
+        )
+    if result.missing_keys:
+        warnings.warn(f"{source} has no auxiliary-head weights; aux1/aux2 keep their fresh init", stacklevel=3)
