@@ -38,7 +38,18 @@ class ConvBlock(nn.Sequential):
 ConvFactory = Callable[..., ConvBlock]
 
 
-class Inception(nn.Module):
+class ParallelBranches(nn.Module):
+    """Figure 2's shape: 1x1, 3x3, 5x5 and pooling paths side by side, outputs concatenated on channels."""
+
+    def branches(self) -> list[nn.Module]:
+        """The four parallel paths, in the order their outputs are concatenated."""
+        return [self.branch1x1, self.branch3x3, self.branch5x5, self.branch_pool]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([branch(x) for branch in self.branches()], dim=1)
+
+
+class Inception(ParallelBranches):
     """The Inception module with dimension reductions (Figure 2b), one row of Table 1.
 
     Arguments are the Table 1 columns: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
@@ -73,15 +84,8 @@ class Inception(nn.Module):
         )
         self.out_channels = n1x1 + n3x3 + n5x5 + pool_proj
 
-    def branches(self) -> list[nn.Module]:
-        """The four parallel paths, in the order their outputs are concatenated."""
-        return [self.branch1x1, self.branch3x3, self.branch5x5, self.branch_pool]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([branch(x) for branch in self.branches()], dim=1)
-
-
-class NaiveInception(nn.Module):
+class NaiveInception(ParallelBranches):
     """The naive Inception module (Figure 2a): 1x1, 3x3 and 5x5 convolutions and a 3x3 max pool, side by side.
 
     Without reductions the pool branch passes all `in_channels` through, so widths grow from stage to
@@ -95,13 +99,6 @@ class NaiveInception(nn.Module):
         self.branch5x5 = conv(in_channels, n5x5, 5, padding=2)
         self.branch_pool = nn.MaxPool2d(3, stride=1, padding=1)
         self.out_channels = n1x1 + n3x3 + n5x5 + in_channels
-
-    def branches(self) -> list[nn.Module]:
-        """The four parallel paths, in the order their outputs are concatenated."""
-        return [self.branch1x1, self.branch3x3, self.branch5x5, self.branch_pool]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([branch(x) for branch in self.branches()], dim=1)
 
 
 class AuxHead(nn.Module):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from googlenet.model.googlenet import GoogLeNet
-from googlenet.model.layers import Inception, NaiveInception
+from googlenet.model.layers import Inception, NaiveInception, ParallelBranches
 
 # Table 1 as printed: params in K (units of 1024 weights), ops in M (10^6 multiply-adds) at 224x224.
 PAPER_TABLE1: dict[str, tuple[float, float]] = {
@@ -63,7 +63,7 @@ def _filters(module: nn.Module) -> dict[str, int]:
 
 def _depth(module: nn.Module) -> int:
     """Layers with parameters along the longest path, as Table 1's depth column counts them."""
-    if isinstance(module, (Inception, NaiveInception)):
+    if isinstance(module, ParallelBranches):
         return max(_depth(branch) for branch in module.branches())
     return len(_weighted(module))
 
