@@ -43,3 +43,37 @@ def stage_outputs(model, size):
     for h in handles:
         h.remove()
     return shapes
+
+
+def write_idx(path, array):
+    """An unsigned-byte IDX file (gzipped when the name ends in .gz)."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    data = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    path.write_bytes(gzip.compress(data) if str(path).endswith(".gz") else data)
+
+
+def make_fashion_mnist(folder, n_train=96, n_test=48, gz=True, seed=0):
+    """A tiny learnable Fashion-MNIST stand-in: class c is a bright band at row 2c on noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 60, size=(n, 28, 28))
+        for i, c in enumerate(labels):
+            images[i, 2 * c + 4 : 2 * c + 8, 4:24] = 250
+        write_idx(folder / f"{split}-images-idx3-ubyte{suffix}", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}", labels)
+    return folder
+
+
+@pytest.fixture
+def fmnist(tmp_path):
+    return make_fashion_mnist(tmp_path / "fmnist")

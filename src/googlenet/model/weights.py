@@ -60,6 +60,7 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, meta: ModelMet
     tmp = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(tmp), metadata={METADATA_KEY: meta.to_json()})
+    os.chmod(tmp, 0o644)  # the temporary file is created private; the weights are meant to be shared
     os.replace(tmp, path)
     return path
 

@@ -1,0 +1,249 @@
+"""Training configuration: dataclasses whose fields carry their own help, read from YAML, overridden on the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _f(default: Any, help: str) -> Any:
+    """A config field with its help text (lists are copied per instance)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f("googlenet_bn", "variant: googlenet (the paper's, LRN) | googlenet_bn | googlenet_tv")
+    width: float = _f(1.0, "width multiplier on every layer's filters (1.0 = Table 1)")
+    input_size: int = _f(224, "square input side in pixels (>= 32)")
+    dropout: float = _f(0.4, "dropout before the main classifier (paper: 40%)")
+    aux_dropout: float = _f(0.7, "dropout in the auxiliary heads (paper: 70%)")
+    weights: str | None = _f(
+        None, "initial weights (.safetensors or torchvision .pth); classifier reset if classes differ"
+    )
+
+
+@dataclass
+class DataConfig:
+    dataset: str = _f("imagefolder", "imagefolder (root/train, root/val, one folder per class) | fashion_mnist")
+    root: str | None = _f(None, "dataset folder; for fashion_mnist empty = Debian's package, else a download")
+    train_split: str = _f("train", "split to train on (an ImageFolder subfolder, or train/test for fashion_mnist)")
+    val_split: str = _f("val", "split to evaluate on after each epoch")
+    train_subset: int = _f(0, "use only the first N training images (0 = all)")
+    val_subset: int = _f(0, "use only the first N evaluation images (0 = all)")
+    batch_size: int = _f(128, "global batch size, split evenly over the torchrun processes")
+    workers: int = _f(2, "DataLoader worker processes per training process (decoding and augmentation)")
+    mean: list[float] | None = _f(None, "per-channel mean of [0, 1] RGB; empty = the model variant's")
+    std: list[float] | None = _f(None, "per-channel std; empty = the variant's (the paper's: 1/255, Caffe scale)")
+    crop_pct: float = _f(0.875, "evaluation: resize the shorter side to input_size / crop_pct, centre crop")
+
+
+@dataclass
+class AugmentConfig:
+    random_resized_crop: bool = _f(True, "random-sized crops (paper section 6); off = resize the whole image")
+    crop_scale: list[float] = _f([0.08, 1.0], "range of the crop's area as a fraction of the image (paper: 8%-100%)")
+    crop_ratio: list[float] = _f([0.75, 4 / 3], "range of the crop's aspect ratio (paper: 3/4-4/3)")
+    random_interpolation: bool = _f(True, "draw the resize interpolation from bilinear, area, nearest, bicubic")
+    hflip: bool = _f(True, "random horizontal flips")
+    photometric: float = _f(0.5, "Howard's distortions: brightness/contrast/colour factors in 1 +- this (0 = off)")
+    lighting: float = _f(0.1, "std of AlexNet's PCA lighting noise (0 = off)")
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = _f(60, "training epochs")
+    lr: float = _f(0.01, "initial learning rate (for the global batch)")
+    momentum: float = _f(0.9, "SGD momentum (paper: 0.9)")
+    weight_decay: float = _f(2e-4, "L2 weight decay on weights; biases and BatchNorm parameters get none")
+    lr_decay: float = _f(0.96, "multiply the learning rate by this at each decay (paper: 0.96, i.e. -4%)")
+    decay_every: float = _f(8, "decay interval, in decay_unit (paper: 8 epochs)")
+    decay_unit: str = _f("epochs", "epochs | steps (steps suit short runs)")
+    warmup_steps: int = _f(0, "linear learning-rate warm-up steps (0 = none, as in the paper)")
+    aux_weight: float = _f(0.3, "weight of each auxiliary loss (paper: 0.3; 0 = no auxiliary heads)")
+    polyak: str = _f("ema", "Polyak averaging of the weights: ema | mean (equal weights) | off")
+    polyak_decay: float = _f(0.999, "EMA decay per step (ramped up as min(decay, (1+n)/(10+n)))")
+    polyak_start: int = _f(0, "step at which averaging starts")
+
+
+@dataclass
+class RunConfig:
+    out: str = _f("runs/train", "output folder: checkpoints, metrics.jsonl, plot, config, inference weights")
+    seed: int = _f(0, "seed for initialisation, data order and augmentation")
+    device: str = _f("auto", "auto | cpu | cuda")
+    threads: int = _f(0, "torch CPU threads per process (0 = PyTorch's default)")
+    amp: bool = _f(True, "mixed precision (bfloat16 autocast) on CUDA; ignored on CPU")
+    channels_last: bool = _f(True, "channels_last memory format on CUDA; ignored on CPU")
+    checkpoint_every: int = _f(
+        500, "save a checkpoint every K steps as well as at each epoch end (0 = epoch ends only)"
+    )
+    log_every: int = _f(20, "write a metrics line every K steps")
+    max_steps: int = _f(0, "stop after this many steps in all (0 = run all epochs)")
+    tensorboard: bool = _f(False, "also log to TensorBoard (needs the tensorboard package)")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {name: hints[name] for name in SECTIONS}
+
+
+def _parse_value(text: str, kind: Any) -> Any:
+    """A command-line string as the field's type: YAML syntax, so lists are [a, b] and null is empty."""
+    value = yaml.safe_load(text) if text != "" else None
+    return _check(value, kind, text)
+
+
+def _check(value: Any, kind: Any, shown: Any) -> Any:
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        kind = next(a for a in args if a is not type(None))
+        args = typing.get_args(kind)
+    origin = typing.get_origin(kind) or kind
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list such as [0.5, 1.0], got {shown!r}")
+        return [_check(v, args[0], shown) for v in value]
+    if origin is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {shown!r}")
+        return value
+    if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if origin is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if origin is str and value is not None:
+        return str(value)
+    raise ValueError(f"expected {getattr(origin, '__name__', origin)}, got {shown!r}")
+
+
+def from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig:
+    """A TrainConfig from nested dicts, checking every section, field name and type."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{source}: expected a mapping of sections ({', '.join(SECTIONS)})")
+    sections = {}
+    for section, kind in _section_types().items():
+        values = raw.get(section) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: section {section!r} must be a mapping")
+        hints = typing.get_type_hints(kind)
+        unknown = set(values) - set(hints)
+        if unknown:
+            raise ValueError(f"{source}: unknown field {section}.{sorted(unknown)[0]} (see googlenet train --help)")
+        checked = {}
+        for name, value in values.items():
+            try:
+                checked[name] = _check(value, hints[name], value)
+            except ValueError as err:
+                raise ValueError(f"{source}: {section}.{name}: {err}") from None
+        sections[section] = kind(**checked)
+    unknown = set(raw) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"{source}: unknown section {sorted(unknown)[0]!r}; sections are {', '.join(SECTIONS)}")
+    return validate(TrainConfig(**sections))
+
+
+def load(path: str | Path | None, overrides: dict[str, str] | None = None) -> TrainConfig:
+    """Read a YAML config (or start from the defaults) and apply `section.field` -> text overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    hints = {s: typing.get_type_hints(k) for s, k in _section_types().items()}
+    for key, text in (overrides or {}).items():
+        section, name = key.split(".", 1)
+        try:
+            value = _parse_value(text, hints[section][name])
+        except ValueError as err:
+            raise ValueError(f"--{key}: {err}") from None
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raw[section] = {}
+        raw[section][name] = value
+    return from_dict(raw, str(path) if path else "config")
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Reject impossible values with a message naming the field."""
+    checks = [
+        (cfg.model.input_size >= 32, "model.input_size must be at least 32"),
+        (cfg.model.width > 0, "model.width must be positive"),
+        (cfg.data.dataset in ("imagefolder", "fashion_mnist"), "data.dataset must be imagefolder or fashion_mnist"),
+        (cfg.data.batch_size > 0, "data.batch_size must be positive"),
+        (cfg.data.workers >= 0, "data.workers must be 0 or more"),
+        (0 < cfg.data.crop_pct <= 1, "data.crop_pct must be in (0, 1]"),
+        (cfg.data.mean is None or len(cfg.data.mean) == 3, "data.mean needs 3 values"),
+        (
+            cfg.data.std is None or (len(cfg.data.std) == 3 and min(cfg.data.std) > 0),
+            "data.std needs 3 positive values",
+        ),
+        (
+            len(cfg.augment.crop_scale) == 2 and 0 < cfg.augment.crop_scale[0] <= cfg.augment.crop_scale[1] <= 1,
+            "augment.crop_scale must be [low, high] within (0, 1]",
+        ),
+        (
+            len(cfg.augment.crop_ratio) == 2 and 0 < cfg.augment.crop_ratio[0] <= cfg.augment.crop_ratio[1],
+            "augment.crop_ratio must be [low, high], positive",
+        ),
+        (cfg.optim.epochs > 0, "optim.epochs must be positive"),
+        (cfg.optim.lr > 0, "optim.lr must be positive"),
+        (0 < cfg.optim.lr_decay <= 1, "optim.lr_decay must be in (0, 1]"),
+        (cfg.optim.decay_every > 0, "optim.decay_every must be positive"),
+        (cfg.optim.decay_unit in ("epochs", "steps"), "optim.decay_unit must be epochs or steps"),
+        (cfg.optim.polyak in ("ema", "mean", "off"), "optim.polyak must be ema, mean or off"),
+        (0 < cfg.optim.polyak_decay < 1, "optim.polyak_decay must be in (0, 1)"),
+        (cfg.run.device in ("auto", "cpu", "cuda"), "run.device must be auto, cpu or cuda"),
+        (cfg.run.log_every > 0, "run.log_every must be positive"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+    return cfg
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One --section.field option per config field, its help taken from the field."""
+    for section, kind in _section_types().items():
+        group = parser.add_argument_group(f"{section} (YAML section `{section}:`)")
+        for f in dataclasses.fields(kind):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            group.add_argument(
+                f"--{section}.{f.name}",
+                dest=f"override:{section}.{f.name}",
+                metavar="VALUE",
+                help=f"{f.metadata['help']} (default: {default})".replace("%", "%%"),  # argparse formats help
+            )
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, str]:
+    """The --section.field options that were given, as {section.field: text}."""
+    return {k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith("override:") and v is not None}

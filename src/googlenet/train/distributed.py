@@ -1,0 +1,59 @@
+"""torchrun detected from the environment: synchronous data parallelism (gloo on CPU, nccl on CUDA)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device: str = "auto") -> Context:
+    """Join the torchrun process group if there is one; pick this process's device."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("run.device is cuda but no CUDA device is available")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    return Context(rank, world, torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"))
+
+
+def all_reduce_sum(values: list[float], ctx: Context) -> list[float]:
+    """Sum `values` over all processes (a no-op for one process)."""
+    if ctx.world_size == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def ranks_agree(model: torch.nn.Module, ctx: Context) -> bool:
+    """Whether every process holds exactly the same weights (a fingerprint of each tensor, compared)."""
+    if ctx.world_size == 1:
+        return True
+    fingerprint = torch.stack([t.detach().double().sum() for t in model.state_dict().values()]).to(ctx.device)
+    gathered = [torch.empty_like(fingerprint) for _ in range(ctx.world_size)]
+    dist.all_gather(gathered, fingerprint)
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

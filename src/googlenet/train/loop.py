@@ -1,0 +1,442 @@
+"""The training loop (section 6): SGD with momentum 0.9, the 4%-every-8-epochs schedule, auxiliary losses
+weighted 0.3 and Polyak averaging, on one process or many under torchrun."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+from tqdm import tqdm
+
+from googlenet.data import (
+    Augmented,
+    Transformed,
+    build_dataset,
+    eval_loader,
+    eval_transform,
+    train_loader,
+    train_transform,
+)
+from googlenet.evaluate.metrics import topk_correct
+from googlenet.model import VARIANTS, GoogLeNet, ModelMeta, build_model, save_weights
+from googlenet.train import distributed
+from googlenet.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from googlenet.train.config import TrainConfig, from_dict
+from googlenet.train.plot import plot_curves
+from googlenet.train.schedule import lr_at
+
+CHECKPOINT, WEIGHTS, METRICS, PLOT, CONFIG, RESULTS = (
+    "checkpoint.pt",
+    "model.safetensors",
+    "metrics.jsonl",
+    "curves.png",
+    "config.yaml",
+    "results.json",
+)
+
+
+@dataclass
+class Run:
+    """Everything one training run holds; `step` and `epoch` say where it is."""
+
+    cfg: TrainConfig
+    ctx: distributed.Context
+    model: GoogLeNet
+    net: nn.Module  # the model as trained: DDP-wrapped under torchrun
+    optimizer: torch.optim.Optimizer
+    averaged: AveragedModel | None
+    train_data: Augmented
+    val_data: Transformed
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    out: Path
+    step: int = 0
+    epoch: int = 0
+    log_file: Any = None
+    board: Any = None
+
+    @property
+    def per_rank_batch(self) -> int:
+        return self.cfg.data.batch_size // self.ctx.world_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_data) // self.cfg.data.batch_size
+
+    @property
+    def total_steps(self) -> int:
+        total = self.steps_per_epoch * self.cfg.optim.epochs
+        return min(total, self.cfg.run.max_steps) if self.cfg.run.max_steps else total
+
+    def log(self, record: dict) -> None:
+        if self.ctx.is_main:
+            self.log_file.write(json.dumps(record) + "\n")
+            self.log_file.flush()
+            if self.board is not None:
+                for key, value in record.items():
+                    if isinstance(value, float):
+                        self.board.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on conv/linear weights only: biases and BatchNorm parameters (all 1-D) get none."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_averaged(model: nn.Module, mode: str, decay: float) -> AveragedModel | None:
+    """Polyak averaging (torch.optim.swa_utils): an exponential moving average or the plain mean of all steps.
+
+    The EMA decay ramps up as min(decay, (1 + n) / (10 + n)) so that short runs are not dominated by the
+    initial weights. BatchNorm statistics are averaged with the weights (use_buffers).
+    """
+    if mode == "off":
+        return None
+
+    def ema(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1 + float(n)) / (10 + float(n)))
+        return averaged + (current - averaged) * (1 - d)
+
+    def mean(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        return averaged + (current - averaged) / (float(n) + 1)
+
+    return AveragedModel(model, avg_fn=ema if mode == "ema" else mean, use_buffers=True)
+
+
+def compute_loss(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, aux_weight: float):
+    """Main cross-entropy plus `aux_weight` times each auxiliary head's (section 5). Returns (loss, main, logits)."""
+    if aux_weight == 0:
+        logits = net(images)
+        main = F.cross_entropy(logits, targets)
+        return main, main, logits
+    out = net(images, return_aux=True)
+    main = F.cross_entropy(out.logits, targets)
+    aux = F.cross_entropy(out.aux1, targets) + F.cross_entropy(out.aux2, targets)
+    return main + aux_weight * aux, main, out.logits
+
+
+def _autocast(run: Run):
+    if run.ctx.device.type == "cuda" and run.cfg.run.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to_device(run: Run, images: torch.Tensor, targets: torch.Tensor):
+    memory = torch.channels_last if run.ctx.device.type == "cuda" and run.cfg.run.channels_last else None
+    images = images.to(run.ctx.device, non_blocking=True, memory_format=memory or torch.contiguous_format)
+    return images, targets.to(run.ctx.device, non_blocking=True)
+
+
+def train_one_epoch(run: Run) -> bool:
+    """One epoch (or its remainder after a resume). Returns False when max_steps stopped it early."""
+    cfg, opt = run.cfg, run.cfg.optim
+    done = run.step - run.epoch * run.steps_per_epoch
+    loader, sampler = train_loader(
+        run.train_data,
+        run.per_rank_batch,
+        run.ctx.rank,
+        run.ctx.world_size,
+        cfg.data.workers,
+        cfg.run.seed,
+        pin_memory=run.ctx.device.type == "cuda",
+    )
+    sampler.set_epoch(run.epoch)
+    sampler.skip = done * run.per_rank_batch
+    bar = tqdm(
+        total=(run.steps_per_epoch - done) * cfg.data.batch_size,
+        unit="img",
+        unit_scale=True,
+        desc=f"epoch {run.epoch + 1}/{opt.epochs}",
+        disable=not run.ctx.is_main,
+        dynamic_ncols=True,
+        mininterval=1 if sys.stderr.isatty() else 30,
+    )
+    run.net.train()
+    tick = time.perf_counter()
+    for images, targets in loader:
+        lr = lr_at(
+            run.step, opt.lr, opt.lr_decay, opt.decay_every, opt.decay_unit, run.steps_per_epoch, opt.warmup_steps
+        )
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        images, targets = _to_device(run, images, targets)
+        with _autocast(run):
+            loss, main, logits = compute_loss(run.net, images, targets, opt.aux_weight)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        if run.averaged is not None and run.step >= opt.polyak_start:
+            run.averaged.update_parameters(run.model)
+        run.step += 1
+        bar.update(cfg.data.batch_size)
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", refresh=False)
+        if run.step % cfg.run.log_every == 0:
+            now = time.perf_counter()
+            hits = topk_correct(logits.float(), targets, (1,))[1]
+            # Means over the global batch, not just this process's share of it.
+            total, main_total, hits = distributed.all_reduce_sum([loss.item(), main.item(), hits], run.ctx)
+            run.log(
+                {
+                    "kind": "step",
+                    "step": run.step,
+                    "epoch": run.epoch,
+                    "lr": lr,
+                    "loss": total / run.ctx.world_size,
+                    "loss_main": main_total / run.ctx.world_size,
+                    "batch_top1": 100 * hits / cfg.data.batch_size,
+                    "images_per_s": cfg.run.log_every * cfg.data.batch_size / (now - tick),
+                }
+            )
+            tick = now
+        if cfg.run.checkpoint_every and run.step % cfg.run.checkpoint_every == 0:
+            save_state(run)
+        if run.cfg.run.max_steps and run.step >= run.cfg.run.max_steps:
+            bar.close()
+            return False
+    bar.close()
+    return True
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Transformed, run: Run) -> dict[str, float]:
+    """Loss, top-1 and top-5 accuracy (%) of `model` on `data`, summed over all processes."""
+    model.eval()
+    loader = eval_loader(
+        data,
+        run.per_rank_batch * 2,
+        run.ctx.rank,
+        run.ctx.world_size,
+        run.cfg.data.workers,
+        pin_memory=run.ctx.device.type == "cuda",
+    )
+    loss_sum = correct1 = correct5 = count = 0.0
+    for images, targets in loader:
+        images, targets = _to_device(run, images, targets)
+        with _autocast(run):
+            logits = model(images).float()
+        loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
+        hits = topk_correct(logits, targets, (1, 5))
+        correct1, correct5, count = correct1 + hits[1], correct5 + hits[5], count + len(targets)
+    loss_sum, correct1, correct5, count = distributed.all_reduce_sum([loss_sum, correct1, correct5, count], run.ctx)
+    return {
+        "loss": loss_sum / count,
+        "top1": 100 * correct1 / count,
+        "top5": 100 * correct5 / count,
+        "images": int(count),
+    }
+
+
+def inference_model(run: Run) -> nn.Module:
+    """The model that is evaluated and exported: the Polyak average where there is one."""
+    return run.averaged.module if run.averaged is not None else run.model
+
+
+def save_state(run: Run) -> None:
+    """Checkpoint everything needed to continue exactly (rank 0 writes; every rank's state is identical)."""
+    if not run.ctx.is_main:
+        return
+    state = {
+        "model": run.model.state_dict(),
+        "averaged": run.averaged.state_dict() if run.averaged is not None else None,
+        "optimizer": run.optimizer.state_dict(),
+        "step": run.step,
+        "epoch": run.epoch,
+        "rng": rng_state(),
+        "config": run.cfg.to_dict(),
+    }
+    save_checkpoint(state, run.out / CHECKPOINT)
+
+
+def restore_state(run: Run, state: dict) -> None:
+    run.model.load_state_dict(state["model"])
+    if run.averaged is not None and state["averaged"] is not None:
+        run.averaged.load_state_dict(state["averaged"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.step, run.epoch = state["step"], state["epoch"]
+    set_rng_state(state["rng"])
+
+
+def _model_for(cfg: TrainConfig, num_classes: int) -> GoogLeNet:
+    options = dict(
+        width=cfg.model.width,
+        dropout=cfg.model.dropout,
+        aux_dropout=cfg.model.aux_dropout,
+        aux=cfg.optim.aux_weight > 0,
+    )
+    if cfg.model.weights is None:
+        return build_model(cfg.model.name, num_classes=num_classes, **options)
+    model = build_model(cfg.model.name, weights=cfg.model.weights, **options)
+    if model.num_classes != num_classes:
+        model.reset_classifier(num_classes)
+    return model
+
+
+def setup(cfg: TrainConfig) -> Run:
+    """Data, model, optimizer and averaging for `cfg`, on this process's device."""
+    ctx = distributed.setup(cfg.run.device)
+    if cfg.data.batch_size % ctx.world_size:
+        raise ValueError(f"data.batch_size {cfg.data.batch_size} must divide evenly over {ctx.world_size} processes")
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    torch.manual_seed(cfg.run.seed)
+    variant = VARIANTS.get(cfg.model.name)
+    if variant is None:
+        raise ValueError(f"unknown model.name {cfg.model.name!r}; choose from {', '.join(VARIANTS)}")
+    mean = tuple(cfg.data.mean or variant.mean)
+    std = tuple(cfg.data.std or variant.std)
+    train_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.train_split, cfg.data.train_subset)
+    val_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.val_split, cfg.data.val_subset)
+    if len(train_set) < cfg.data.batch_size:
+        raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.data.batch_size}")
+    a, size = cfg.augment, cfg.model.input_size
+    train_tf = train_transform(
+        size,
+        mean,
+        std,
+        a.random_resized_crop,
+        a.crop_scale,
+        a.crop_ratio,
+        a.random_interpolation,
+        a.hflip,
+        a.photometric,
+        a.lighting,
+    )
+    model = _model_for(cfg, len(train_set.classes)).to(ctx.device)
+    if ctx.device.type == "cuda" and cfg.run.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    net = model
+    if ctx.world_size > 1:
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    optimizer = torch.optim.SGD(
+        param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, momentum=cfg.optim.momentum
+    )
+    return Run(
+        cfg,
+        ctx,
+        model,
+        net,
+        optimizer,
+        make_averaged(model, cfg.optim.polyak, cfg.optim.polyak_decay),
+        Augmented(train_set, train_tf, cfg.run.seed),
+        Transformed(val_set, eval_transform(size, mean, std, cfg.data.crop_pct)),
+        list(train_set.classes),
+        mean,
+        std,
+        Path(cfg.run.out),
+    )
+
+
+def _open_outputs(run: Run, resumed_step: int) -> None:
+    """config.yaml, and metrics.jsonl cut back to the checkpoint's step (lines past it are redone, and the
+    `final` record of a run that stopped early is dropped)."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    (run.out / CONFIG).write_text(yaml.safe_dump(run.cfg.to_dict(), sort_keys=False))
+    metrics = run.out / METRICS
+    kept = []
+    if resumed_step and metrics.exists():
+        records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        kept = [json.dumps(r) for r in records if r["step"] <= resumed_step and r["kind"] != "final"]
+    metrics.write_text("".join(line + "\n" for line in kept))
+    run.log_file = open(metrics, "a")  # noqa: SIM115 (closed at the end of train())
+    if run.cfg.run.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        run.board = SummaryWriter(str(run.out / "tensorboard"))
+
+
+def finish(run: Run, command: str) -> dict[str, Any]:
+    """Final evaluation of the averaged and the raw weights, inference weights, plot and results.json."""
+    final = evaluate(inference_model(run), run.val_data, run)
+    raw = evaluate(run.model, run.val_data, run) if run.averaged is not None else final
+    results = {
+        "top1": final["top1"],
+        "top5": final["top5"],
+        "loss": final["loss"],
+        "raw_top1": raw["top1"],
+        "raw_top5": raw["top5"],
+        "images": final["images"],
+        "step": run.step,
+        "epochs": run.cfg.optim.epochs,
+        "split": run.cfg.data.val_split,
+        "processes": run.ctx.world_size,
+        "ranks_identical": distributed.ranks_agree(run.model, run.ctx),
+        "command": command,
+    }
+    if not run.ctx.is_main:
+        return results
+    run.log(
+        {
+            "kind": "final",
+            "step": run.step,
+            "epoch": run.epoch,
+            **{k: v for k, v in results.items() if isinstance(v, float)},
+        }
+    )
+    cfg = run.cfg
+    exported = build_model(cfg.model.name, num_classes=len(run.classes), width=cfg.model.width, aux=False)
+    exported.load_state_dict(inference_model(run).state_dict(), strict=False)  # aux heads are left behind
+    meta = ModelMeta(
+        variant=cfg.model.name,
+        num_classes=len(run.classes),
+        options=dict(width=cfg.model.width),
+        input_size=cfg.model.input_size,
+        mean=run.mean,
+        std=run.std,
+        crop_pct=cfg.data.crop_pct,
+        class_names=run.classes,
+        metrics={f"{cfg.data.dataset}/{cfg.data.val_split}": results},
+    )
+    save_weights(exported, run.out / WEIGHTS, meta)
+    plot_curves(run.out / METRICS, run.out / PLOT, title=f"{cfg.model.name} on {cfg.data.dataset}")
+    (run.out / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def train(cfg: TrainConfig, resume: bool = False, command: str | None = None) -> dict[str, Any]:
+    """Train as `cfg` says; with `resume`, continue from the checkpoint in run.out. Returns the final metrics."""
+    command = command or shlex.join(["googlenet", *sys.argv[1:]])
+    checkpoint = Path(cfg.run.out) / CHECKPOINT
+    state = load_checkpoint(checkpoint) if resume and checkpoint.exists() else None
+    run = setup(cfg)
+    try:
+        if state is not None:
+            restore_state(run, state)
+        if run.ctx.is_main:
+            _open_outputs(run, run.step)
+            where = f"resuming at step {run.step}" if state else "starting"
+            print(
+                f"{where}: {len(run.train_data)} training images, {run.steps_per_epoch} steps/epoch of "
+                f"{cfg.data.batch_size}, {run.ctx.world_size} process(es) on {run.ctx.device}",
+                file=sys.stderr,
+            )
+        while run.step < run.total_steps:
+            completed = train_one_epoch(run)
+            if completed:
+                run.epoch += 1
+                record = evaluate(inference_model(run), run.val_data, run)
+                run.log({"kind": "eval", "step": run.step, "epoch": run.epoch, **record})
+            save_state(run)
+        return finish(run, command)
+    finally:
+        if run.log_file is not None:
+            run.log_file.close()
+        distributed.cleanup()
+
+
+def config_of_checkpoint(path: str | Path) -> TrainConfig:
+    """The configuration a checkpoint was trained with."""
+    return from_dict(load_checkpoint(path)["config"], str(path))

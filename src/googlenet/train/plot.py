@@ -1,0 +1,40 @@
+"""The loss and accuracy curves of a run, from its metrics.jsonl, as a PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str = "") -> Path:
+    """Training loss against step (left) and evaluation top-1/top-5 against epoch (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_path)
+    steps = [r for r in records if r["kind"] == "step"]
+    evals = [r for r in records if r["kind"] == "eval"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot([r["step"] for r in steps], [r["loss"] for r in steps], label="total (main + 0.3 aux)", lw=1)
+    left.plot([r["step"] for r in steps], [r["loss_main"] for r in steps], label="main classifier", lw=1)
+    left.set(xlabel="step", ylabel="training loss", yscale="log", title="training loss")
+    left.legend()
+    for key, label in (("top1", "top-1 accuracy"), ("top5", "top-5 accuracy"), ("raw_top1", "top-1, raw weights")):
+        points = [(r["epoch"], r[key]) for r in evals if key in r]
+        if points:
+            right.plot(*zip(*points, strict=True), marker="o", label=label)
+    right.set(xlabel="epoch", ylabel="accuracy (%)", title="evaluation (Polyak-averaged weights)")
+    right.legend()
+    right.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path

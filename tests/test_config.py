@@ -1,0 +1,100 @@
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from googlenet.train import config as train_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def test_there_are_configs():
+    names = {p.name for p in CONFIGS}
+    assert {"smoke.yaml", "fashion_mnist.yaml", "imagenet.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_parses(path):
+    cfg = train_config.load(path)
+    assert cfg.optim.momentum == 0.9 and cfg.optim.aux_weight == 0.3  # the paper's, in every config
+    assert cfg.to_dict()["model"]["name"] in ("googlenet", "googlenet_bn", "googlenet_tv")
+
+
+def test_overrides_take_yaml_syntax_and_are_typed():
+    cfg = train_config.load(
+        ROOT / "configs" / "smoke.yaml",
+        {"optim.lr": "0.2", "augment.crop_scale": "[0.2, 0.9]", "augment.hflip": "false", "data.mean": ""},
+    )
+    assert cfg.optim.lr == 0.2 and cfg.augment.crop_scale == [0.2, 0.9] and cfg.augment.hflip is False
+    assert cfg.data.mean is None and cfg.model.input_size == 32  # the rest still from the file
+    for key, value, message in [
+        ("optim.lr", "fast", "expected float"),
+        ("augment.hflip", "1", "true or false"),
+        ("augment.crop_scale", "0.5", "list"),
+        ("optim.polyak", "median", "polyak must be"),
+        ("model.input_size", "16", "at least 32"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            train_config.load(None, {key: value})
+
+
+def test_bad_files_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        train_config.load(tmp_path / "absent.yaml")
+    (tmp_path / "typo.yaml").write_text("optim:\n  learning_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"unknown field optim\.learning_rate"):
+        train_config.load(tmp_path / "typo.yaml")
+    (tmp_path / "broken.yaml").write_text("optim: [1, 2\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        train_config.load(tmp_path / "broken.yaml")
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "googlenet", *args], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+
+
+def test_train_help_explains_every_field():
+    result = _cli("train", "--help")
+    assert result.returncode == 0
+    for section in dataclasses.fields(train_config.TrainConfig):
+        for field in dataclasses.fields(
+            section.type if isinstance(section.type, type) else getattr(train_config, section.type)
+        ):
+            assert f"--{section.name}.{field.name}" in result.stdout
+
+
+def test_smoke_config_through_the_cli_and_resume(fmnist, tmp_path):
+    out = tmp_path / "smoke"
+    first = _cli("train", "--config", "configs/smoke.yaml", "--out", str(out), "--data.root", str(fmnist))
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "top-1" in first.stdout and "model.safetensors" in first.stdout
+    for name in ("checkpoint.pt", "metrics.jsonl", "curves.png", "model.safetensors", "config.yaml"):
+        assert (out / name).is_file(), name
+    steps = json.loads((out / "results.json").read_text())["step"]
+    again = _cli(
+        "train",
+        "--config",
+        "configs/smoke.yaml",
+        "--out",
+        str(out),
+        "--data.root",
+        str(fmnist),
+        "--resume",
+        "--optim.epochs",
+        "3",
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming at step {steps}" in again.stderr
+    assert json.loads((out / "results.json").read_text())["step"] == steps * 3 // 2
+
+
+def test_train_with_a_missing_config_is_one_line():
+    result = _cli("train", "--config", "does-not-exist.yaml")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "does-not-exist.yaml" in result.stderr

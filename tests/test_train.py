@@ -1,0 +1,208 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from googlenet import GoogLeNetOutputs, build_model, load_model
+from googlenet.train import config as train_config
+from googlenet.train.loop import compute_loss, make_averaged, param_groups, train
+from googlenet.train.schedule import lr_at
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(data_root, out, **extra):
+    """Overrides for a seconds-long run on the tiny generated Fashion-MNIST (no workers: exactly reproducible)."""
+    return {
+        "model.name": "googlenet_bn",
+        "model.width": "0.125",
+        "model.input_size": "32",
+        "data.dataset": "fashion_mnist",
+        "data.root": str(data_root),
+        "data.val_split": "test",
+        "data.batch_size": "16",
+        "data.workers": "0",
+        "data.crop_pct": "1.0",
+        "optim.epochs": "2",
+        "optim.lr": "0.05",
+        "optim.decay_every": "3",
+        "optim.decay_unit": "steps",
+        "optim.polyak_decay": "0.9",
+        "run.out": str(out),
+        "run.checkpoint_every": "2",
+        "run.log_every": "1",
+        **extra,
+    }
+
+
+def tiny_config(data_root, out, **extra):
+    return train_config.load(None, tiny(data_root, out, **extra))
+
+
+def test_lr_schedule_decreases_4_percent_every_8_epochs():
+    at = lambda step: lr_at(step, 0.01, 0.96, 8, "epochs", steps_per_epoch=100)  # noqa: E731
+    assert at(0) == at(799) == 0.01
+    assert at(800) == pytest.approx(0.0096) and at(1599) == pytest.approx(0.0096)
+    assert at(1600) == pytest.approx(0.01 * 0.96**2) and at(8000) == pytest.approx(0.01 * 0.96**10)
+    assert lr_at(25, 0.1, 0.96, 10, "steps") == pytest.approx(0.1 * 0.96**2)
+    assert lr_at(0, 0.1, every=100, warmup_steps=10) == pytest.approx(0.01)
+    assert lr_at(9, 0.1, every=100, warmup_steps=10) == pytest.approx(0.1)
+
+
+class _Fixed(nn.Module):
+    def forward(self, x, return_aux=False):
+        logits = torch.tensor([[2.0, 0.0, 0.0]]).repeat(len(x), 1)
+        out = GoogLeNetOutputs(logits, torch.zeros(len(x), 3), torch.tensor([[0.0, 3.0, 0.0]]).repeat(len(x), 1))
+        return out if return_aux else logits
+
+
+def test_aux_losses_are_weighted_0_3():
+    targets = torch.tensor([0, 0])
+    loss, main, _ = compute_loss(_Fixed(), torch.zeros(2, 3), targets, aux_weight=0.3)
+    ce = lambda row: nn.functional.cross_entropy(torch.tensor([row]), torch.tensor([0]))  # noqa: E731
+    assert main == pytest.approx(ce([2.0, 0.0, 0.0]).item())
+    assert loss == pytest.approx((ce([2.0, 0, 0]) + 0.3 * (ce([0.0, 0, 0]) + ce([0.0, 3.0, 0]))).item())
+    loss0, main0, _ = compute_loss(_Fixed(), torch.zeros(2, 3), targets, aux_weight=0)
+    assert loss0 == main0
+
+
+def test_no_weight_decay_on_biases_and_batchnorm():
+    model = build_model("googlenet_bn", num_classes=10, width=0.25)
+    decay, none = param_groups(model, 2e-4)
+    assert decay["weight_decay"] == 2e-4 and none["weight_decay"] == 0
+    assert model.conv1.conv.weight in [p for p in decay["params"]]
+    assert {id(p) for p in none["params"]} == {
+        id(p) for n, p in model.named_parameters() if n.endswith("bias") or ".bn." in n
+    }
+
+
+def test_polyak_ema_and_mean():
+    model = nn.Linear(1, 1, bias=False)
+    mean = make_averaged(model, "mean", 0.9)
+    for value in (1.0, 2.0, 6.0):
+        model.weight.data.fill_(value)
+        mean.update_parameters(model)
+    assert mean.module.weight.item() == pytest.approx(3.0)
+    ema = make_averaged(model, "ema", 0.5)
+    model.weight.data.fill_(0.0)
+    ema.update_parameters(model)  # first update copies
+    model.weight.data.fill_(10.0)
+    ema.update_parameters(model)  # n=1: decay min(0.5, 2/11)
+    assert ema.module.weight.item() == pytest.approx(10 * (1 - 2 / 11))
+    assert make_averaged(model, "off", 0.9) is None
+
+
+def test_tiny_model_overfits_one_batch():
+    torch.manual_seed(0)
+    model = build_model("googlenet_bn", num_classes=4, width=0.25, dropout=0.0, aux_dropout=0.0)
+    images, targets = torch.randn(8, 3, 32, 32), torch.arange(8) % 4
+    optimizer = torch.optim.SGD(param_groups(model, 0.0), lr=0.05, momentum=0.9)
+    model.train()
+    first, _, _ = compute_loss(model, images, targets, 0.3)
+    for _ in range(30):
+        loss, _, _ = compute_loss(model, images, targets, 0.3)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():  # train mode: BatchNorm uses this batch's statistics, as in the steps above
+        assert (model(images).argmax(1) == targets).all()
+    assert first.item() > 1.5 and loss.item() < 0.05
+
+
+def _log_without_timing(folder):
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "images_per_s"} for line in lines]
+
+
+def _weights(out):
+    return load_model(Path(out) / "model.safetensors").state_dict()
+
+
+def test_resume_ends_with_the_same_weights(fmnist, tmp_path):
+    full = train(tiny_config(fmnist, tmp_path / "full"))
+    # Stop mid-epoch (after 7 of 12 steps; the last checkpoint is at step 6), then resume to the end.
+    train(tiny_config(fmnist, tmp_path / "cut", **{"run.max_steps": "7"}))
+    resumed = train(tiny_config(fmnist, tmp_path / "cut"), resume=True)
+    assert full["step"] == resumed["step"] == 12
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    ckpt_a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    ckpt_b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    for key in ckpt_a["model"]:
+        assert torch.equal(ckpt_a["model"][key], ckpt_b["model"][key]), key
+    assert full["top1"] == resumed["top1"]
+    # The metrics log is cut back to the checkpoint and redone, so it matches the uninterrupted run's.
+    assert _log_without_timing(tmp_path / "full") == _log_without_timing(tmp_path / "cut")
+
+
+def test_run_outputs(fmnist, tmp_path):
+    results = train(tiny_config(fmnist, tmp_path / "run", **{"optim.epochs": "1"}))
+    out = tmp_path / "run"
+    for name in ("checkpoint.pt", "model.safetensors", "metrics.jsonl", "curves.png", "config.yaml", "results.json"):
+        assert (out / name).is_file(), name
+    model = load_model(out / "model.safetensors")
+    assert model.aux1 is None and model.meta.class_names[0] == "T-shirt/top" and model.meta.input_size == 32
+    assert model.meta.metrics["fashion_mnist/test"]["top1"] == results["top1"]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records].count("eval") == 1 and records[-1]["kind"] == "final"
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["config"]["model"]["width"] == 0.125 and checkpoint["step"] == 6
+    assert set(checkpoint) >= {"model", "averaged", "optimizer", "rng", "step", "epoch", "config"}
+
+
+def _torchrun(nproc, data_root, out):
+    """The paper variant (no BatchNorm, no dropout: nothing that depends on the per-process batch)."""
+    overrides = tiny(
+        data_root,
+        out,
+        **{
+            "model.name": "googlenet",
+            "model.dropout": "0",
+            "model.aux_dropout": "0",
+            "data.mean": "[0.2, 0.2, 0.2]",
+            "data.std": "[0.3, 0.3, 0.3]",
+            "optim.lr": "0.01",
+            "optim.epochs": "1",
+            "run.checkpoint_every": "0",
+            "run.threads": "1",
+        },
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "googlenet",
+        "train",
+        *[f"--{k}={v}" for k, v in overrides.items()],
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((Path(out) / "results.json").read_text())
+
+
+def test_torchrun_two_processes_match_one(fmnist, tmp_path):
+    two = _torchrun(2, fmnist, tmp_path / "two")
+    one = _torchrun(1, fmnist, tmp_path / "one")
+    assert one["processes"] == 1 and two["processes"] == 2 and two["ranks_identical"] is True
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for key in a:  # the same global batches, gradients averaged over 2 x 8 instead of 16 samples
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
+    losses = [
+        [
+            json.loads(line)["loss"]
+            for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+            if '"kind": "step"' in line
+        ]
+        for name in ("one", "two")
+    ]
+    assert len(losses[0]) == 6 and losses[0] == pytest.approx(losses[1], rel=1e-4)  # global-batch means
