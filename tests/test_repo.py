@@ -12,7 +12,7 @@ def _setup_commands():
 
 def test_readme_top_has_exactly_two_setup_commands():
     main_job, tests = _setup_commands()
-    assert main_job.startswith("python3 -m venv .venv") and "googlenet" in main_job
+    assert "python3 -m venv .venv" in main_job and "googlenet train --config configs/fashion_mnist.yaml" in main_job
     assert "pytest" in tests
 
 
