@@ -89,22 +89,33 @@ class EpochSampler(DistributedSampler):
         return super().__len__() - self.skip
 
 
-def train_loader(dataset: Augmented, batch_size: int, rank: int, world: int, workers: int, seed: int,
-                 pin_memory: bool = False) -> tuple[DataLoader, EpochSampler]:
+def train_loader(
+    dataset: Augmented, batch_size: int, rank: int, world: int, workers: int, seed: int, pin_memory: bool = False
+) -> tuple[DataLoader, EpochSampler]:
     """Shuffled batches of `batch_size` per process (incomplete last batches dropped)."""
     sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     loader = DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
-        pin_memory=pin_memory, persistent_workers=workers > 0,
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(seed),  # keeps the global RNG out of the loader
     )
     return loader, sampler
 
 
-def eval_loader(dataset: Dataset, batch_size: int, rank: int, world: int, workers: int,
-                pin_memory: bool = False) -> DataLoader:
+def eval_loader(
+    dataset: Dataset, batch_size: int, rank: int, world: int, workers: int, pin_memory: bool = False
+) -> DataLoader:
     """This process's share of `dataset` (every world-th sample, no padding), in order."""
     return DataLoader(
-        dataset, batch_size=batch_size, sampler=list(range(rank, len(dataset), world)), num_workers=workers,
-        pin_memory=pin_memory, generator=torch.Generator().manual_seed(0),
+        dataset,
+        batch_size=batch_size,
+        sampler=list(range(rank, len(dataset), world)),
+        num_workers=workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(0),
     )

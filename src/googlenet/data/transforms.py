@@ -43,8 +43,9 @@ class Lighting(v2.Transform):
 def _resize_choices(size: int, crop: bool, scale: Sequence[float], ratio: Sequence[float], random_interp: bool):
     interpolations = PAPER_INTERPOLATIONS if random_interp else (InterpolationMode.BILINEAR,)
     if crop:
-        resizes = [v2.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio), interpolation=i)
-                   for i in interpolations]
+        resizes = [
+            v2.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio), interpolation=i) for i in interpolations
+        ]
     else:
         resizes = [v2.Resize((size, size), interpolation=i) for i in interpolations]
     return resizes[0] if len(resizes) == 1 else v2.RandomChoice(resizes)

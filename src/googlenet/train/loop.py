@@ -66,6 +66,7 @@ class Run:
     epoch: int = 0
     log_file: Any = None
     board: Any = None
+    last_eval: tuple[int, dict] | None = None  # (step, record) of the latest evaluation of the averaged weights
 
     @property
     def per_rank_batch(self) -> int:
@@ -360,7 +361,10 @@ def _open_outputs(run: Run, resumed_step: int) -> None:
 
 def finish(run: Run, command: str) -> dict[str, Any]:
     """Final evaluation of the averaged and the raw weights, inference weights, plot and results.json."""
-    final = evaluate(inference_model(run), run.val_data, run)
+    if run.last_eval is not None and run.last_eval[0] == run.step:  # the epoch-end evaluation is this one
+        final = run.last_eval[1]
+    else:
+        final = evaluate(inference_model(run), run.val_data, run)
     raw = evaluate(run.model, run.val_data, run) if run.averaged is not None else final
     results = {
         "top1": final["top1"],
@@ -428,6 +432,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None) ->
             if completed:
                 run.epoch += 1
                 record = evaluate(inference_model(run), run.val_data, run)
+                run.last_eval = (run.step, record)
                 run.log({"kind": "eval", "step": run.step, "epoch": run.epoch, **record})
             save_state(run)
         return finish(run, command)
