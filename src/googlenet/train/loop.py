@@ -32,7 +32,7 @@ from googlenet.evaluate.metrics import topk_correct
 from googlenet.model import VARIANTS, GoogLeNet, ModelMeta, build_model, save_weights
 from googlenet.train import distributed
 from googlenet.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from googlenet.train.config import TrainConfig, from_dict
+from googlenet.train.config import TrainConfig
 from googlenet.train.plot import plot_curves
 from googlenet.train.schedule import lr_at
 
@@ -422,6 +422,8 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None) ->
         if run.ctx.is_main:
             _open_outputs(run, run.step)
             where = f"resuming at step {run.step}" if state else "starting"
+            if resume and state is None:
+                where = f"no checkpoint in {run.out} to resume from; starting"
             print(
                 f"{where}: {len(run.train_data)} training images, {run.steps_per_epoch} steps/epoch of "
                 f"{cfg.data.batch_size}, {run.ctx.world_size} process(es) on {run.ctx.device}",
@@ -440,8 +442,3 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None) ->
         if run.log_file is not None:
             run.log_file.close()
         distributed.cleanup()
-
-
-def config_of_checkpoint(path: str | Path) -> TrainConfig:
-    """The configuration a checkpoint was trained with."""
-    return from_dict(load_checkpoint(path)["config"], str(path))

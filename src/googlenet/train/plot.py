@@ -16,6 +16,7 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str = "")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     records = read_metrics(metrics_path)
     steps = [r for r in records if r["kind"] == "step"]
@@ -30,6 +31,7 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str = "")
         if points:
             right.plot(*zip(*points, strict=True), marker="o", label=label)
     right.set(xlabel="epoch", ylabel="accuracy (%)", title="evaluation (Polyak-averaged weights)")
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.legend()
     right.grid(alpha=0.3)
     fig.suptitle(title)
