@@ -354,7 +354,10 @@ def _open_outputs(run: Run, resumed_step: int) -> None:
     metrics.write_text("".join(line + "\n" for line in kept))
     run.log_file = open(metrics, "a")  # noqa: SIM115 (closed at the end of train())
     if run.cfg.run.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ValueError("run.tensorboard needs the tensorboard package: pip install tensorboard") from None
 
         run.board = SummaryWriter(str(run.out / "tensorboard"))
 
