@@ -92,6 +92,10 @@ def test_smoke_config_through_the_cli_and_resume(fmnist, tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"resuming at step {steps}" in again.stderr
     assert json.loads((out / "results.json").read_text())["step"] == steps * 3 // 2
+    # --resume --out DIR alone continues with the run's own config.yaml (data.root included).
+    third = _cli("train", "--out", str(out), "--resume", "--optim.epochs", "4")
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert json.loads((out / "results.json").read_text())["step"] == steps * 2
 
 
 def test_train_with_a_missing_config_is_one_line():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from googlenet.model import VARIANTS, build_model
@@ -49,11 +50,13 @@ class _Parser(argparse.ArgumentParser):
 def train(config: str | None, out: str | None, resume: bool, overrides: dict[str, str]) -> None:
     """Train with the paper's recipe; print the final top-1/top-5 and where the outputs are."""
     from googlenet.train import config as train_config
-    from googlenet.train.loop import CHECKPOINT, PLOT, WEIGHTS
+    from googlenet.train.loop import CHECKPOINT, CONFIG, PLOT, WEIGHTS
     from googlenet.train.loop import train as run_training
 
     if out is not None:
         overrides = {**overrides, "run.out": out}
+    if config is None and resume and out is not None and (Path(out) / CONFIG).is_file():
+        config = str(Path(out) / CONFIG)  # `--resume --out DIR` alone continues with the run's own config
     cfg = train_config.load(config, overrides)
     results = run_training(cfg, resume=resume)
     where = cfg.run.out
@@ -79,7 +82,11 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", help="YAML file with sections model, data, augment, optim, run (see configs/)")
     p.add_argument("--out", help="output folder (same as --run.out)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint in the output folder (without --config: with that run's config.yaml)",
+    )
     train_config.add_arguments(p)
     p.set_defaults(run=lambda a: train(a.config, a.out, a.resume, train_config.overrides_from(a)))
 
