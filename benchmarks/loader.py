@@ -11,9 +11,9 @@ import argparse
 import json
 import time
 
-from googlenet.data import Augmented, build_dataset, train_loader, train_transform
-from googlenet.model import VARIANTS
+from googlenet.data import Augmented, build_dataset, train_loader
 from googlenet.train import config as train_config
+from googlenet.train.loop import transforms_for
 
 
 def main() -> None:
@@ -23,20 +23,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     cfg = train_config.load(args.config)
-    variant = VARIANTS[cfg.model.name]
-    a = cfg.augment
-    transform = train_transform(
-        cfg.model.input_size,
-        cfg.data.mean or variant.mean,
-        cfg.data.std or variant.std,
-        a.random_resized_crop,
-        a.crop_scale,
-        a.crop_ratio,
-        a.random_interpolation,
-        a.hflip,
-        a.photometric,
-        a.lighting,
-    )
+    transform = transforms_for(cfg)[0]
     dataset = Augmented(
         build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.train_split, args.images), transform, cfg.run.seed
     )

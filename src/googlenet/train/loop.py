@@ -8,6 +8,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,23 +286,12 @@ def _model_for(cfg: TrainConfig, num_classes: int) -> GoogLeNet:
     return model
 
 
-def setup(cfg: TrainConfig) -> Run:
-    """Data, model, optimizer and averaging for `cfg`, on this process's device."""
-    ctx = distributed.setup(cfg.run.device)
-    if cfg.data.batch_size % ctx.world_size:
-        raise ValueError(f"data.batch_size {cfg.data.batch_size} must divide evenly over {ctx.world_size} processes")
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
-    torch.manual_seed(cfg.run.seed)
+def transforms_for(cfg: TrainConfig) -> tuple[Callable, Callable, tuple[float, ...], tuple[float, ...]]:
+    """The training and evaluation transforms a config asks for, and its mean/std (the variant's by default)."""
     variant = VARIANTS.get(cfg.model.name)
     if variant is None:
         raise ValueError(f"unknown model.name {cfg.model.name!r}; choose from {', '.join(VARIANTS)}")
-    mean = tuple(cfg.data.mean or variant.mean)
-    std = tuple(cfg.data.std or variant.std)
-    train_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.train_split, cfg.data.train_subset)
-    val_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.val_split, cfg.data.val_subset)
-    if len(train_set) < cfg.data.batch_size:
-        raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.data.batch_size}")
+    mean, std = tuple(cfg.data.mean or variant.mean), tuple(cfg.data.std or variant.std)
     a, size = cfg.augment, cfg.model.input_size
     train_tf = train_transform(
         size,
@@ -315,6 +305,22 @@ def setup(cfg: TrainConfig) -> Run:
         a.photometric,
         a.lighting,
     )
+    return train_tf, eval_transform(size, mean, std, cfg.data.crop_pct), mean, std
+
+
+def setup(cfg: TrainConfig) -> Run:
+    """Data, model, optimizer and averaging for `cfg`, on this process's device."""
+    ctx = distributed.setup(cfg.run.device)
+    if cfg.data.batch_size % ctx.world_size:
+        raise ValueError(f"data.batch_size {cfg.data.batch_size} must divide evenly over {ctx.world_size} processes")
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    torch.manual_seed(cfg.run.seed)
+    train_tf, eval_tf, mean, std = transforms_for(cfg)
+    train_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.train_split, cfg.data.train_subset)
+    val_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.val_split, cfg.data.val_subset)
+    if len(train_set) < cfg.data.batch_size:
+        raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.data.batch_size}")
     model = _model_for(cfg, len(train_set.classes)).to(ctx.device)
     if ctx.device.type == "cuda" and cfg.run.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -333,7 +339,7 @@ def setup(cfg: TrainConfig) -> Run:
         optimizer,
         make_averaged(model, cfg.optim.polyak, cfg.optim.polyak_decay),
         Augmented(train_set, train_tf, cfg.run.seed),
-        Transformed(val_set, eval_transform(size, mean, std, cfg.data.crop_pct)),
+        Transformed(val_set, eval_tf),
         list(train_set.classes),
         mean,
         std,
