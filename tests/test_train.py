@@ -75,7 +75,8 @@ def test_no_weight_decay_on_biases_and_batchnorm():
     model = build_model("googlenet_bn", num_classes=10, width=0.25)
     decay, none = param_groups(model, 2e-4)
     assert decay["weight_decay"] == 2e-4 and none["weight_decay"] == 0
-    assert model.conv1.conv.weight in [p for p in decay["params"]]
+    assert {id(p) for p in decay["params"]} == {id(p) for p in model.parameters() if p.ndim > 1}
+    assert id(model.inception_5b.branch5x5.conv.conv.weight) in {id(p) for p in decay["params"]}
     assert {id(p) for p in none["params"]} == {
         id(p) for n, p in model.named_parameters() if n.endswith("bias") or ".bn." in n
     }
