@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from googlenet import GoogLeNetOutputs, build_model, load_model
+from googlenet.data.loaders import train_loader
 from googlenet.train import config as train_config
-from googlenet.train.loop import compute_loss, make_averaged, param_groups, train
+from googlenet.train.loop import compute_loss, make_averaged, param_groups, setup, train
 from googlenet.train.schedule import lr_at
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,6 +156,26 @@ def test_run_outputs(fmnist, tmp_path):
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["config"]["model"]["width"] == 0.125 and checkpoint["step"] == 6
     assert set(checkpoint) >= {"model", "averaged", "optimizer", "rng", "step", "epoch", "config"}
+
+
+def test_ensemble_members_share_initial_weights_but_not_sampling(fmnist, tmp_path):
+    """The paper's ensemble: run.init_seed fixes the initial weights, run.seed the data order and dropout."""
+    runs = {
+        name: setup(tiny_config(fmnist, tmp_path / name, **extra))
+        for name, extra in {
+            "plain": {},
+            "a": {"run.seed": "1", "run.init_seed": "0"},
+            "b": {"run.seed": "2", "run.init_seed": "0"},
+            "other": {"run.seed": "1"},
+        }.items()
+    }
+    first = {name: next(iter(train_loader(r.train_data, 16, 0, 1, 0, r.cfg.run.seed)[0])) for name, r in runs.items()}
+    for key, value in runs["plain"].model.state_dict().items():
+        assert torch.equal(value, runs["a"].model.state_dict()[key]), key
+        assert torch.equal(value, runs["b"].model.state_dict()[key]), key
+    assert not torch.equal(runs["a"].model.conv1[0].weight, runs["other"].model.conv1[0].weight)
+    assert not torch.equal(first["a"][1], first["b"][1])  # different data order
+    assert torch.equal(first["a"][1], first["other"][1])
 
 
 def _torchrun(nproc, data_root, out):

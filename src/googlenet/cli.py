@@ -91,7 +91,184 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=lambda a: train(a.config, a.out, a.resume, train_config.overrides_from(a)))
 
 
-PARSERS: list[Callable[[argparse._SubParsersAction], None]] = [_summary_parser, _train_parser]
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    return name
+
+
+def evaluate(
+    checkpoints: list[str],
+    crops: int,
+    pool: str,
+    data: str,
+    split: str,
+    root: str | None,
+    limit: int,
+    batch_size: int,
+    workers: int,
+    device: str,
+    as_json: bool,
+    out: str | None,
+    table3: bool,
+) -> None:
+    """Top-1 / top-5 of one model or an ensemble with 1, 10 or 144 crops; or, with table3, the paper's Table 3."""
+    import json
+
+    from googlenet.evaluate import multicrop
+    from googlenet.evaluate import table3 as t3
+
+    if limit < 0 or batch_size < 1 or workers < 0:
+        raise ValueError("--limit and --workers must be >= 0 and --batch-size >= 1")
+    models = [multicrop.load_checkpoint(c) for c in checkpoints]
+    dataset = multicrop.dataset_for(data, split, root)
+    multicrop.check_classes(models, list(dataset.classes))
+    options = dict(limit=limit, batch_size=batch_size, workers=workers)
+    if table3:
+        result = t3.table3(models, checkpoints, dataset, device=_device(device), **options)
+        written = t3.write(result, out or "runs/table3")
+        print(json.dumps(result) if as_json else t3.render(result) + "written: " + ", ".join(map(str, written)))
+        return
+    evaluator = multicrop.CropEnsemble(models, pool, _device(device))
+    seconds = multicrop.run(evaluator, dataset, multicrop.CropSpec.of(models, crops), **options)
+    result = {
+        **evaluator.evaluate(),
+        "crops": crops,
+        "pool": pool,
+        "models": len(models),
+        "images": len(evaluator.targets) and sum(len(t) for t in evaluator.targets),
+        "per_model": [{"checkpoint": c, **evaluator.evaluate([i])} for i, c in enumerate(checkpoints)],
+        "seconds": round(seconds, 2),
+        "data": data if data == "fashion_mnist" else str(Path(data).resolve()),
+        "split": split if data == "fashion_mnist" else None,
+    }
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{result['models']} model(s) x {crops} crop(s) ({pool} over crops) on {result['images']} images: "
+            f"top-1 {100 * result['top1']:.2f}%  top-5 error {100 * result['top5_error']:.2f}%  ({seconds:.0f} s)"
+        )
+
+
+def _evaluate_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "evaluate",
+        help="top-1 / top-5 with 1, 10 or 144 crops, of one model or an ensemble; the paper's Table 3",
+        description="Test as in section 7: each image is cut into 1 (centre), 10 (torchvision's TenCrop) or 144 "
+        "crops (4 scales x 3 squares x (4 corners + centre + whole square) x 2 mirrors); the softmax "
+        "probabilities are averaged over the crops and over all the given models (an ensemble). Prints top-1 "
+        "accuracy and top-5 error; --json prints one JSON object (accuracies as fractions).",
+    )
+    p.add_argument(
+        "--checkpoint",
+        nargs="+",
+        required=True,
+        metavar="CKPT",
+        help="inference weights (.safetensors with metadata, or a training run's folder); several = an ensemble",
+    )
+    p.add_argument("--crops", type=int, default=1, choices=[1, 10, 144], help="crops per image (default: 1)")
+    p.add_argument(
+        "--pool",
+        default="mean",
+        choices=["mean", "max"],
+        help="combine crops by mean (the paper) or max (default: mean)",
+    )
+    p.add_argument(
+        "--data",
+        default="fashion_mnist",
+        help="fashion_mnist, or an ImageFolder split folder (one subfolder per class) (default: fashion_mnist)",
+    )
+    p.add_argument("--split", default="test", help="Fashion-MNIST split: train or test (default: test)")
+    p.add_argument("--root", help="folder with Fashion-MNIST's IDX files (default: as in training)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="evaluate the first N images only (0 = all)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch, each with all its crops (default: 32)")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers that decode and crop (default: 1)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument(
+        "--out",
+        help="write the result here: a JSON file; with --table3 a folder for table3.md/.json/.png "
+        "(default there: runs/table3)",
+    )
+    p.add_argument(
+        "--table3",
+        action="store_true",
+        help="the paper's Table 3: the best single model and the ensemble of all, each with 1, 10 and 144 crops",
+    )
+    p.set_defaults(
+        run=lambda a: evaluate(
+            a.checkpoint,
+            a.crops,
+            a.pool,
+            a.data,
+            a.split,
+            a.root,
+            a.limit,
+            a.batch_size,
+            a.workers,
+            a.device,
+            a.json,
+            a.out,
+            a.table3,
+        )
+    )
+
+
+def predict(checkpoints: list[str], images: list[str], crops: int, topk: int, device: str, as_json: bool) -> None:
+    """Class names and probabilities for each image file."""
+    import json
+
+    from googlenet.evaluate import multicrop
+
+    if topk < 1:
+        raise ValueError("--topk must be at least 1")
+    models = [multicrop.load_checkpoint(c) for c in checkpoints]
+    results = multicrop.predict(models, images, crops, topk, _device(device))
+    if as_json:
+        print(json.dumps(results))
+        return
+    for result in results:
+        print(result["image"])
+        for p in result["predictions"]:
+            print(f"  {100 * p['probability']:6.2f}%  {p['class']}")
+
+
+def _predict_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "predict",
+        help="classify image files: top classes and probabilities",
+        description="Classify image files of any common format and mode (JPEG, PNG including grayscale, RGBA, "
+        "palette and 16-bit, BMP, TIFF, WebP, ...) with one model or an ensemble, from 1, 10 or 144 crops.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        required=True,
+        metavar="CKPT",
+        help="inference weights (.safetensors or a run's folder); repeat the option for an ensemble",
+    )
+    p.add_argument("--crops", type=int, default=1, choices=[1, 10, 144], help="crops per image (default: 1)")
+    p.add_argument("--topk", type=int, default=5, help="how many classes to show (default: 5)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
+    p.add_argument("--json", action="store_true", help="print a JSON list: image, predictions (class, probability)")
+    p.set_defaults(run=lambda a: predict(a.checkpoint, a.images, a.crops, a.topk, a.device, a.json))
+
+
+PARSERS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _summary_parser,
+    _train_parser,
+    _evaluate_parser,
+    _predict_parser,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.datasets import ImageFolder
 
 from googlenet.data.fashion_mnist import FashionMNIST
+from googlenet.data.images import load_image
 
 
 def build_dataset(name: str, root: str | None, split: str, subset: int = 0) -> Dataset:
@@ -26,7 +27,7 @@ def build_dataset(name: str, root: str | None, split: str, subset: int = 0) -> D
         folder = Path(root) / split
         if not folder.is_dir():
             raise FileNotFoundError(f"no {split}/ folder in {root} (ImageFolder layout: root/{split}/<class>/...)")
-        dataset = ImageFolder(str(folder))
+        dataset = ImageFolder(str(folder), loader=load_image)  # any mode (16-bit, palette, ...) as RGB
     else:
         raise ValueError(f"unknown dataset {name!r}; choose imagefolder or fashion_mnist")
     classes = list(dataset.classes)
@@ -108,7 +109,13 @@ def train_loader(
 
 
 def eval_loader(
-    dataset: Dataset, batch_size: int, rank: int, world: int, workers: int, pin_memory: bool = False
+    dataset: Dataset,
+    batch_size: int,
+    rank: int,
+    world: int,
+    workers: int,
+    pin_memory: bool = False,
+    collate_fn: Callable | None = None,
 ) -> DataLoader:
     """This process's share of `dataset` (every world-th sample, no padding), in order."""
     return DataLoader(
@@ -117,5 +124,6 @@ def eval_loader(
         sampler=list(range(rank, len(dataset), world)),
         num_workers=workers,
         pin_memory=pin_memory,
+        collate_fn=collate_fn,
         generator=torch.Generator().manual_seed(0),
     )

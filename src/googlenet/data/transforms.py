@@ -85,10 +85,12 @@ def train_transform(
 
 def eval_transform(size: int, mean: Sequence[float], std: Sequence[float], crop_pct: float = 0.875) -> v2.Compose:
     """PIL image -> normalised float tensor: shorter side to size / crop_pct, centre crop `size`."""
-    steps = [v2.ToImage()]
-    if crop_pct < 1:
-        steps += [v2.Resize(round(size / crop_pct), interpolation=InterpolationMode.BILINEAR), v2.CenterCrop(size)]
-    else:
-        steps.append(v2.Resize((size, size), interpolation=InterpolationMode.BILINEAR))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
-    return v2.Compose(steps)
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(round(size / crop_pct), interpolation=InterpolationMode.BILINEAR),
+            v2.CenterCrop(size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=list(mean), std=list(std)),
+        ]
+    )

@@ -77,7 +77,10 @@ class OptimConfig:
 @dataclass
 class RunConfig:
     out: str = _f("runs/train", "output folder: checkpoints, metrics.jsonl, plot, config, inference weights")
-    seed: int = _f(0, "seed for initialisation, data order and augmentation")
+    seed: int = _f(0, "seed for data order, augmentation and dropout (and the initial weights, see init_seed)")
+    init_seed: int | None = _f(
+        None, "seed for the initial weights (empty = seed); ensemble members share it and differ in seed"
+    )
     device: str = _f("auto", "auto | cpu | cuda")
     threads: int = _f(0, "torch CPU threads per process (0 = PyTorch's default)")
     amp: bool = _f(True, "mixed precision (bfloat16 autocast) on CUDA; ignored on CPU")

@@ -315,13 +315,15 @@ def setup(cfg: TrainConfig) -> Run:
         raise ValueError(f"data.batch_size {cfg.data.batch_size} must divide evenly over {ctx.world_size} processes")
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
-    torch.manual_seed(cfg.run.seed)
+    torch.manual_seed(cfg.run.seed if cfg.run.init_seed is None else cfg.run.init_seed)
     train_tf, eval_tf, mean, std = transforms_for(cfg)
     train_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.train_split, cfg.data.train_subset)
     val_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.val_split, cfg.data.val_subset)
     if len(train_set) < cfg.data.batch_size:
         raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.data.batch_size}")
     model = _model_for(cfg, len(train_set.classes)).to(ctx.device)
+    if cfg.run.init_seed not in (None, cfg.run.seed):  # the paper's ensembles: same start, different sampling
+        torch.manual_seed(cfg.run.seed)
     if ctx.device.type == "cuda" and cfg.run.channels_last:
         model = model.to(memory_format=torch.channels_last)
     net = model

@@ -1,0 +1,215 @@
+"""Multi-crop and ensemble testing (paper section 7): softmax probabilities averaged over the crops of an
+image and over all the models, then top-1 accuracy and top-5 error."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Subset
+from torchvision.transforms.v2 import functional as F
+from tqdm import tqdm
+
+from googlenet.data.loaders import eval_loader
+from googlenet.data.multicrop import boxes_for, multi_crop, unique
+from googlenet.evaluate.metrics import topk_correct
+from googlenet.model import GoogLeNet, load_model
+
+POOLS = ("mean", "max")
+
+
+def load_checkpoint(path: str | os.PathLike) -> GoogLeNet:
+    """Inference weights with their metadata record: a .safetensors file, or a training run's folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".pt":
+        raise ValueError(f"{path} is a training checkpoint; pass the run's folder or its model.safetensors")
+    return load_model(path).eval()
+
+
+@dataclass
+class CropSpec:
+    """How each image is cut into crops: 1, 10 or 144 crops of `size` (1 crop: centre of size / crop_pct)."""
+
+    crops: int
+    size: int
+    crop_pct: float = 0.875
+
+    @classmethod
+    def of(cls, models: list[GoogLeNet], crops: int) -> CropSpec:
+        """The spec shared by an ensemble's models (they must agree on input size and crop fraction)."""
+        sizes = {(m.meta.input_size, m.meta.crop_pct) for m in models}
+        if len(sizes) > 1:
+            raise ValueError(f"the models differ in input size / crop fraction {sorted(sizes)}; ensemble like models")
+        size, crop_pct = sizes.pop()
+        return cls(crops, size, crop_pct)
+
+    def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """One PIL image -> (its distinct crops as uint8 (n, 3, size, size), how often each one counts)."""
+        pixels = F.to_image(image)
+        boxes, counts = unique(boxes_for(self.crops, *pixels.shape[-2:], self.size, self.crop_pct))
+        return multi_crop(pixels, boxes, self.size), torch.tensor(counts, dtype=torch.float32)
+
+
+class Cropped(Dataset):
+    """(PIL image, label) -> (crops, crop weights, label), for DataLoader workers."""
+
+    def __init__(self, dataset: Dataset, spec: CropSpec) -> None:
+        self.dataset, self.spec = dataset, spec
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        image, label = self.dataset[index]
+        return *self.spec(image), label
+
+
+def collate(items: list[tuple[torch.Tensor, torch.Tensor, int]]) -> tuple[torch.Tensor, ...]:
+    """Images with different crop counts in one batch: crops and weights concatenated, `owner` maps each crop
+    to its image."""
+    counts = torch.tensor([len(w) for _, w, _ in items])
+    owner = torch.repeat_interleave(torch.arange(len(items)), counts)
+    crops = torch.cat([c for c, _, _ in items])
+    weights = torch.cat([w for _, w, _ in items])
+    return crops, weights, owner, torch.tensor([label for _, _, label in items])
+
+
+def pool_crops(probs: torch.Tensor, weights: torch.Tensor, owner: torch.Tensor, images: int, pool: str) -> torch.Tensor:
+    """Per-crop probabilities (n, classes) -> per-image (images, classes): weighted mean, or max over crops."""
+    if pool == "mean":
+        total = probs.new_zeros(images, probs.shape[1]).index_add_(0, owner, probs * weights[:, None])
+        return total / probs.new_zeros(images).index_add_(0, owner, weights)[:, None]
+    if pool == "max":
+        start = probs.new_full((images, probs.shape[1]), -1.0)
+        return start.scatter_reduce_(0, owner[:, None].expand_as(probs), probs, "amax")
+    raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {pool!r}")
+
+
+class CropEnsemble:
+    """Evaluator in the reset / process / evaluate style: each model's crop-pooled softmax probabilities
+    per image are kept, so ensembles of any subset of the models can be scored afterwards."""
+
+    def __init__(self, models: list[GoogLeNet], pool: str = "mean", device: str = "cpu", chunk: int = 256) -> None:
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {pool!r}")
+        self.models = [m.to(device).eval() for m in models]
+        self.pool, self.device, self.chunk = pool, torch.device(device), chunk
+        self.reset()
+
+    def reset(self) -> None:
+        self.probs: list[list[torch.Tensor]] = [[] for _ in self.models]
+        self.targets: list[torch.Tensor] = []
+
+    @torch.inference_mode()
+    def process(self, crops: torch.Tensor, weights: torch.Tensor, owner: torch.Tensor, targets: torch.Tensor) -> None:
+        """One batch from `collate`: every model's pooled probabilities for its images."""
+        crops = F.to_dtype(crops.to(self.device, non_blocking=True), torch.float32, scale=True)
+        weights, owner = weights.to(self.device), owner.to(self.device)
+        for model, kept in zip(self.models, self.probs, strict=True):
+            x = F.normalize(crops, list(model.meta.mean), list(model.meta.std))
+            probs = torch.cat([model(part).float().softmax(dim=1) for part in x.split(self.chunk)])
+            kept.append(pool_crops(probs, weights, owner, len(targets), self.pool).cpu())
+        self.targets.append(targets)
+
+    def model_probs(self) -> torch.Tensor:
+        """(models, images, classes) crop-pooled probabilities."""
+        return torch.stack([torch.cat(p) for p in self.probs])
+
+    def evaluate(self, members: list[int] | None = None) -> dict[str, Any]:
+        """Top-1 / top-5 accuracy (fractions) of the ensemble of `members` (default: all models)."""
+        probs = self.model_probs()
+        return scores(probs[members if members is not None else slice(None)].mean(dim=0), torch.cat(self.targets))
+
+
+def scores(probs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+    """Top-1 accuracy and top-5 accuracy and error as fractions of the images."""
+    hits = topk_correct(probs, targets, (1, 5))
+    n = len(targets)
+    return {"top1": hits[1] / n, "top5": hits[5] / n, "top1_error": 1 - hits[1] / n, "top5_error": 1 - hits[5] / n}
+
+
+def check_classes(models: list[GoogLeNet], classes: list[str] | None) -> None:
+    """The models must agree with each other and with the dataset's class list."""
+    names = {tuple(m.meta.class_names or ()) or m.meta.num_classes for m in models}
+    if len(names) > 1:
+        raise ValueError("the models were trained on different classes; an ensemble needs the same classes")
+    model = models[0]
+    if classes is not None and model.meta.class_names and list(model.meta.class_names) != list(classes):
+        raise ValueError(f"the data's {len(classes)} classes do not match the model's {model.meta.num_classes}")
+    if classes is not None and len(classes) != model.meta.num_classes:
+        raise ValueError(f"the data has {len(classes)} classes, the model {model.meta.num_classes}")
+
+
+def run(
+    evaluator: CropEnsemble,
+    dataset: Dataset,
+    spec: CropSpec,
+    limit: int = 0,
+    batch_size: int = 32,
+    workers: int = 1,
+    progress: bool = True,
+) -> float:
+    """Feed the first `limit` images (0 = all) of `dataset`, cut by `spec`, through `evaluator`.
+
+    Returns the seconds taken."""
+    if limit:
+        dataset = Subset(dataset, range(min(limit, len(dataset))))
+    loader = eval_loader(
+        Cropped(dataset, spec), batch_size, 0, 1, workers, evaluator.device.type == "cuda", collate_fn=collate
+    )
+    evaluator.reset()
+    start = time.perf_counter()
+    label = f"{len(evaluator.models)} model(s) x {spec.crops} crop(s)"
+    with tqdm(total=len(dataset), unit="img", desc=label, disable=not progress, file=sys.stderr) as bar:
+        for batch in loader:
+            evaluator.process(*batch)
+            bar.update(len(batch[3]))
+    return time.perf_counter() - start
+
+
+def dataset_for(data: str, split: str = "test", root: str | None = None) -> Dataset:
+    """`fashion_mnist` (its `split`, read from `root` or found as in training), or the path of an ImageFolder
+    split: a folder with one subfolder of images per class (e.g. ImageNet's val/)."""
+    from googlenet.data.loaders import build_dataset
+
+    if data == "fashion_mnist":
+        return build_dataset("fashion_mnist", root, split)
+    folder = Path(data)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--data {data}: not fashion_mnist and not a folder (ImageFolder: <class>/<image>)")
+    return build_dataset("imagefolder", str(folder.parent), folder.name)
+
+
+def predict(
+    models: list[GoogLeNet], images: list[str], crops: int = 1, topk: int = 5, device: str = "cpu"
+) -> list[dict[str, Any]]:
+    """The `topk` classes and probabilities of each image file (all files are read first: a bad one fails
+    before any work is done)."""
+    from googlenet.data.images import load_image
+
+    check_classes(models, None)
+    pictures = [load_image(path) for path in images]
+    spec, evaluator = CropSpec.of(models, crops), CropEnsemble(models, "mean", device)
+    for picture in pictures:
+        cut, weights = spec(picture)
+        evaluator.process(cut, weights, torch.zeros(len(weights), dtype=torch.long), torch.tensor([-1]))
+    names = models[0].meta.class_names or [str(i) for i in range(models[0].meta.num_classes)]
+    results = []
+    for path, probs in zip(images, evaluator.model_probs().mean(dim=0), strict=True):
+        top = probs.topk(min(topk, len(probs)))
+        predictions = [
+            {"class": names[i], "index": int(i), "probability": float(p)}
+            for p, i in zip(top.values, top.indices, strict=True)
+        ]
+        results.append({"image": str(path), "predictions": predictions})
+    return results
