@@ -263,7 +263,35 @@ def _predict_parser(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=lambda a: predict(a.checkpoint, a.images, a.crops, a.topk, a.device, a.json))
 
 
+def scenes(out: str, split: str, count: int, seed: int, root: str | None) -> None:
+    """Write detection scenes of Fashion-MNIST articles in VOC layout."""
+    from googlenet.data.scenes import write_scenes
+
+    folder = write_scenes(out, split, count, seed, root)
+    print(f"{count} {split} scenes in {folder} (JPEGImages/, Annotations/, ImageSets/Main/{split}.txt, classes.txt)")
+
+
+def _data_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("data", help="make datasets: detection scenes", description="Make datasets.")
+    sub = p.add_subparsers(title="data commands", metavar="COMMAND", required=True)
+    s = sub.add_parser(
+        "scenes",
+        help="detection scenes of real Fashion-MNIST articles on cluttered backgrounds (VOC XML + JPEG)",
+        description="Paste 1-6 Fashion-MNIST articles per scene (about 20 px up to half the image, aspect "
+        "jitter, some overlapping) onto cluttered backgrounds (gradients, textures, shapes, noise); images of "
+        "300-500 x 300-375 px; tight boxes from the articles' pixels. Train scenes use the train split's "
+        "articles, test scenes the test split's, so no article is in both. Written in PASCAL VOC layout.",
+    )
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--split", default="test", choices=["train", "test"], help="article split (default: test)")
+    s.add_argument("--count", type=int, default=200, help="number of scenes (default: 200)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    s.add_argument("--root", help="folder with Fashion-MNIST's IDX files (default: as in training)")
+    s.set_defaults(run=lambda a: scenes(a.out, a.split, a.count, a.seed, a.root))
+
+
 PARSERS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _data_parser,
     _summary_parser,
     _train_parser,
     _evaluate_parser,
