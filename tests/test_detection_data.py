@@ -1,5 +1,7 @@
 """Section 8's data: VOC/ILSVRC XML round trip, generated scenes with tight boxes, Selective Search proposals."""
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -118,5 +120,17 @@ def test_recall_and_cache(tmp_path):
     assert recall(proposals, truths, top=0) == 0
     cache = ProposalCache(tmp_path, "ss")
     assert cache.get("x") is None
-    cache.put("x", proposals[0])
-    assert np.array_equal(cache.get("x"), proposals[0])
+    cache.put("x", proposals[0], 1.5)
+    boxes, seconds = cache.get("x")
+    assert np.array_equal(boxes, proposals[0]) and seconds == 1.5
+
+
+def test_proposals_command_json(fmnist, tmp_path, capsys):
+    main(["data", "scenes", "--out", str(tmp_path / "s"), "--count", "2", "--root", str(fmnist)])
+    capsys.readouterr()
+    args = ["detect", "proposals", "--data", str(tmp_path / "s"), "--method", "ss2x", "--limit", "1", "--json"]
+    assert main([*args, "--plot", str(tmp_path / "r.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 1 and result["boxes_per_image"] > 0 and 0 <= result["recall"] <= 1
+    assert result["seconds_per_image"] > 0 and (tmp_path / "r.png").is_file()
+    assert len(list((tmp_path / "s" / "proposals" / "ss2x").glob("*.npz"))) == 1

@@ -124,6 +124,12 @@ class VOCDetection(Dataset):
     def __len__(self) -> int:
         return len(self.annotations)
 
+    def limit(self, count: int) -> VOCDetection:
+        """Keep the first `count` images only (0 = all)."""
+        if count:
+            self.ids, self.annotations = self.ids[:count], self.annotations[:count]
+        return self
+
     def image_path(self, index: int) -> Path:
         """The image file of item `index`: the annotation's filename, or its id with a usual suffix."""
         name = self.annotations[index].filename

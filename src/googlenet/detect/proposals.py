@@ -3,13 +3,19 @@ paper's superpixels twice as large, their recall of ground-truth boxes, and a pe
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torchvision.ops import box_iou
+from tqdm import tqdm
+
+from googlenet.data.detection import VOCDetection
 
 
 @dataclass(frozen=True)
@@ -98,20 +104,97 @@ def recall(proposals: list[np.ndarray], truths: list[np.ndarray], iou: float = 0
 
 
 class ProposalCache:
-    """Proposals per image id in `folder/<method>/<id>.npy`, so training never recomputes them."""
+    """Proposals per image id in `folder/<method>/<id>.npz` (boxes and the seconds they took), so training
+    and later evaluations never recompute them."""
 
     def __init__(self, folder: str | os.PathLike, method: str) -> None:
         self.folder = Path(folder) / method
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def path(self, ident: str) -> Path:
-        return self.folder / f"{ident}.npy"
+        return self.folder / f"{ident}.npz"
 
-    def get(self, ident: str) -> np.ndarray | None:
+    def get(self, ident: str) -> tuple[np.ndarray, float] | None:
         path = self.path(ident)
-        return np.load(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        with np.load(path) as stored:
+            return stored["boxes"], float(stored["seconds"])
 
-    def put(self, ident: str, boxes: np.ndarray) -> None:
-        tmp = self.path(ident).with_suffix(".tmp.npy")
-        np.save(tmp, boxes.astype(np.float32))
+    def put(self, ident: str, boxes: np.ndarray, seconds: float) -> None:
+        tmp = self.folder / f".{ident}.tmp.npz"
+        np.savez(tmp, boxes=boxes.astype(np.float32), seconds=np.float64(seconds))
         tmp.replace(self.path(ident))
+
+
+def _search_one(job: tuple[str, str]) -> tuple[np.ndarray, float]:
+    """Selective Search on one image file in a worker process (OpenCV on one thread: one core per worker)."""
+    import cv2
+
+    from googlenet.data.images import load_image
+
+    cv2.setNumThreads(1)
+    path, method = job
+    pixels = np.asarray(load_image(path))
+    start = time.perf_counter()
+    boxes = METHODS[method](pixels)
+    return boxes, time.perf_counter() - start
+
+
+def search_dataset(
+    data: VOCDetection, method: str, cache: ProposalCache | None = None, workers: int = 1, progress: bool = True
+) -> tuple[list[np.ndarray], list[float]]:
+    """Selective Search `method` on every image of `data`, in `workers` processes, cached: (boxes, seconds)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown Selective Search method {method!r}; choose from {', '.join(METHODS)}")
+    results: list[tuple[np.ndarray, float] | None] = [cache.get(i) if cache else None for i in data.ids]
+    todo = [k for k, r in enumerate(results) if r is None]
+    jobs = [(str(data.image_path(k)), method) for k in todo]
+    with tqdm(total=len(data), initial=len(data) - len(todo), desc=method, unit="img", disable=not progress) as bar:
+        pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 and len(jobs) > 1 else None
+        try:
+            found = pool.imap(_search_one, jobs) if pool else map(_search_one, jobs)
+            for k, result in zip(todo, found, strict=True):
+                results[k] = result
+                if cache:
+                    cache.put(data.ids[k], *result)
+                bar.update()
+        finally:
+            if pool:
+                pool.terminate()
+    return [r[0] for r in results], [r[1] for r in results]
+
+
+def coverage(
+    proposals: list[np.ndarray], data: VOCDetection, counts: tuple[int, ...] = (10, 20, 50, 100, 200, 500, 1000, 2000)
+) -> dict[str, Any]:
+    """Recall at IoU 0.5 of `data`'s ground truth, with all proposals and with each image's first n."""
+    truths = [a.boxes for a in data.annotations]
+    return {
+        "recall": recall(proposals, truths),
+        "boxes_per_image": float(np.mean([len(p) for p in proposals])) if proposals else 0.0,
+        "recall_at": {str(n): recall(proposals, truths, top=n) for n in counts},
+        "objects": int(sum(len(t) for t in truths)),
+    }
+
+
+def plot_recall(results: dict[str, dict[str, Any]], path: str | Path) -> None:
+    """Recall against the number of proposals per image, one line per method (its first n, then all)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, r in results.items():
+        points = sorted((int(n), v) for n, v in r["recall_at"].items() if int(n) < r["boxes_per_image"])
+        points.append((r["boxes_per_image"], r["recall"]))
+        ax.plot([p[0] for p in points], [100 * p[1] for p in points], "o-", label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("proposals per image")
+    ax.set_ylabel("recall at IoU 0.5 (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
