@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from googlenet.model import VARIANTS, build_model
 
@@ -47,10 +47,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def train(config: str | None, out: str | None, resume: bool, overrides: dict[str, str]) -> None:
-    """Train with the paper's recipe; print the final top-1/top-5 and where the outputs are."""
+def train(config: str | None, out: str | None, resume: bool, overrides: dict[str, str], task: Any = None) -> None:
+    """Train with the paper's recipe (`task`: classification by default); print the final metrics and where
+    the outputs are."""
     from googlenet.train import config as train_config
-    from googlenet.train.loop import CHECKPOINT, CONFIG, PLOT, WEIGHTS
+    from googlenet.train.loop import CHECKPOINT, CONFIG, PLOT, WEIGHTS, Task
     from googlenet.train.loop import train as run_training
 
     if out is not None:
@@ -58,12 +59,10 @@ def train(config: str | None, out: str | None, resume: bool, overrides: dict[str
     if config is None and resume and out is not None and (Path(out) / CONFIG).is_file():
         config = str(Path(out) / CONFIG)  # `--resume --out DIR` alone continues with the run's own config
     cfg = train_config.load(config, overrides)
-    results = run_training(cfg, resume=resume)
+    task = task or Task()
+    results = run_training(cfg, resume=resume, task=task)
     where = cfg.run.out
-    print(
-        f"{cfg.data.dataset} {results['split']}: top-1 {results['top1']:.2f}%  top-5 {results['top5']:.2f}%  "
-        f"(Polyak-averaged weights; raw weights top-1 {results['raw_top1']:.2f}%) after {results['step']} steps"
-    )
+    print(task.summary(results, cfg))
     print(f"checkpoint: {where}/{CHECKPOINT}\ninference weights: {where}/{WEIGHTS}\nplot: {where}/{PLOT}")
 
 

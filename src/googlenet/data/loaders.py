@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
@@ -49,32 +50,37 @@ class Augmented(Dataset):
     over N processes augments each sample exactly as an uninterrupted single-process run does.
     """
 
-    def __init__(self, dataset: Dataset, transform: Callable, seed: int) -> None:
-        self.dataset, self.transform, self.seed = dataset, transform, seed
+    def __init__(self, dataset: Dataset, transform: Callable, seed: int, joint: bool = False) -> None:
+        self.dataset, self.transform, self.seed, self.joint = dataset, transform, seed, joint
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, Any]:
         index, epoch = key
         image, label = self.dataset[index]
         with torch.random.fork_rng(devices=[]):  # leaves the caller's RNG (dropout) untouched
             torch.manual_seed(sample_seed(self.seed, epoch, index))
-            return self.transform(image), label
+            return _apply(self.transform, image, label, self.joint)
+
+
+def _apply(transform: Callable, image: Any, target: Any, joint: bool) -> tuple[Any, Any]:
+    """`transform` of the image, or with `joint` of (image, target) together (boxes that follow a flip)."""
+    return transform(image, target) if joint else (transform(image), target)
 
 
 class Transformed(Dataset):
     """`dataset` with a deterministic transform (evaluation)."""
 
-    def __init__(self, dataset: Dataset, transform: Callable) -> None:
-        self.dataset, self.transform = dataset, transform
+    def __init__(self, dataset: Dataset, transform: Callable, joint: bool = False) -> None:
+        self.dataset, self.transform, self.joint = dataset, transform, joint
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
         image, label = self.dataset[index]
-        return self.transform(image), label
+        return _apply(self.transform, image, label, self.joint)
 
 
 class EpochSampler(DistributedSampler):
@@ -91,7 +97,14 @@ class EpochSampler(DistributedSampler):
 
 
 def train_loader(
-    dataset: Augmented, batch_size: int, rank: int, world: int, workers: int, seed: int, pin_memory: bool = False
+    dataset: Augmented,
+    batch_size: int,
+    rank: int,
+    world: int,
+    workers: int,
+    seed: int,
+    pin_memory: bool = False,
+    collate_fn: Callable | None = None,
 ) -> tuple[DataLoader, EpochSampler]:
     """Shuffled batches of `batch_size` per process (incomplete last batches dropped)."""
     sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
@@ -103,6 +116,7 @@ def train_loader(
         drop_last=True,
         pin_memory=pin_memory,
         persistent_workers=workers > 0,
+        collate_fn=collate_fn,
         generator=torch.Generator().manual_seed(seed),  # keeps the global RNG out of the loader
     )
     return loader, sampler

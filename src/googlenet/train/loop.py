@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from googlenet.data import (
@@ -68,6 +69,7 @@ class Run:
     log_file: Any = None
     board: Any = None
     last_eval: tuple[int, dict] | None = None  # (step, record) of the latest evaluation of the averaged weights
+    task: Task | None = None
 
     @property
     def per_rank_batch(self) -> int:
@@ -136,10 +138,80 @@ def _autocast(run: Run):
     return contextlib.nullcontext()
 
 
-def _to_device(run: Run, images: torch.Tensor, targets: torch.Tensor):
+def _to_device(run: Run, images: torch.Tensor) -> torch.Tensor:
     memory = torch.channels_last if run.ctx.device.type == "cuda" and run.cfg.run.channels_last else None
-    images = images.to(run.ctx.device, non_blocking=True, memory_format=memory or torch.contiguous_format)
-    return images, targets.to(run.ctx.device, non_blocking=True)
+    return images.to(run.ctx.device, non_blocking=True, memory_format=memory or torch.contiguous_format)
+
+
+@dataclass
+class Parts:
+    """What a task builds for the loop: the model and the data (items: (PIL image, target))."""
+
+    model: nn.Module
+    train_set: Dataset
+    val_set: Dataset
+    train_transform: Callable
+    val_transform: Callable
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+class Task:
+    """What differs between the things this loop trains: image classification (here), MultiBox and the region
+    classifier (googlenet.detect). The loop itself (schedule, SGD, averaging, checkpoints, resume, logging,
+    torchrun) is shared."""
+
+    name = "classify"
+    collate: Callable | None = None  # the DataLoader's collate_fn (None = PyTorch's default)
+    joint = False  # the training transform takes (image, target), e.g. boxes that follow a flip
+    raw_keys: tuple[str, ...] = ("top1", "top5")  # metrics of the raw (not averaged) weights to report too
+
+    def build(self, cfg: TrainConfig) -> Parts:
+        """Datasets, transforms and a fresh model (built under the run's init seed)."""
+        train_tf, eval_tf, mean, std = transforms_for(cfg)
+        train_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.train_split, cfg.data.train_subset)
+        val_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.val_split, cfg.data.val_subset)
+        if len(train_set) < cfg.data.batch_size:
+            raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.data.batch_size}")
+        model = _model_for(cfg, len(train_set.classes))
+        return Parts(model, train_set, val_set, train_tf, eval_tf, list(train_set.classes), mean, std)
+
+    def loss(self, net: nn.Module, images: torch.Tensor, targets: Any, cfg: TrainConfig) -> tuple[Any, ...]:
+        """(loss to minimise, main loss, output) for one batch."""
+        targets = targets.to(images.device, non_blocking=True)
+        return compute_loss(net, images, targets, cfg.optim.aux_weight)
+
+    def batch_stats(self, output: Any, targets: Any) -> dict[str, float]:
+        """Sums over this process's batch, logged as percentages of the global batch."""
+        return {"batch_top1": topk_correct(output.float(), targets.to(output.device), (1,))[1]}
+
+    def evaluate(self, model: nn.Module, data: Dataset, run: Run) -> dict[str, float]:
+        return evaluate(model, data, run)
+
+    def export(self, run: Run, results: dict[str, Any]) -> None:
+        """The inference weights (the averaged model without its aux heads) with their metadata record."""
+        cfg = run.cfg
+        exported = build_model(cfg.model.name, num_classes=len(run.classes), width=cfg.model.width, aux=False)
+        exported.load_state_dict(inference_model(run).state_dict(), strict=False)  # aux heads are left behind
+        meta = ModelMeta(
+            variant=cfg.model.name,
+            num_classes=len(run.classes),
+            options=dict(width=cfg.model.width),
+            input_size=cfg.model.input_size,
+            mean=run.mean,
+            std=run.std,
+            crop_pct=cfg.data.crop_pct,
+            class_names=run.classes,
+            metrics={f"{cfg.data.dataset}/{cfg.data.val_split}": results},
+        )
+        save_weights(exported, run.out / WEIGHTS, meta)
+
+    def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:
+        return (
+            f"{cfg.data.dataset} {results['split']}: top-1 {results['top1']:.2f}%  top-5 {results['top5']:.2f}%  "
+            f"(Polyak-averaged weights; raw weights top-1 {results['raw_top1']:.2f}%) after {results['step']} steps"
+        )
 
 
 def train_one_epoch(run: Run) -> bool:
@@ -154,6 +226,7 @@ def train_one_epoch(run: Run) -> bool:
         cfg.data.workers,
         cfg.run.seed,
         pin_memory=run.ctx.device.type == "cuda",
+        collate_fn=run.task.collate,
     )
     sampler.set_epoch(run.epoch)
     sampler.skip = done * run.per_rank_batch
@@ -174,9 +247,9 @@ def train_one_epoch(run: Run) -> bool:
         )
         for group in run.optimizer.param_groups:
             group["lr"] = lr
-        images, targets = _to_device(run, images, targets)
+        images = _to_device(run, images)
         with _autocast(run):
-            loss, main, logits = compute_loss(run.net, images, targets, opt.aux_weight)
+            loss, main, output = run.task.loss(run.net, images, targets, cfg)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
@@ -187,9 +260,9 @@ def train_one_epoch(run: Run) -> bool:
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", refresh=False)
         if run.step % cfg.run.log_every == 0:
             now = time.perf_counter()
-            hits = topk_correct(logits.float(), targets, (1,))[1]
+            stats = run.task.batch_stats(output, targets)
             # Means over the global batch, not just this process's share of it.
-            total, main_total, hits = distributed.all_reduce_sum([loss.item(), main.item(), hits], run.ctx)
+            total, main_total, *sums = distributed.all_reduce_sum([loss.item(), main.item(), *stats.values()], run.ctx)
             run.log(
                 {
                     "kind": "step",
@@ -198,7 +271,7 @@ def train_one_epoch(run: Run) -> bool:
                     "lr": lr,
                     "loss": total / run.ctx.world_size,
                     "loss_main": main_total / run.ctx.world_size,
-                    "batch_top1": 100 * hits / cfg.data.batch_size,
+                    **{k: 100 * v / cfg.data.batch_size for k, v in zip(stats, sums, strict=True)},
                     "images_per_s": cfg.run.log_every * cfg.data.batch_size / (now - tick),
                 }
             )
@@ -226,7 +299,7 @@ def evaluate(model: nn.Module, data: Transformed, run: Run) -> dict[str, float]:
     )
     loss_sum = correct1 = correct5 = count = 0.0
     for images, targets in loader:
-        images, targets = _to_device(run, images, targets)
+        images, targets = _to_device(run, images), targets.to(run.ctx.device, non_blocking=True)
         with _autocast(run):
             logits = model(images).float()
         loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
@@ -308,20 +381,18 @@ def transforms_for(cfg: TrainConfig) -> tuple[Callable, Callable, tuple[float, .
     return train_tf, eval_transform(size, mean, std, cfg.data.crop_pct), mean, std
 
 
-def setup(cfg: TrainConfig) -> Run:
-    """Data, model, optimizer and averaging for `cfg`, on this process's device."""
+def setup(cfg: TrainConfig, task: Task | None = None) -> Run:
+    """Data, model, optimizer and averaging for `cfg` and `task` (default: classification), on this process's
+    device."""
+    task = task or Task()
     ctx = distributed.setup(cfg.run.device)
     if cfg.data.batch_size % ctx.world_size:
         raise ValueError(f"data.batch_size {cfg.data.batch_size} must divide evenly over {ctx.world_size} processes")
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     torch.manual_seed(cfg.run.seed if cfg.run.init_seed is None else cfg.run.init_seed)
-    train_tf, eval_tf, mean, std = transforms_for(cfg)
-    train_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.train_split, cfg.data.train_subset)
-    val_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.val_split, cfg.data.val_subset)
-    if len(train_set) < cfg.data.batch_size:
-        raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.data.batch_size}")
-    model = _model_for(cfg, len(train_set.classes)).to(ctx.device)
+    parts = task.build(cfg)
+    model = parts.model.to(ctx.device)
     if cfg.run.init_seed not in (None, cfg.run.seed):  # the paper's ensembles: same start, different sampling
         torch.manual_seed(cfg.run.seed)
     if ctx.device.type == "cuda" and cfg.run.channels_last:
@@ -340,12 +411,13 @@ def setup(cfg: TrainConfig) -> Run:
         net,
         optimizer,
         make_averaged(model, cfg.optim.polyak, cfg.optim.polyak_decay),
-        Augmented(train_set, train_tf, cfg.run.seed),
-        Transformed(val_set, eval_tf),
-        list(train_set.classes),
-        mean,
-        std,
+        Augmented(parts.train_set, parts.train_transform, cfg.run.seed, joint=task.joint),
+        Transformed(parts.val_set, parts.val_transform, joint=task.joint),
+        parts.classes,
+        parts.mean,
+        parts.std,
         Path(cfg.run.out),
+        task=task,
     )
 
 
@@ -375,15 +447,11 @@ def finish(run: Run, command: str) -> dict[str, Any]:
     if run.last_eval is not None and run.last_eval[0] == run.step:  # the epoch-end evaluation is this one
         final = run.last_eval[1]
     else:
-        final = evaluate(inference_model(run), run.val_data, run)
-    raw = evaluate(run.model, run.val_data, run) if run.averaged is not None else final
+        final = run.task.evaluate(inference_model(run), run.val_data, run)
+    raw = run.task.evaluate(run.model, run.val_data, run) if run.averaged is not None else final
     results = {
-        "top1": final["top1"],
-        "top5": final["top5"],
-        "loss": final["loss"],
-        "raw_top1": raw["top1"],
-        "raw_top5": raw["top5"],
-        "images": final["images"],
+        **final,
+        **{f"raw_{key}": raw[key] for key in run.task.raw_keys},
         "step": run.step,
         "epochs": run.cfg.optim.epochs,
         "split": run.cfg.data.val_split,
@@ -402,31 +470,21 @@ def finish(run: Run, command: str) -> dict[str, Any]:
         }
     )
     cfg = run.cfg
-    exported = build_model(cfg.model.name, num_classes=len(run.classes), width=cfg.model.width, aux=False)
-    exported.load_state_dict(inference_model(run).state_dict(), strict=False)  # aux heads are left behind
-    meta = ModelMeta(
-        variant=cfg.model.name,
-        num_classes=len(run.classes),
-        options=dict(width=cfg.model.width),
-        input_size=cfg.model.input_size,
-        mean=run.mean,
-        std=run.std,
-        crop_pct=cfg.data.crop_pct,
-        class_names=run.classes,
-        metrics={f"{cfg.data.dataset}/{cfg.data.val_split}": results},
-    )
-    save_weights(exported, run.out / WEIGHTS, meta)
+    run.task.export(run, results)
     plot_curves(run.out / METRICS, run.out / PLOT, title=f"{cfg.model.name} on {cfg.data.dataset}")
     (run.out / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 
-def train(cfg: TrainConfig, resume: bool = False, command: str | None = None) -> dict[str, Any]:
-    """Train as `cfg` says; with `resume`, continue from the checkpoint in run.out. Returns the final metrics."""
+def train(
+    cfg: TrainConfig, resume: bool = False, command: str | None = None, task: Task | None = None
+) -> dict[str, Any]:
+    """Train `task` (default: classification) as `cfg` says; with `resume`, continue from the checkpoint in
+    run.out. Returns the final metrics."""
     command = command or shlex.join(["googlenet", *sys.argv[1:]])
     checkpoint = Path(cfg.run.out) / CHECKPOINT
     state = load_checkpoint(checkpoint) if resume and checkpoint.exists() else None
-    run = setup(cfg)
+    run = setup(cfg, task)
     try:
         if state is not None:
             restore_state(run, state)
@@ -444,7 +502,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None) ->
             completed = train_one_epoch(run)
             if completed:
                 run.epoch += 1
-                record = evaluate(inference_model(run), run.val_data, run)
+                record = run.task.evaluate(inference_model(run), run.val_data, run)
                 run.last_eval = (run.step, record)
                 run.log({"kind": "eval", "step": run.step, "epoch": run.epoch, **record})
             save_state(run)
