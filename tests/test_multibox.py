@@ -1,12 +1,13 @@
 """MultiBox: the matching loss by hand, k-means priors, proposals inside the image."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from googlenet import build_model
+from googlenet import build_model, load_model
 from googlenet.detect.multibox import MultiBox, kmeans_priors, match, matching_loss, proposals
 
 
@@ -45,3 +46,28 @@ def test_multibox_starts_at_its_priors_and_proposes_boxes_inside_the_image():
     for got, (h, w) in zip(found, [(375, 500), (300, 300)], strict=True):
         assert got.shape[1] == 4 and 1 <= len(got) <= 2
         assert (got[:, :2] >= 0).all() and (got[:, 2] <= w).all() and (got[:, 3] <= h).all()
+
+
+def test_multibox_trains_in_the_shared_loop(fmnist, tmp_path, capsys):
+    from googlenet.cli import main
+    from googlenet.detect.multibox import load_multibox
+
+    scenes = str(tmp_path / "scenes")
+    for split in ("train", "test"):
+        assert main(["data", "scenes", "--out", scenes, "--split", split, "--count", "6", "--root", str(fmnist)]) == 0
+    out = tmp_path / "mb"
+    args = ["detect", "train-multibox", "--out", str(out), "--data.dataset", "voc", "--data.root", scenes]
+    args += ["--data.val_split", "test", "--data.batch_size", "3", "--data.workers", "0", "--model.width", "0.125"]
+    args += ["--model.input_size", "64", "--optim.epochs", "1", "--optim.lr", "0.01", "--multibox.priors", "8"]
+    assert main(args) == 0
+    assert "MultiBox on" in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert 0 <= results["recall"] <= 100 and results["step"] == 2 and "raw_recall" in results
+    model = load_multibox(out / "model.safetensors")
+    assert model.priors.shape == (8, 4) and model.meta.head["top"] == 200
+    found = proposals(model, torch.randn(1, 3, 64, 64), [(375, 500)], top=5)
+    assert found[0].shape[1] == 4 and len(found[0]) <= 5
+    with pytest.raises(ValueError, match="multibox weights, not a classifier"):
+        load_model(out / "model.safetensors")
+    assert main([*args, "--resume", "--optim.epochs", "2"]) == 0  # resumes in the same loop
+    assert json.loads((out / "results.json").read_text())["step"] == 4

@@ -352,6 +352,32 @@ def _detect_parser(commands: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print one JSON object (per method when several)")
     s.add_argument("--plot", help="write a PNG of recall against proposals per image")
     s.set_defaults(run=lambda a: proposals(a.data, a.split, a.method, a.limit, a.workers, a.cache, a.json, a.plot))
+    _train_multibox_parser(sub)
+
+
+def _train_multibox_parser(sub: argparse._SubParsersAction) -> None:
+    from googlenet.train import config as train_config
+
+    t = sub.add_parser(
+        "train-multibox",
+        help="train MultiBox proposals (an Inception net that predicts K boxes and confidences)",
+        description="Train MultiBox (Erhan et al. 2014) with the training loop of `googlenet train`: K boxes as "
+        "offsets to K priors from k-means over the training boxes, K confidences, the matching loss "
+        "(Hungarian assignment). Data: data.dataset voc, data.root a VOC-layout folder (googlenet data "
+        "scenes). model.weights: a classification checkpoint to start the backbone from. Outputs as for "
+        "`googlenet train`; model.safetensors holds the MultiBox weights.",
+    )
+    t.add_argument("--config", help="YAML file (see configs/multibox_scenes.yaml)")
+    t.add_argument("--out", help="output folder (same as --run.out)")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
+    train_config.add_arguments(t)
+
+    def run(a: argparse.Namespace) -> None:
+        from googlenet.detect.multibox import MultiBoxTask
+
+        train(a.config, a.out, a.resume, train_config.overrides_from(a), task=MultiBoxTask())
+
+    t.set_defaults(run=run)
 
 
 PARSERS: list[Callable[[argparse._SubParsersAction], None]] = [

@@ -106,6 +106,8 @@ def load_model(path: str | os.PathLike, **options: Any) -> GoogLeNet:
     _, meta = read_weights(path)
     if meta is None:
         raise ValueError(f"{path} has no googlenet metadata record; use build_model(name, weights=...)")
+    if meta.task != "classify":
+        raise ValueError(f"{path} holds {meta.task} weights, not a classifier")
     return build_model(meta.variant, weights=path, **options)
 
 

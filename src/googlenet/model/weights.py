@@ -35,6 +35,8 @@ class ModelMeta:
     crop_pct: float = 0.875
     class_names: list[str] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    task: str = "classify"  # or "multibox": the backbone's variant and options above, the head's settings here
+    head: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

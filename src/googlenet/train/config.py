@@ -34,7 +34,10 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = _f("imagefolder", "imagefolder (root/train, root/val, one folder per class) | fashion_mnist")
+    dataset: str = _f(
+        "imagefolder",
+        "imagefolder (root/train, root/val, one folder per class) | fashion_mnist | voc (detection: VOC layout)",
+    )
     root: str | None = _f(None, "dataset folder; for fashion_mnist empty = Debian's package, else a download")
     train_split: str = _f("train", "split to train on (an ImageFolder subfolder, or train/test for fashion_mnist)")
     val_split: str = _f("val", "split to evaluate on after each epoch")
@@ -94,12 +97,21 @@ class RunConfig:
 
 
 @dataclass
+class MultiBoxConfig:
+    priors: int = _f(100, "MultiBox: number of predicted boxes, as offsets to as many k-means prior boxes")
+    alpha: float = _f(0.3, "MultiBox: weight of the location term against the confidence term of the matching loss")
+    top: int = _f(200, "MultiBox: proposals kept per image after NMS (the paper: 200)")
+    nms: float = _f(0.7, "MultiBox: IoU of the non-maximum suppression among its own boxes")
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    multibox: MultiBoxConfig = field(default_factory=MultiBoxConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -200,7 +212,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     checks = [
         (cfg.model.input_size >= 32, "model.input_size must be at least 32"),
         (cfg.model.width > 0, "model.width must be positive"),
-        (cfg.data.dataset in ("imagefolder", "fashion_mnist"), "data.dataset must be imagefolder or fashion_mnist"),
+        (
+            cfg.data.dataset in ("imagefolder", "fashion_mnist", "voc"),
+            "data.dataset must be imagefolder, fashion_mnist or voc (detection)",
+        ),
         (cfg.data.batch_size > 0, "data.batch_size must be positive"),
         (cfg.data.workers >= 0, "data.workers must be 0 or more"),
         (0 < cfg.data.crop_pct <= 1, "data.crop_pct must be in (0, 1]"),

@@ -11,7 +11,7 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str = "") -> Path:
-    """Training loss against step (left) and evaluation top-1/top-5 against epoch (right)."""
+    """Training loss against step (left) and evaluation top-1/top-5 (or recall) against epoch (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,11 +26,12 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str = "")
     left.plot([r["step"] for r in steps], [r["loss_main"] for r in steps], label="main classifier", lw=1)
     left.set(xlabel="step", ylabel="training loss", yscale="log", title="training loss")
     left.legend()
-    for key, label in (("top1", "top-1 accuracy"), ("top5", "top-5 accuracy"), ("raw_top1", "top-1, raw weights")):
+    curves = (("top1", "top-1 accuracy"), ("top5", "top-5 accuracy"), ("recall", "recall at IoU 0.5 (MultiBox)"))
+    for key, label in curves:
         points = [(r["epoch"], r[key]) for r in evals if key in r]
         if points:
             right.plot(*zip(*points, strict=True), marker="o", label=label)
-    right.set(xlabel="epoch", ylabel="accuracy (%)", title="evaluation (Polyak-averaged weights)")
+    right.set(xlabel="epoch", ylabel="%", title="evaluation (Polyak-averaged weights)")
     right.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.legend()
     right.grid(alpha=0.3)
