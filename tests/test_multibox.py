@@ -71,3 +71,22 @@ def test_multibox_trains_in_the_shared_loop(fmnist, tmp_path, capsys):
         load_model(out / "model.safetensors")
     assert main([*args, "--resume", "--optim.epochs", "2"]) == 0  # resumes in the same loop
     assert json.loads((out / "results.json").read_text())["step"] == 4
+    capsys.readouterr()
+    query = [
+        "detect",
+        "proposals",
+        "--data",
+        scenes,
+        "--limit",
+        "2",
+        "--json",
+        "--multibox",
+        str(out / "model.safetensors"),
+    ]
+    assert main([*query, "--method", "paper"]) == 0
+    paper = json.loads(capsys.readouterr().out)
+    sources = paper["sources"]
+    assert sources["multibox"]["boxes_per_image"] <= 200
+    total = sources["ss2x"]["boxes_per_image"] + sources["multibox"]["boxes_per_image"]
+    assert paper["boxes_per_image"] == pytest.approx(total)
+    assert paper["recall"] >= max(sources["ss2x"]["recall"], sources["multibox"]["recall"])

@@ -298,26 +298,47 @@ def proposals(
     cache: str | None,
     as_json: bool,
     plot: str | None,
+    multibox: str | None = None,
 ) -> None:
     """Region proposals over a detection dataset: boxes per image, recall at IoU 0.5, seconds per image."""
     import json
+
+    import numpy as np
 
     from googlenet.data.detection import VOCDetection
     from googlenet.detect import proposals as props
 
     if limit < 0 or workers < 1:
         raise ValueError("--limit must be >= 0 and --workers >= 1")
+    if {"multibox", "paper"} & set(methods) and not multibox:
+        raise ValueError("--method multibox and paper need --multibox CKPT (from googlenet detect train-multibox)")
     dataset = VOCDetection(data, split).limit(limit)
+    folder = cache or Path(data) / "proposals"
+    found: dict[str, tuple[list, list]] = {}
+
+    def boxes_of(method: str) -> tuple[list, list]:
+        if method not in found:
+            if method == "multibox":
+                from googlenet.detect.multibox import load_multibox
+
+                model = load_multibox(multibox)
+                store = props.ProposalCache(folder, f"multibox-{Path(multibox).resolve().parent.name}")
+                found[method] = props.multibox_dataset(dataset, model, store, progress=not as_json)
+            else:
+                store = props.ProposalCache(folder, method)
+                found[method] = props.search_dataset(dataset, method, store, workers, progress=not as_json)
+        return found[method]
+
     results = {}
     for method in methods:
-        store = props.ProposalCache(cache or Path(data) / "proposals", method)
-        boxes, seconds = props.search_dataset(dataset, method, store, workers, progress=not as_json)
-        results[method] = {
-            "method": method,
-            "images": len(dataset),
-            **props.coverage(boxes, dataset),
-            "seconds_per_image": sum(seconds) / max(len(seconds), 1),
-        }
+        sources = ["ss2x", "multibox"] if method == "paper" else [method]
+        parts = [boxes_of(m) for m in sources]
+        boxes = [np.concatenate(b) for b in zip(*(p[0] for p in parts), strict=True)]
+        seconds = [sum(t) for t in zip(*(p[1] for p in parts), strict=True)]
+        results[method] = {"method": method, "images": len(dataset), **props.coverage(boxes, dataset)}
+        results[method]["seconds_per_image"] = sum(seconds) / max(len(seconds), 1)
+        if len(sources) > 1:
+            results[method]["sources"] = {m: props.coverage(p[0], dataset) for m, p in zip(sources, parts, strict=True)}
     if plot:
         props.plot_recall(results, plot)
     if as_json:
@@ -326,8 +347,12 @@ def proposals(
     for r in results.values():
         print(
             f"{r['method']}: {r['boxes_per_image']:.0f} boxes per image, recall at IoU 0.5 {100 * r['recall']:.1f}% "
-            f"of {r['objects']} objects, {r['seconds_per_image']:.2f} s per image (one core), {r['images']} images"
+            f"of {r['objects']} objects, {r['seconds_per_image']:.2f} s per image, {r['images']} images"
         )
+        for name, source in r.get("sources", {}).items():
+            print(
+                f"  from {name}: {source['boxes_per_image']:.0f} boxes per image, recall {100 * source['recall']:.1f}%"
+            )
 
 
 def _detect_parser(commands: argparse._SubParsersAction) -> None:
@@ -345,13 +370,22 @@ def _detect_parser(commands: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--data", required=True, help="dataset folder in VOC layout (Annotations/, JPEGImages/, ...)")
     s.add_argument("--split", default="test", help="image list ImageSets/Main/SPLIT.txt (default: test)")
-    s.add_argument("--method", nargs="+", default=["ss2x"], choices=list(METHODS), help="one or more methods")
+    s.add_argument(
+        "--method",
+        nargs="+",
+        default=["ss2x"],
+        choices=[*METHODS, "multibox", "paper"],
+        help="one or more methods; multibox = the top boxes of a trained MultiBox net, paper = ss2x + multibox",
+    )
+    s.add_argument("--multibox", metavar="CKPT", help="MultiBox weights (model.safetensors of train-multibox)")
     s.add_argument("--limit", type=int, default=0, metavar="N", help="the first N images only (0 = all)")
     s.add_argument("--workers", type=int, default=1, help="worker processes, one image each at a time (default: 1)")
     s.add_argument("--cache", help="cache folder (default: DATA/proposals)")
     s.add_argument("--json", action="store_true", help="print one JSON object (per method when several)")
     s.add_argument("--plot", help="write a PNG of recall against proposals per image")
-    s.set_defaults(run=lambda a: proposals(a.data, a.split, a.method, a.limit, a.workers, a.cache, a.json, a.plot))
+    s.set_defaults(
+        run=lambda a: proposals(a.data, a.split, a.method, a.limit, a.workers, a.cache, a.json, a.plot, a.multibox)
+    )
     _train_multibox_parser(sub)
 
 

@@ -198,3 +198,35 @@ def plot_recall(results: dict[str, dict[str, Any]], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def multibox_dataset(
+    data: VOCDetection,
+    model: torch.nn.Module,
+    cache: ProposalCache | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> tuple[list[np.ndarray], list[float]]:
+    """MultiBox's top boxes after NMS for every image of `data` (one process, batched), cached: (boxes, seconds)."""
+    from googlenet.detect.multibox import BoxTransform
+    from googlenet.detect.multibox import proposals as multibox_proposals
+
+    meta = model.meta
+    transform = BoxTransform(meta.input_size, meta.mean, meta.std, train=False)
+    results: list[tuple[np.ndarray, float] | None] = [cache.get(i) if cache else None for i in data.ids]
+    todo = [k for k, r in enumerate(results) if r is None]
+    device = next(model.parameters()).device
+    with tqdm(total=len(data), initial=len(data) - len(todo), desc="multibox", unit="img", disable=not progress) as bar:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            began = time.perf_counter()
+            images = torch.stack([transform(*data[k])[0] for k in chunk]).to(device)
+            sizes = [(data.annotations[k].height, data.annotations[k].width) for k in chunk]
+            found = multibox_proposals(model, images, sizes, meta.head["top"], meta.head["nms"])
+            seconds = (time.perf_counter() - began) / len(chunk)
+            for k, boxes in zip(chunk, found, strict=True):
+                results[k] = (boxes, seconds)
+                if cache:
+                    cache.put(data.ids[k], boxes, seconds)
+            bar.update(len(chunk))
+    return [r[0] for r in results], [r[1] for r in results]
