@@ -271,7 +271,9 @@ def scenes(out: str, split: str, count: int, seed: int, root: str | None) -> Non
 
 
 def _data_parser(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("data", help="make datasets: detection scenes", description="Make datasets.")
+    p = commands.add_parser(
+        "data", help="make datasets: detection scenes", description="Make datasets: detection scenes of real objects."
+    )
     sub = p.add_subparsers(title="data commands", metavar="COMMAND", required=True)
     s = sub.add_parser(
         "scenes",
@@ -358,7 +360,11 @@ def proposals(
 def _detect_parser(commands: argparse._SubParsersAction) -> None:
     from googlenet.detect.proposals import METHODS
 
-    p = commands.add_parser("detect", help="detection (section 8): region proposals", description="Detection.")
+    p = commands.add_parser(
+        "detect",
+        help="detection (section 8): region proposals, MultiBox training",
+        description="Detection as in section 8: region proposals (Selective Search, MultiBox) and MultiBox training.",
+    )
     sub = p.add_subparsers(title="detect commands", metavar="COMMAND", required=True)
     s = sub.add_parser(
         "proposals",
@@ -415,12 +421,12 @@ def _train_multibox_parser(sub: argparse._SubParsersAction) -> None:
 
 
 PARSERS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _detect_parser,
-    _data_parser,
     _summary_parser,
     _train_parser,
     _evaluate_parser,
     _predict_parser,
+    _data_parser,
+    _detect_parser,
 ]
 
 
