@@ -1,0 +1,86 @@
+"""Detection mAP: hand-computed AP (a duplicate, a miss, a small object under its own threshold, two classes)."""
+
+import numpy as np
+import pytest
+
+from googlenet.detect.evaluation import DetectionEvaluator, ilsvrc_thresholds, iou_matrix
+
+
+def _case_one_class(metric):
+    ev = DetectionEvaluator(["thing"], metric)
+    # Image A: one object, found (0.9) and found again (0.8: a duplicate, a false positive).
+    ev.process([[0, 0, 100, 100], [2, 2, 100, 100]], [0.9, 0.8], [0, 0], [[0, 0, 100, 100]], [0])
+    # Image B: two objects, one found (0.7), one missed.
+    ev.process([[0, 0, 50, 50]], [0.7], [0], [[0, 0, 50, 50], [200, 200, 300, 300]], [0, 0])
+    return ev.evaluate()
+
+
+def test_duplicate_and_miss_all_point_ap():
+    # Ranked: TP, FP, TP of 3 objects -> recall 1/3, 1/3, 2/3 and precision 1, 1/2, 2/3:
+    # area = 1/3 * 1 + 1/3 * 2/3 = 5/9.
+    for metric in ("ilsvrc", "voc2010"):
+        result = _case_one_class(metric)
+        assert result["ap"]["thing"] == pytest.approx(5 / 9) and result["map"] == pytest.approx(5 / 9)
+
+
+def test_voc2007_eleven_points():
+    # Best precision at recall >= 0, .1, .2, .3: 1; at .4, .5, .6: 2/3; above: 0 -> (4 + 3 * 2/3) / 11.
+    assert _case_one_class("voc2007")["ap"]["thing"] == pytest.approx(6 / 11)
+
+
+def test_small_object_under_its_own_threshold():
+    truth = np.array([[0, 0, 10, 10]], float)
+    assert ilsvrc_thresholds(truth)[0] == pytest.approx(100 / 400)  # min(0.5, wh / ((w + 10)(h + 10)))
+    detection = [[0, 0, 10, 4]]  # IoU 0.4: enough for a 10x10 object under ILSVRC, not under VOC's 0.5
+    assert iou_matrix(np.array(detection, float), truth)[0, 0] == pytest.approx(0.4)
+    for metric, expected in (("ilsvrc", 1.0), ("voc2010", 0.0)):
+        ev = DetectionEvaluator(["small"], metric)
+        ev.process(detection, [0.5], [0], truth, [0])
+        assert ev.evaluate()["ap"]["small"] == pytest.approx(expected)
+
+
+def test_two_classes_and_a_wrong_label():
+    ev = DetectionEvaluator(["cat", "dog"])
+    truths, labels = [[0, 0, 40, 40], [50, 50, 90, 90]], [0, 1]
+    # The cat is found; the dog box is labelled cat (a cat false positive) and found as dog at a lower score.
+    ev.process([[0, 0, 40, 40], [50, 50, 90, 90], [50, 50, 90, 90]], [0.9, 0.8, 0.3], [0, 0, 1], truths, labels)
+    result = ev.evaluate()
+    assert result["ap"] == pytest.approx({"cat": 1.0, "dog": 1.0})  # the FP ranks after the cat's only TP
+    ev.reset()
+    ev.process([[50, 50, 90, 90], [0, 0, 40, 40], [50, 50, 90, 90]], [0.9, 0.8, 0.3], [0, 0, 1], truths, labels)
+    result = ev.evaluate()  # now the cat FP ranks first: precision 1/2 at recall 1
+    assert result["ap"]["cat"] == pytest.approx(0.5) and result["map"] == pytest.approx(0.75)
+
+
+def test_ilsvrc_takes_the_best_unmatched_object_voc_the_best_object():
+    # Two overlapping objects; the first detection overlaps both, best with object 1.
+    truths = [[0, 0, 100, 100], [20, 0, 120, 100]]
+    boxes, scores = [[10, 0, 110, 100], [20, 0, 120, 100]], [0.9, 0.8]
+    ilsvrc = DetectionEvaluator(["x"], "ilsvrc")
+    ilsvrc.process(boxes, scores, [0, 0], truths, [0, 0])
+    voc = DetectionEvaluator(["x"], "voc2010")
+    voc.process(boxes, scores, [0, 0], truths, [0, 0])
+    # Detection 1 has IoU 0.818 with both; it takes object 0 (first of the tie). Detection 2 then matches
+    # object 1 exactly in both metrics.
+    assert ilsvrc.evaluate()["ap"]["x"] == pytest.approx(1.0) and voc.evaluate()["ap"]["x"] == pytest.approx(1.0)
+    # Now detection 2 overlaps object 0 best (IoU 0.8) and object 1 less (0.6): VOC calls it a duplicate of
+    # object 0; ILSVRC gives it the still-unmatched object 1.
+    boxes = [[0, 0, 100, 100], [10, 0, 90, 100]]
+    ilsvrc.reset(), voc.reset()
+    ilsvrc.process(boxes, scores, [0, 0], [[0, 0, 100, 100], [30, 0, 110, 100]], [0, 0])
+    voc.process(boxes, scores, [0, 0], [[0, 0, 100, 100], [30, 0, 110, 100]], [0, 0])
+    assert ilsvrc.evaluate()["ap"]["x"] == pytest.approx(1.0)
+    assert voc.evaluate()["ap"]["x"] == pytest.approx(0.5)
+
+
+def test_voc_difficult_objects_are_ignored():
+    ev = DetectionEvaluator(["x"], "voc2010")
+    ev.process(
+        [[0, 0, 10, 10], [20, 20, 40, 40]],
+        [0.9, 0.8],
+        [0, 0],
+        [[0, 0, 10, 10], [20, 20, 40, 40]],
+        [0, 0],
+        [True, False],
+    )
+    assert ev.evaluate()["ap"]["x"] == pytest.approx(1.0)  # the difficult hit counts neither way
