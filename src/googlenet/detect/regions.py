@@ -1,0 +1,43 @@
+"""R-CNN's region warp and window labels: what the Inception region classifier sees of each proposal."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchvision.ops import box_iou, roi_align
+
+
+def context_boxes(boxes: torch.Tensor, size: int, padding: int = 16) -> torch.Tensor:
+    """Each box grown about its centre so that, once warped to `size` x `size`, `padding` pixels of context
+    surround the original box on every side (R-CNN's context padding; 16 px at 227 in the paper)."""
+    if not 0 <= 2 * padding < size:
+        raise ValueError(f"context padding {padding} does not fit a {size} px input")
+    grow = size / (size - 2 * padding)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]) / 2 * grow
+    return torch.cat([centre - half, centre + half], dim=1)
+
+
+def warp_regions(image: torch.Tensor, boxes: torch.Tensor, size: int, padding: int = 16) -> torch.Tensor:
+    """Cut every box, with context, out of one normalised image (C, H, W) and warp it anisotropically to
+    (N, C, size, size), batched (torchvision's roi_align, bilinear with adaptive sampling). Parts of a grown box
+    outside the image read as zero, which in a mean-subtracted image is the mean, as R-CNN fills them."""
+    if len(boxes) == 0:
+        return image.new_zeros((0, image.shape[0], size, size))
+    grown = context_boxes(boxes.to(image.dtype), size, padding)
+    rois = torch.cat([grown.new_zeros(len(grown), 1), grown], dim=1)
+    return roi_align(image[None], rois, (size, size), spatial_scale=1.0, sampling_ratio=0, aligned=True)
+
+
+def label_windows(
+    windows: np.ndarray, truths: np.ndarray, truth_labels: np.ndarray, threshold: float = 0.5
+) -> np.ndarray:
+    """R-CNN's fine-tuning labels: a window with IoU >= `threshold` to some object takes the class of the
+    object it overlaps most (1 ... K); every other window is background (0)."""
+    labels = np.zeros(len(windows), np.int64)
+    if len(windows) and len(truths):
+        overlaps = box_iou(torch.as_tensor(windows, dtype=torch.float32), torch.as_tensor(truths, dtype=torch.float32))
+        best, which = overlaps.max(dim=1)
+        hit = (best >= threshold).numpy()
+        labels[hit] = np.asarray(truth_labels)[which.numpy()[hit]] + 1
+    return labels
