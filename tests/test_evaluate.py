@@ -13,6 +13,7 @@ from torchvision.transforms.v2 import functional as F
 
 from googlenet import build_model, save_weights
 from googlenet.cli import main
+from googlenet.data.fashion_mnist import CLASSES
 from googlenet.data.images import load_image
 from googlenet.data.multicrop import PAPER_SCALES, boxes_for, multi_crop, paper_boxes, ten_boxes, unique
 from googlenet.data.transforms import eval_transform
@@ -166,18 +167,7 @@ def checkpoint(tmp_path):
     model = _tiny_models(1)[0]
     model.meta = dataclasses.replace(
         model.meta,
-        class_names=[
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
-        ],
+        class_names=list(CLASSES),
         mean=(0.286,) * 3,
         std=(0.353,) * 3,
     )
@@ -228,18 +218,7 @@ def test_predict(checkpoint, tmp_path, capsys):
     for r in results:
         probs = [p["probability"] for p in r["predictions"]]
         assert len(probs) == 3 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
-        assert r["predictions"][0]["class"] in {
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
-        }
+        assert r["predictions"][0]["class"] in CLASSES
     assert main(["predict", "--checkpoint", checkpoint, images[0]]) == 0
     assert "%" in capsys.readouterr().out
 

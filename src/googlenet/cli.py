@@ -79,7 +79,15 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
         "same command trains data-parallel. Outputs in run.out: checkpoint.pt, model.safetensors (inference "
         "weights), metrics.jsonl, curves.png, config.yaml, results.json.",
     )
-    p.add_argument("--config", help="YAML file with sections model, data, augment, optim, run (see configs/)")
+    _add_training_options(p, "YAML file with sections model, data, augment, optim, run (see configs/)")
+    p.set_defaults(run=lambda a: train(a.config, a.out, a.resume, train_config.overrides_from(a)))
+
+
+def _add_training_options(p: argparse.ArgumentParser, config_help: str) -> None:
+    """--config, --out, --resume and one --section.field per config field: every command that trains."""
+    from googlenet.train import config as train_config
+
+    p.add_argument("--config", help=config_help)
     p.add_argument("--out", help="output folder (same as --run.out)")
     p.add_argument(
         "--resume",
@@ -87,7 +95,6 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
         help="continue from the checkpoint in the output folder (without --config: with that run's config.yaml)",
     )
     train_config.add_arguments(p)
-    p.set_defaults(run=lambda a: train(a.config, a.out, a.resume, train_config.overrides_from(a)))
 
 
 def _device(name: str) -> str:
@@ -139,7 +146,7 @@ def evaluate(
         "crops": crops,
         "pool": pool,
         "models": len(models),
-        "images": len(evaluator.targets) and sum(len(t) for t in evaluator.targets),
+        "images": sum(len(t) for t in evaluator.targets),
         "per_model": [{"checkpoint": c, **evaluator.evaluate([i])} for i, c in enumerate(checkpoints)],
         "seconds": round(seconds, 2),
         "data": data if data == "fashion_mnist" else str(Path(data).resolve()),
@@ -407,10 +414,7 @@ def _train_multibox_parser(sub: argparse._SubParsersAction) -> None:
         "scenes). model.weights: a classification checkpoint to start the backbone from. Outputs as for "
         "`googlenet train`; model.safetensors holds the MultiBox weights.",
     )
-    t.add_argument("--config", help="YAML file (see configs/multibox_scenes.yaml)")
-    t.add_argument("--out", help="output folder (same as --run.out)")
-    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
-    train_config.add_arguments(t)
+    _add_training_options(t, "YAML file (see configs/multibox_scenes.yaml)")
 
     def run(a: argparse.Namespace) -> None:
         from googlenet.detect.multibox import MultiBoxTask
