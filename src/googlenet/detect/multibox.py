@@ -84,21 +84,26 @@ def matching_loss(
     return total / len(boxes)
 
 
+def top_boxes(boxes: torch.Tensor, logits: torch.Tensor, top: int = 200, iou: float = 0.7) -> torch.Tensor:
+    """One image's predictions -> its `top` boxes by confidence after NMS at `iou`, clipped to the image, in
+    normalised coordinates (NMS gives the same result there as in pixels: scaling x and y keeps IoU)."""
+    clipped = boxes.float().clamp(0, 1)
+    valid = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    clipped, scores = clipped[valid], logits.float()[valid].sigmoid()
+    return clipped[nms(clipped, scores, iou)[:top]]
+
+
 def proposals(
     model: MultiBox, images: torch.Tensor, sizes: list[tuple[int, int]], top: int = 200, iou: float = 0.7
 ) -> list[np.ndarray]:
-    """Each image's `top` boxes by confidence after NMS at `iou`, in its pixels (x1, y1, x2, y2);
-    `sizes` are the images' (height, width) before resizing to the network input."""
+    """Each image's `top_boxes` in its pixels (x1, y1, x2, y2); `sizes` are the images' (height, width) before
+    resizing to the network input."""
     with torch.no_grad():
         boxes, logits = model(images)
     found = []
     for b, z, (height, width) in zip(boxes, logits, sizes, strict=True):
-        scale = b.new_tensor([width, height, width, height])
-        pixels = (b.clamp(0, 1) * scale).float()
-        valid = (pixels[:, 2] > pixels[:, 0]) & (pixels[:, 3] > pixels[:, 1])
-        pixels, scores = pixels[valid], z[valid].sigmoid()
-        keep = nms(pixels, scores, iou)[:top]
-        found.append(pixels[keep].cpu().numpy())
+        scale = b.new_tensor([width, height, width, height], dtype=torch.float32)
+        found.append((top_boxes(b, z, top, iou) * scale).cpu().numpy())
     return found
 
 
@@ -204,10 +209,10 @@ class MultiBoxTask(Task):
             boxes, logits = model(images)
             truths = [t.to(run.ctx.device) for t in truths]
             loss_sum += matching_loss(boxes.float(), logits.float(), truths, cfg.multibox.alpha).item() * len(images)
-            for b, z, g in zip(boxes.float(), logits.float(), truths, strict=True):
-                keep = nms(b.clamp(0, 1), z.sigmoid(), cfg.multibox.nms)[: cfg.multibox.top]
-                if len(g):
-                    covered += int((box_iou(g, b[keep]).max(dim=1).values >= 0.5).sum())
+            for b, z, g in zip(boxes, logits, truths, strict=True):
+                kept = top_boxes(b, z, cfg.multibox.top, cfg.multibox.nms)
+                if len(g) and len(kept):
+                    covered += int((box_iou(g, kept).max(dim=1).values >= 0.5).sum())
                 objects += len(g)
             count += len(images)
         loss_sum, covered, objects, count = distributed.all_reduce_sum([loss_sum, covered, objects, count], run.ctx)
