@@ -33,23 +33,38 @@ def kmeans_priors(boxes: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 
 class MultiBox(nn.Module):
-    """Inception backbone, then one linear layer for the K boxes' offsets to their priors and one for their
-    confidence logits. Boxes are in coordinates normalised to [0, 1] by the input's width and height."""
+    """Inception backbone, then fully connected layers for the K boxes' offsets to their priors and for their
+    confidence logits. Boxes are in coordinates normalised to [0, 1] by the input's width and height.
 
-    def __init__(self, backbone: GoogLeNet, priors: torch.Tensor) -> None:
+    With `grid` > 0 the head reads the last Inception feature map pooled to grid x grid and reduced to 128
+    channels by a 1x1 convolution (as Erhan et al.'s fully connected layers read AlexNet's spatial map); with
+    `grid` = 0 it reads the classifier's globally pooled vector, which keeps little of where objects are."""
+
+    def __init__(self, backbone: GoogLeNet, priors: torch.Tensor, grid: int = 4) -> None:
         super().__init__()
         backbone.linear = nn.Identity()  # the classifier is unused: keep DDP from waiting for its gradients
         self.backbone = backbone
         self.register_buffer("priors", torch.as_tensor(priors, dtype=torch.float32).reshape(-1, 4))
-        k = len(self.priors)
-        self.offsets = nn.Linear(backbone.num_features, 4 * k)
-        self.confidence = nn.Linear(backbone.num_features, k)
+        k, self.grid = len(self.priors), grid
+        if grid > 0:
+            self.reduce = nn.Sequential(
+                nn.AdaptiveAvgPool2d(grid), nn.Conv2d(backbone.num_features, 128, 1), nn.ReLU(inplace=True)
+            )
+            width = 128 * grid * grid
+        else:
+            self.reduce, width = None, backbone.num_features
+        self.offsets = nn.Linear(width, 4 * k)
+        self.confidence = nn.Linear(width, k)
         nn.init.zeros_(self.offsets.weight)  # start from the priors themselves
         nn.init.zeros_(self.offsets.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(boxes (N, K, 4) normalised x1 y1 x2 y2, confidence logits (N, K))."""
-        features = self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+        features = self.backbone.forward_features(x)
+        if self.reduce is None:
+            features = self.backbone.forward_head(features, pre_logits=True)
+        else:
+            features = self.backbone.dropout(torch.flatten(self.reduce(features), 1))
         boxes = self.priors + self.offsets(features).view(len(x), -1, 4)
         return boxes, self.confidence(features)
 
@@ -173,7 +188,7 @@ class MultiBoxTask(Task):
         priors = kmeans_priors(_normalised_boxes(train_set), cfg.multibox.priors, seed=cfg.run.seed)
         size, a = cfg.model.input_size, cfg.augment
         return Parts(
-            MultiBox(backbone, torch.from_numpy(priors)),
+            MultiBox(backbone, torch.from_numpy(priors), cfg.multibox.grid),
             train_set,
             val_set,
             BoxTransform(size, mean, std, True, a.photometric, a.hflip),
@@ -231,7 +246,7 @@ class MultiBoxTask(Task):
             class_names=run.classes,
             metrics={f"{cfg.data.root}/{cfg.data.val_split}": results},
             task="multibox",
-            head=dict(priors=cfg.multibox.priors, top=cfg.multibox.top, nms=cfg.multibox.nms),
+            head=dict(priors=cfg.multibox.priors, top=cfg.multibox.top, nms=cfg.multibox.nms, grid=cfg.multibox.grid),
         )
         save_weights(model, run.out / WEIGHTS, meta)
 
@@ -249,7 +264,7 @@ def load_multibox(path: str | os.PathLike) -> MultiBox:
     if meta is None or meta.task != "multibox":
         raise ValueError(f"{path} holds no MultiBox weights (train them with `googlenet detect train-multibox`)")
     backbone = build_model(meta.variant, num_classes=meta.num_classes, aux=False, **meta.options)
-    model = MultiBox(backbone, state["priors"])
+    model = MultiBox(backbone, state["priors"], (meta.head or {}).get("grid", 0))
     model.load_state_dict(state)
     model.meta = meta
     return model.eval()
