@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from googlenet.detect.evaluation import DetectionEvaluator, ilsvrc_thresholds, iou_matrix
 
@@ -84,3 +85,49 @@ def test_voc_difficult_objects_are_ignored():
         [True, False],
     )
     assert ev.evaluate()["ap"]["x"] == pytest.approx(1.0)  # the difficult hit counts neither way
+
+
+def _random_detections(seed):
+    """Images with 1-3 large objects of 3 classes; detections: jittered copies (some duplicated, some with a
+    wrong class), misses and random false positives, with random scores."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(25):
+        n = rng.integers(1, 4)
+        xy = rng.uniform(0, 200, (n, 2))
+        truths = np.concatenate([xy, xy + rng.uniform(40, 120, (n, 2))], axis=1)
+        labels = rng.integers(0, 3, n)
+        boxes, det_labels = [], []
+        for box, label in zip(truths, labels, strict=True):
+            for _ in range(rng.integers(0, 3)):  # 0 = a miss, 2 = a duplicate
+                boxes.append(box + rng.normal(0, 6, 4))
+                det_labels.append(label if rng.random() > 0.15 else rng.integers(0, 3))
+        for _ in range(rng.integers(0, 3)):
+            xy = rng.uniform(0, 250, 2)
+            boxes.append(np.concatenate([xy, xy + rng.uniform(20, 90, 2)]))
+            det_labels.append(rng.integers(0, 3))
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        images.append((boxes, rng.random(len(boxes)), np.asarray(det_labels, np.int64), truths, labels))
+    return images
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_agrees_with_torchmetrics_mean_average_precision(seed):
+    """On objects of 40 px and more the ILSVRC threshold is 0.5 and its matching (best still-unmatched object)
+    is COCO's at IoU 0.5; torchmetrics (pycocotools backend) interpolates AP at 101 recall points."""
+    from torchmetrics import detection as torchmetrics  # the test extras install it with pycocotools
+
+    images = _random_detections(seed)
+    ours = DetectionEvaluator(["a", "b", "c"], "ilsvrc")
+    theirs = torchmetrics.MeanAveragePrecision(iou_thresholds=[0.5], class_metrics=True, backend="pycocotools")
+    for boxes, scores, labels, truths, truth_labels in images:
+        ours.process(boxes, scores, labels, truths, truth_labels)
+        theirs.update(
+            [{"boxes": torch.tensor(boxes), "scores": torch.tensor(scores), "labels": torch.tensor(labels)}],
+            [{"boxes": torch.tensor(truths), "labels": torch.tensor(truth_labels)}],
+        )
+    result, reference = ours.evaluate(), theirs.compute()
+    assert result["map"] == pytest.approx(float(reference["map"]), abs=0.01)
+    per_class = dict(zip(reference["classes"].tolist(), reference["map_per_class"].tolist(), strict=True))
+    for c, name in enumerate("abc"):
+        assert result["ap"][name] == pytest.approx(per_class[c], abs=0.02)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -312,8 +314,6 @@ def proposals(
     """Region proposals over a detection dataset: boxes per image, recall at IoU 0.5, seconds per image."""
     import json
 
-    import numpy as np
-
     from googlenet.data.detection import VOCDetection
     from googlenet.detect import proposals as props
 
@@ -322,32 +322,19 @@ def proposals(
     if {"multibox", "paper"} & set(methods) and not multibox:
         raise ValueError("--method multibox and paper need --multibox CKPT (from googlenet detect train-multibox)")
     dataset = VOCDetection(data, split).limit(limit)
-    folder = cache or Path(data) / "proposals"
     found: dict[str, tuple[list, list]] = {}
-
-    def boxes_of(method: str) -> tuple[list, list]:
-        if method not in found:
-            if method == "multibox":
-                from googlenet.detect.multibox import load_multibox
-
-                model = load_multibox(multibox)
-                store = props.ProposalCache(folder, f"multibox-{Path(multibox).resolve().parent.name}")
-                found[method] = props.multibox_dataset(dataset, model, store, progress=not as_json)
-            else:
-                store = props.ProposalCache(folder, method)
-                found[method] = props.search_dataset(dataset, method, store, workers, progress=not as_json)
-        return found[method]
-
+    for method in methods:
+        for source in props.sources_of(method):
+            if source not in found:
+                found.update(props.dataset_proposals(dataset, source, cache, workers, multibox, not as_json))
     results = {}
     for method in methods:
-        sources = ["ss2x", "multibox"] if method == "paper" else [method]
-        parts = [boxes_of(m) for m in sources]
-        boxes = [np.concatenate(b) for b in zip(*(p[0] for p in parts), strict=True)]
-        seconds = [sum(t) for t in zip(*(p[1] for p in parts), strict=True)]
+        parts = {m: found[m] for m in props.sources_of(method)}
+        boxes, seconds = props.joined(parts)
         results[method] = {"method": method, "images": len(dataset), **props.coverage(boxes, dataset)}
         results[method]["seconds_per_image"] = sum(seconds) / max(len(seconds), 1)
-        if len(sources) > 1:
-            results[method]["sources"] = {m: props.coverage(p[0], dataset) for m, p in zip(sources, parts, strict=True)}
+        if len(parts) > 1:
+            results[method]["sources"] = {m: props.coverage(p[0], dataset) for m, p in parts.items()}
     if plot:
         props.plot_recall(results, plot)
     if as_json:
@@ -369,8 +356,9 @@ def _detect_parser(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser(
         "detect",
-        help="detection (section 8): region proposals, MultiBox training",
-        description="Detection as in section 8: region proposals (Selective Search, MultiBox) and MultiBox training.",
+        help="detection (section 8): proposals, MultiBox, the region classifier, mAP, drawing boxes",
+        description="Detection as in section 8: region proposals (Selective Search, MultiBox), MultiBox training, "
+        "the region classifier's fine-tuning, ILSVRC mAP and detection of new images.",
     )
     sub = p.add_subparsers(title="detect commands", metavar="COMMAND", required=True)
     s = sub.add_parser(
@@ -400,6 +388,179 @@ def _detect_parser(commands: argparse._SubParsersAction) -> None:
         run=lambda a: proposals(a.data, a.split, a.method, a.limit, a.workers, a.cache, a.json, a.plot, a.multibox)
     )
     _train_multibox_parser(sub)
+    _detect_train_parser(sub)
+    _detect_evaluate_parser(sub)
+    _detect_predict_parser(sub)
+
+
+def _detect_train_parser(sub: argparse._SubParsersAction) -> None:
+    from googlenet.train import config as train_config
+
+    t = sub.add_parser(
+        "train",
+        help="fine-tune the Inception region classifier R-CNN style on proposal windows",
+        description="Fine-tune a classification checkpoint (model.weights) into the region classifier of section "
+        "8 with the training loop of `googlenet train`: the classes plus background; proposal windows "
+        "(detect.proposals, cached per image) with IoU >= detect.fg_iou to an object take its class, the rest "
+        "are background; each window is grown by detect.context pixels of context and warped to the input "
+        "size; mini-batches hold detect.foreground object windows (R-CNN: 32 of 128). Evaluated after each "
+        "epoch by window accuracy; `googlenet detect evaluate` gives the mAP. Outputs as for `googlenet train`.",
+    )
+    _add_training_options(t, "YAML file (see configs/detect_scenes.yaml)")
+
+    def run(a: argparse.Namespace) -> None:
+        from googlenet.detect.classifier import RegionTask
+
+        train(a.config, a.out, a.resume, train_config.overrides_from(a), task=RegionTask())
+
+    t.set_defaults(run=run)
+
+
+def _add_detector_options(p: argparse.ArgumentParser, repeat: bool = False) -> None:
+    """Options of the commands that detect; `repeat`: --checkpoint takes one file per use (before positionals)."""
+    many = dict(action="append") if repeat else dict(nargs="+")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="CKPT",
+        help="region classifier weights (model.safetensors of `googlenet detect train`); several = an ensemble "
+        f"that averages their softmax{' (repeat the option)' if repeat else ''}",
+        **many,
+    )
+    p.add_argument(
+        "--proposals",
+        choices=["ss", "ss2x", "opencv_fast", "opencv_quality", "paper"],
+        help="proposal method (default: paper with --multibox, else ss2x)",
+    )
+    p.add_argument("--multibox", metavar="CKPT", help="MultiBox weights, for the paper's proposals (ss2x + MultiBox)")
+    p.add_argument("--nms", type=float, default=0.3, help="per-class NMS IoU (paper/R-CNN: 0.3)")
+    p.add_argument("--max-detections", type=int, default=100, help="detections kept per image (default: 100)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
+
+
+def _detector(a: argparse.Namespace):
+    from googlenet.detect.detector import Detector, RegionEnsemble
+    from googlenet.detect.proposals import Proposer
+
+    if not 0 < a.nms <= 1 or a.max_detections < 1:
+        raise ValueError("--nms must be in (0, 1] and --max-detections >= 1")
+    method = a.proposals or ("paper" if a.multibox else "ss2x")
+    ensemble = RegionEnsemble.load(a.checkpoint, _device(a.device))
+    return Detector(ensemble, Proposer(method, a.multibox), a.nms, a.max_detections), method
+
+
+def detect_evaluate(a: argparse.Namespace) -> None:
+    """mAP of the detector over a VOC-layout dataset, per-class AP, JSON and a precision-recall PNG."""
+    import json
+
+    from googlenet.data.detection import VOCDetection
+    from googlenet.detect.detector import evaluate_dataset, plot_precision_recall
+    from googlenet.detect.proposals import dataset_proposals, joined
+
+    if a.limit < 0 or a.workers < 1:
+        raise ValueError("--limit must be >= 0 and --workers >= 1")
+    detector, method = _detector(a)
+    data = VOCDetection(a.data, a.split).limit(a.limit)
+    started = time.perf_counter()
+    boxes, seconds = joined(dataset_proposals(data, method, a.cache, a.workers, a.multibox, not a.json))
+    results, found = evaluate_dataset(detector, data, boxes, a.metric, progress=not a.json)
+    classify = [d.seconds["total"] for d in found]
+    record = {
+        "map": results["map"],
+        "ap": results["ap"],
+        "metric": a.metric,
+        "images": len(data),
+        "proposals": method,
+        "proposals_per_image": sum(len(b) for b in boxes) / max(len(boxes), 1),
+        "models": len(a.checkpoint),
+        "seconds_per_image": (sum(seconds) + sum(classify)) / max(len(data), 1),
+        "classify_seconds_per_image": sum(classify) / max(len(data), 1),
+        "proposal_seconds_per_image": sum(seconds) / max(len(data), 1),
+        "wall_seconds": time.perf_counter() - started,
+        "checkpoints": a.checkpoint,
+        "command": shlex.join(["googlenet", *sys.argv[1:]]),
+    }
+    if a.out:
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "detection.json").write_text(json.dumps(record, indent=2) + "\n")
+        plot_precision_recall(results, out / "precision_recall.png")
+    if a.json:
+        print(json.dumps(record))
+        return
+    for name, ap in record["ap"].items():
+        print(f"{name:>14}: AP {100 * ap:5.1f}")
+    print(
+        f"mAP {100 * record['map']:.2f}% ({a.metric}) over {len(data)} images, {len(a.checkpoint)} model(s), "
+        f"{method} proposals ({record['proposals_per_image']:.0f} per image), "
+        f"{record['seconds_per_image']:.2f} s per image"
+    )
+
+
+def _detect_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    from googlenet.detect.evaluation import METRICS
+
+    e = sub.add_parser(
+        "evaluate",
+        help="detection mAP (ILSVRC metric by default) of a region classifier or an ensemble",
+        description="Detect every image of a VOC-layout dataset (proposals cached per image, each scored by the "
+        "region classifier(s), per-class NMS) and score with the ILSVRC metric (per-object IoU threshold "
+        "min(0.5, wh/((w+10)(h+10)))) or PASCAL VOC's 2010+ / 2007 (11-point). Prints per-class AP and mAP.",
+    )
+    _add_detector_options(e)
+    e.add_argument("--data", required=True, help="dataset folder in VOC layout")
+    e.add_argument("--split", default="test", help="image list ImageSets/Main/SPLIT.txt (default: test)")
+    e.add_argument("--limit", type=int, default=0, metavar="N", help="the first N images only (0 = all)")
+    e.add_argument("--metric", default="ilsvrc", choices=METRICS, help="AP definition (default: ilsvrc)")
+    e.add_argument("--workers", type=int, default=1, help="Selective Search worker processes (default: 1)")
+    e.add_argument("--cache", help="proposal cache folder (default: DATA/proposals)")
+    e.add_argument("--out", help="folder for detection.json and precision_recall.png")
+    e.add_argument("--json", action="store_true", help="print one JSON object (map, ap per class, timings)")
+    e.set_defaults(run=detect_evaluate)
+
+
+def detect_predict(a: argparse.Namespace) -> None:
+    """Detections of each image as text or JSON; with --out, each image saved with its boxes drawn."""
+    import json
+
+    from googlenet.detect.detector import draw
+
+    if not 0 <= a.threshold <= 1:
+        raise ValueError("--threshold must be in [0, 1]")
+    for path in a.images:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"image not found: {path}")
+    detector, _ = _detector(a)
+    records = []
+    for path in a.images:
+        found = detector.detect(path)
+        shown = found.scores >= a.threshold
+        kept = type(found)(found.boxes[shown], found.scores[shown], found.labels[shown], found.seconds)
+        record = {"image": path, "detections": kept.to_json(detector.classes), "seconds": found.seconds}
+        if a.out:
+            record["drawn"] = str(draw(path, kept, detector.classes, Path(a.out) / (Path(path).stem + ".png")))
+        records.append(record)
+        if not a.json:
+            print(f"{path}: {len(record['detections'])} detections, {found.seconds['total']:.2f} s")
+            for d in record["detections"]:
+                print(f"  {d['class']:>14} {d['score']:.3f}  box {d['box']}")
+    if a.json:
+        print(json.dumps(records[0] if len(records) == 1 else records))
+
+
+def _detect_predict_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="detect objects in images: boxes, classes, scores; optionally the images with boxes drawn",
+        description="Proposals, region classifier(s), per-class NMS on each IMAGE; prints the detections at or "
+        "above --threshold and, with --out, saves each image as PNG with its boxes and labels drawn.",
+    )
+    _add_detector_options(p, repeat=True)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--threshold", type=float, default=0.5, help="lowest score shown and drawn (default: 0.5)")
+    p.add_argument("--out", help="folder for the images with their boxes drawn")
+    p.add_argument("--json", action="store_true", help="print JSON (one object per image)")
+    p.set_defaults(run=detect_predict)
 
 
 def _train_multibox_parser(sub: argparse._SubParsersAction) -> None:

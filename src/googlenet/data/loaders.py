@@ -105,9 +105,12 @@ def train_loader(
     seed: int,
     pin_memory: bool = False,
     collate_fn: Callable | None = None,
+    sampler: EpochSampler | None = None,
 ) -> tuple[DataLoader, EpochSampler]:
-    """Shuffled batches of `batch_size` per process (incomplete last batches dropped)."""
-    sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    """Batches of `batch_size` per process in `sampler`'s order (default: shuffled, this process's share;
+    incomplete last batches dropped)."""
+    if sampler is None:
+        sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

@@ -230,3 +230,91 @@ def multibox_dataset(
                     cache.put(data.ids[k], boxes, seconds)
             bar.update(len(chunk))
     return [r[0] for r in results], [r[1] for r in results]
+
+
+PAPER_SOURCES = ("ss2x", "multibox")  # the paper's proposals: Selective Search at 2x superpixels + MultiBox
+
+
+def sources_of(method: str) -> tuple[str, ...]:
+    """The methods whose boxes `method` joins: the paper's = ss2x + multibox, any other = itself."""
+    known = [*METHODS, "multibox", "paper"]
+    if method not in known:
+        raise ValueError(f"unknown proposal method {method!r}; choose from {', '.join(known)}")
+    return PAPER_SOURCES if method == "paper" else (method,)
+
+
+def multibox_cache_name(checkpoint: str | os.PathLike) -> str:
+    """Cache folder name of one MultiBox model's proposals (named after its run folder)."""
+    return f"multibox-{Path(checkpoint).resolve().parent.name}"
+
+
+def dataset_proposals(
+    data: VOCDetection,
+    method: str,
+    folder: str | os.PathLike | None = None,
+    workers: int = 1,
+    multibox: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, tuple[list[np.ndarray], list[float]]]:
+    """Every image's proposals from each source of `method` (see `sources_of`), cached under `folder` (default
+    DATA/proposals): {source: (boxes per image, seconds per image)}."""
+    sources = sources_of(method)
+    if "multibox" in sources and not multibox:
+        raise ValueError(f"proposals {method!r} need a MultiBox checkpoint (from googlenet detect train-multibox)")
+    folder = Path(folder) if folder else data.root / "proposals"
+    found = {}
+    for source in sources:
+        if source == "multibox":
+            from googlenet.detect.multibox import load_multibox
+
+            store = ProposalCache(folder, multibox_cache_name(multibox))
+            found[source] = multibox_dataset(data, load_multibox(multibox), store, progress=progress)
+        else:
+            found[source] = search_dataset(data, source, ProposalCache(folder, source), workers, progress)
+    return found
+
+
+def joined(found: dict[str, tuple[list[np.ndarray], list[float]]]) -> tuple[list[np.ndarray], list[float]]:
+    """The union of `dataset_proposals`' sources per image, with the summed seconds."""
+    parts = list(found.values())
+    boxes = [np.concatenate(b) for b in zip(*(p[0] for p in parts), strict=True)]
+    seconds = [sum(t) for t in zip(*(p[1] for p in parts), strict=True)]
+    return boxes, seconds
+
+
+class Proposer:
+    """Proposals for one image file at a time (detection of new images): a Selective Search method, or the
+    paper's union with a MultiBox model."""
+
+    def __init__(self, method: str = "ss2x", multibox: str | os.PathLike | None = None) -> None:
+        self.sources = sources_of(method)
+        self.multibox = None
+        if "multibox" in self.sources:
+            if not multibox:
+                raise ValueError(f"proposals {method!r} need --multibox CKPT (from googlenet detect train-multibox)")
+            from googlenet.detect.multibox import BoxTransform, load_multibox
+
+            self.multibox = load_multibox(multibox)
+            meta = self.multibox.meta
+            self.transform = BoxTransform(meta.input_size, meta.mean, meta.std, train=False)
+
+    def __call__(self, path: str | os.PathLike) -> np.ndarray:
+        from googlenet.data.images import load_image
+
+        image = load_image(path)
+        found = []
+        for source in self.sources:
+            if source == "multibox":
+                from googlenet.data.detection import Annotation
+                from googlenet.detect.multibox import proposals
+
+                pixels = self.transform(image, Annotation(str(path), image.width, image.height))[0][None]
+                meta = self.multibox.meta
+                found.append(
+                    proposals(self.multibox, pixels, [(image.height, image.width)], meta.head["top"], meta.head["nms"])[
+                        0
+                    ]
+                )
+            else:
+                found.append(METHODS[source](np.asarray(image)))
+        return np.concatenate(found).astype(np.float32)

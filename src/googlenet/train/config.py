@@ -102,6 +102,22 @@ class MultiBoxConfig:
     alpha: float = _f(0.3, "MultiBox: weight of the location term against the confidence term of the matching loss")
     top: int = _f(200, "MultiBox: proposals kept per image after NMS (the paper: 200)")
     nms: float = _f(0.7, "MultiBox: IoU of the non-maximum suppression among its own boxes")
+    grid: int = _f(
+        4,
+        "MultiBox head: the last feature map is pooled to grid x grid and reduced to 128 channels before the "
+        "fully connected box layers, so they see where things are (0: the classifier's global average pool)",
+    )
+
+
+@dataclass
+class DetectConfig:
+    proposals: str = _f(
+        "ss2x", "region classifier: proposal method whose windows it trains on (ss, ss2x, ...; cached per image)"
+    )
+    foreground: float = _f(0.25, "region classifier: fraction of object windows per batch (R-CNN: 32 of 128)")
+    fg_iou: float = _f(0.5, "region classifier: a window with IoU >= this to an object is that object's class")
+    context: int = _f(16, "region classifier: pixels of context around each box after warping (R-CNN: 16 at 227)")
+    val_windows: int = _f(4000, "region classifier: evaluation windows per epoch (all object windows first)")
 
 
 @dataclass
@@ -112,6 +128,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     multibox: MultiBoxConfig = field(default_factory=MultiBoxConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

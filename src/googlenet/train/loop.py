@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from googlenet.data import (
     Augmented,
+    EpochSampler,
     Transformed,
     build_dataset,
     eval_loader,
@@ -77,7 +78,7 @@ class Run:
 
     @property
     def steps_per_epoch(self) -> int:
-        return len(self.train_data) // self.cfg.data.batch_size
+        return self.task.epoch_size(self.train_data.dataset) // self.cfg.data.batch_size
 
     @property
     def total_steps(self) -> int:
@@ -167,6 +168,15 @@ class Task:
     joint = False  # the training transform takes (image, target), e.g. boxes that follow a flip
     raw_keys: tuple[str, ...] = ("top1", "top5")  # metrics of the raw (not averaged) weights to report too
 
+    def epoch_size(self, train_set: Dataset) -> int:
+        """Training samples per epoch (all of them; the region classifier draws a fixed number of windows)."""
+        return len(train_set)
+
+    def sampler(self, data: Augmented, run: Run) -> EpochSampler | None:
+        """The order of this process's training samples ((index, epoch) keys, set_epoch, a resumable `skip`);
+        None = shuffled, this process's share (EpochSampler)."""
+        return None
+
     def build(self, cfg: TrainConfig) -> Parts:
         """Datasets, transforms and a fresh model (built under the run's init seed)."""
         train_tf, eval_tf, mean, std = transforms_for(cfg)
@@ -227,6 +237,7 @@ def train_one_epoch(run: Run) -> bool:
         cfg.run.seed,
         pin_memory=run.ctx.device.type == "cuda",
         collate_fn=run.task.collate,
+        sampler=run.task.sampler(run.train_data, run),
     )
     sampler.set_epoch(run.epoch)
     sampler.skip = done * run.per_rank_batch

@@ -1,0 +1,235 @@
+"""The Inception region classifier, fine-tuned R-CNN style (section 8): every proposal window of the training
+images, warped with context to the network's input, labelled with the class of the object it overlaps by
+IoU >= 0.5 or as background, and drawn into mini-batches of 32 object and 96 background windows."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Sampler
+from torchvision.transforms import v2
+
+from googlenet.data.detection import VOCDetection
+from googlenet.data.images import load_image
+from googlenet.detect.regions import label_windows, warp_regions
+from googlenet.model import VARIANTS, GoogLeNet, ModelMeta, build_model, read_weights, save_weights
+from googlenet.train.config import TrainConfig
+from googlenet.train.loop import WEIGHTS, Parts, Run, Task, _model_for, evaluate, inference_model
+
+BACKGROUND = "background"
+
+
+def image_tensor(path: str | os.PathLike) -> torch.Tensor:
+    """An image file as a float (3, H, W) tensor in [0, 1] (any mode converted to RGB)."""
+    return v2.functional.to_dtype(v2.functional.pil_to_tensor(load_image(path)), torch.float32, scale=True)
+
+
+def warp_pixels(
+    pixels: torch.Tensor, boxes: torch.Tensor, size: int, context: int, mean: tuple[float, ...]
+) -> torch.Tensor:
+    """`warp_regions` of an image in [0, 1]: the regions in [0, 1], their outside filled with the mean pixel."""
+    shift = torch.as_tensor(mean, dtype=pixels.dtype)[:, None, None]
+    return (warp_regions(pixels - shift, boxes, size, context) + shift).clamp(0, 1)
+
+
+class Windows(Dataset):
+    """Every proposal window of a VOC-layout dataset, plus its ground-truth boxes, with R-CNN's labels
+    (0 = background, 1 ... K = the classes); item k is (warped window in [0, 1] (3, S, S), label)."""
+
+    def __init__(
+        self,
+        data: VOCDetection,
+        proposals: list[np.ndarray],
+        size: int,
+        context: int,
+        mean: tuple[float, ...],
+        fg_iou: float = 0.5,
+    ) -> None:
+        self.data, self.size, self.context, self.mean = data, size, context, tuple(mean)
+        images, boxes, labels = [], [], []
+        for k, (found, annotation) in enumerate(zip(proposals, data.annotations, strict=True)):
+            truth_labels = data.labels(k)
+            windows = np.concatenate([annotation.boxes, np.asarray(found, np.float32).reshape(-1, 4)])
+            boxes.append(windows)
+            labels.append(label_windows(windows, annotation.boxes, truth_labels, fg_iou))
+            images.append(np.full(len(windows), k))
+        self.images = np.concatenate(images) if images else np.zeros(0, np.int64)
+        self.boxes = np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, 4), np.float32)
+        self.labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+        self.classes = [BACKGROUND, *data.classes]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        pixels = image_tensor(self.data.image_path(int(self.images[index])))
+        box = torch.from_numpy(self.boxes[index : index + 1])
+        return warp_pixels(pixels, box, self.size, self.context, self.mean)[0], int(self.labels[index])
+
+    def subset(self, count: int, seed: int = 0) -> list[int]:
+        """`count` window indices for a fixed evaluation: all object windows first, then background drawn at
+        random (all windows when count is 0 or larger than the dataset)."""
+        if not count or count >= len(self):
+            return list(range(len(self)))
+        fg, bg = np.flatnonzero(self.labels > 0), np.flatnonzero(self.labels == 0)
+        rng = np.random.default_rng(seed)
+        chosen = np.concatenate([fg[:count], rng.permutation(bg)[: max(count - len(fg), 0)]])
+        return sorted(chosen.tolist())
+
+
+class BalancedSampler(Sampler):
+    """R-CNN's mini-batches: each of `steps` global batches holds `foreground` x batch object windows and the rest
+    background, drawn without replacement (cycling once a pool is used up) in an order fixed by (seed, epoch).
+    Yields this process's share as (index, epoch) keys, like EpochSampler, and can skip what a resumed run did."""
+
+    def __init__(
+        self, labels: np.ndarray, batch: int, foreground: float, steps: int, rank: int, world: int, seed: int
+    ) -> None:
+        self.fg, self.bg = np.flatnonzero(np.asarray(labels) > 0), np.flatnonzero(np.asarray(labels) == 0)
+        self.batch, self.steps, self.rank, self.world, self.seed = batch, steps, rank, world, seed
+        self.per_batch_fg = round(foreground * batch)
+        if self.per_batch_fg and not len(self.fg):
+            raise ValueError("no object windows to train on: no proposal overlaps an object by the IoU threshold")
+        if self.per_batch_fg < batch and not len(self.bg):
+            raise ValueError("no background windows to train on")
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _draw(self, pool: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+        if count == 0:
+            return np.zeros(0, np.int64)
+        rounds = -(-count // len(pool))
+        return np.concatenate([rng.permutation(pool) for _ in range(rounds)])[:count]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        batches = self.steps * self.world
+        fg_n, bg_n = self.per_batch_fg, self.batch - self.per_batch_fg
+        fg = self._draw(self.fg, batches * fg_n, rng).reshape(batches, fg_n)
+        bg = self._draw(self.bg, batches * bg_n, rng).reshape(batches, bg_n)
+        mine = np.concatenate([fg, bg], axis=1)[self.rank :: self.world].reshape(-1)
+        return ((int(i), self.epoch) for i in itertools.islice(mine, self.skip, None))
+
+    def __len__(self) -> int:
+        return self.steps * self.batch - self.skip
+
+
+def window_transform(mean, std, train: bool, photometric: float = 0.0, hflip: bool = True) -> v2.Compose:
+    """A warped window in [0, 1] -> the network's input: in training random flips and photometric jitter."""
+    steps = []
+    if train and hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    if train and photometric > 0:
+        steps.append(v2.ColorJitter(brightness=photometric, contrast=photometric, saturation=photometric))
+    return v2.Compose([*steps, v2.Normalize(mean=list(mean), std=list(std))])
+
+
+def training_proposals(data: VOCDetection, method: str, workers: int) -> list[np.ndarray]:
+    """The cached proposals of `method` for every image of `data` (computed and cached when missing)."""
+    from googlenet.detect.proposals import METHODS, ProposalCache, search_dataset
+
+    if method not in METHODS:
+        raise ValueError(f"detect.proposals must be one of {', '.join(METHODS)}, not {method!r}")
+    return search_dataset(data, method, ProposalCache(data.root / "proposals", method), workers)[0]
+
+
+class RegionTask(Task):
+    """The region classifier in the shared loop: a classification network over K + 1 classes (background
+    first), started from a classification checkpoint, trained on `Windows` with `BalancedSampler` batches and
+    evaluated by window accuracy on a fixed set of validation windows."""
+
+    name = "regions"
+
+    def build(self, cfg: TrainConfig) -> Parts:
+        if cfg.data.dataset != "voc" or not cfg.data.root:
+            raise ValueError("the region classifier trains on detection data: set data.dataset voc and data.root")
+        d = cfg.detect
+        if not 0 < d.foreground < 1:
+            raise ValueError(f"detect.foreground must be between 0 and 1, not {d.foreground}")
+        variant = VARIANTS.get(cfg.model.name)
+        if variant is None:
+            raise ValueError(f"unknown model.name {cfg.model.name!r}; choose from {', '.join(VARIANTS)}")
+        train_data = VOCDetection(cfg.data.root, cfg.data.train_split).limit(cfg.data.train_subset)
+        model = _model_for(cfg, len(train_data.classes) + 1)  # a classification checkpoint brings its input scaling
+        scaling = model.meta if cfg.model.weights else variant
+        mean, std = tuple(cfg.data.mean or scaling.mean), tuple(cfg.data.std or scaling.std)
+        sets = []
+        for data in (train_data, VOCDetection(cfg.data.root, cfg.data.val_split).limit(cfg.data.val_subset)):
+            found = training_proposals(data, d.proposals, max(cfg.data.workers, 1))
+            sets.append(Windows(data, found, cfg.model.input_size, d.context, mean, d.fg_iou))
+        train_set, val_set = sets
+        val_set = torch.utils.data.Subset(val_set, val_set.subset(d.val_windows, cfg.run.seed))
+        self.labels, self.foreground = train_set.labels, d.foreground
+        a = cfg.augment
+        return Parts(
+            model,
+            train_set,
+            val_set,
+            window_transform(mean, std, True, a.photometric, a.hflip),
+            window_transform(mean, std, False),
+            train_set.classes,
+            mean,
+            std,
+        )
+
+    def epoch_size(self, train_set: Dataset) -> int:
+        """An epoch shows every object window once, with background windows in the configured proportion."""
+        fg = int((self.labels > 0).sum())
+        return round(fg / self.foreground)
+
+    def sampler(self, data: Any, run: Run) -> BalancedSampler:
+        return BalancedSampler(
+            self.labels,
+            run.per_rank_batch,
+            run.cfg.detect.foreground,
+            run.steps_per_epoch,
+            run.ctx.rank,
+            run.ctx.world_size,
+            run.cfg.run.seed,
+        )
+
+    def evaluate(self, model: nn.Module, data: Dataset, run: Run) -> dict[str, float]:
+        return evaluate(model, data, run)
+
+    def export(self, run: Run, results: dict[str, Any]) -> None:
+        cfg = run.cfg
+        exported = build_model(cfg.model.name, num_classes=len(run.classes), width=cfg.model.width, aux=False)
+        exported.load_state_dict(inference_model(run).state_dict(), strict=False)
+        meta = ModelMeta(
+            variant=cfg.model.name,
+            num_classes=len(run.classes),
+            options=dict(width=cfg.model.width),
+            input_size=cfg.model.input_size,
+            mean=run.mean,
+            std=run.std,
+            class_names=run.classes,
+            metrics={f"{cfg.data.root}/{cfg.data.val_split}/windows": results},
+            task="regions",
+            head=dict(context=cfg.detect.context, proposals=cfg.detect.proposals, fg_iou=cfg.detect.fg_iou),
+        )
+        save_weights(exported, run.out / WEIGHTS, meta)
+
+    def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:
+        return (
+            f"region classifier on {cfg.data.root} {results['split']} windows: accuracy {results['top1']:.2f}% "
+            f"(raw weights {results['raw_top1']:.2f}%) over {results['images']} windows, after {results['step']} steps"
+        )
+
+
+def load_regions(path: str | os.PathLike) -> GoogLeNet:
+    """A region classifier from its .safetensors file (as `googlenet detect train` writes it)."""
+    state, meta = read_weights(path)
+    if meta is None or meta.task != "regions":
+        raise ValueError(f"{path} holds no region classifier (train one with `googlenet detect train`)")
+    model = build_model(meta.variant, num_classes=meta.num_classes, aux=False, **meta.options)
+    model.load_state_dict(state)
+    model.meta = meta
+    return model.eval()

@@ -1,0 +1,199 @@
+"""The detector of section 8 at test time: proposals, every one warped and scored by the region classifier
+(an ensemble averages the classifiers' softmax, like the paper's six ConvNets), per-class greedy NMS at IoU
+0.3, a cap of detections per image; ILSVRC mAP over a dataset; pictures with the boxes drawn."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.ops import batched_nms
+from tqdm import tqdm
+
+from googlenet.data.detection import VOCDetection
+from googlenet.detect.classifier import image_tensor, load_regions, warp_pixels
+from googlenet.detect.evaluation import DetectionEvaluator
+
+
+@dataclass
+class Detections:
+    """One image's detections: boxes (N, 4) x1 y1 x2 y2 pixels, scores (N,), labels (N,) object class indices
+    (0 ... K-1, background excluded), best first."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self, classes: list[str]) -> list[dict[str, Any]]:
+        return [
+            {"box": [round(float(v), 1) for v in b], "class": classes[int(c)], "score": round(float(s), 4)}
+            for b, s, c in zip(self.boxes, self.scores, self.labels, strict=True)
+        ]
+
+
+class RegionEnsemble:
+    """One or more region classifiers that share input size, context, scaling and classes; `probs` averages
+    their softmax over every window of an image."""
+
+    def __init__(self, models: list[nn.Module], device: str | torch.device = "cpu", batch: int = 256) -> None:
+        if not models:
+            raise ValueError("at least one region classifier is needed")
+        first = models[0].meta
+        for m in models[1:]:
+            same = (m.meta.input_size, m.meta.head.get("context"), m.meta.class_names, tuple(m.meta.mean))
+            if same != (first.input_size, first.head.get("context"), first.class_names, tuple(first.mean)):
+                raise ValueError("the region classifiers differ in input size, context, classes or mean")
+        self.models = [m.to(device).eval() for m in models]
+        self.meta, self.device, self.batch = first, torch.device(device), batch
+        self.classes = list(first.class_names[1:])  # background is class 0
+        mean, std = torch.tensor(first.mean), torch.tensor(first.std)
+        self.mean, self.std = mean[:, None, None], std[:, None, None]
+
+    @classmethod
+    def load(cls, paths: list[str | os.PathLike], device: str | torch.device = "cpu") -> RegionEnsemble:
+        return cls([load_regions(p) for p in paths], device)
+
+    @torch.inference_mode()
+    def probs(self, pixels: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
+        """Softmax (N, K + 1) of every box of one image in [0, 1] (3, H, W), averaged over the models."""
+        m = self.meta
+        total = torch.zeros(len(boxes), m.num_classes)
+        boxes_t = torch.as_tensor(np.asarray(boxes, np.float32)).reshape(-1, 4)
+        for start in range(0, len(boxes_t), self.batch):
+            chunk = boxes_t[start : start + self.batch]
+            windows = warp_pixels(pixels, chunk, m.input_size, m.head.get("context", 16), m.mean)
+            windows = ((windows - self.mean) / self.std).to(self.device)
+            for model in self.models:
+                total[start : start + len(chunk)] += model(windows).float().softmax(dim=1).cpu()
+        return total / len(self.models)
+
+
+def select(
+    boxes: np.ndarray, probs: torch.Tensor, nms: float = 0.3, max_detections: int = 100, min_score: float = 0.01
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class greedy NMS at IoU `nms` (torchvision's batched_nms) over every (box, object class) whose
+    probability is at least `min_score`; the best `max_detections` overall. Returns (boxes, scores, labels)."""
+    boxes_t = torch.as_tensor(np.asarray(boxes, np.float32)).reshape(-1, 4)
+    scores = probs[:, 1:]  # background (class 0) is never detected
+    which, label = torch.nonzero(scores >= min_score, as_tuple=True)
+    candidate_boxes, candidate_scores = boxes_t[which], scores[which, label]
+    keep = batched_nms(candidate_boxes, candidate_scores, label, nms)[:max_detections]
+    return candidate_boxes[keep].numpy(), candidate_scores[keep].numpy(), label[keep].numpy()
+
+
+class Detector:
+    """Proposals -> region softmax -> per-class NMS. `proposer(path, pixels)` gives one image's proposals
+    (see `googlenet.detect.proposals.Proposer`)."""
+
+    def __init__(self, ensemble: RegionEnsemble, proposer: Any, nms: float = 0.3, max_detections: int = 100) -> None:
+        self.ensemble, self.proposer, self.nms, self.max_detections = ensemble, proposer, nms, max_detections
+
+    @property
+    def classes(self) -> list[str]:
+        return self.ensemble.classes
+
+    def detect(self, path: str | os.PathLike, proposals: np.ndarray | None = None) -> Detections:
+        """One image file's detections (with `proposals` given, they are used instead of the proposer's)."""
+        began = time.perf_counter()
+        pixels = image_tensor(path)
+        loaded = time.perf_counter()
+        if proposals is None:
+            proposals = self.proposer(path)
+        proposed = time.perf_counter()
+        probs = self.ensemble.probs(pixels, proposals)
+        classified = time.perf_counter()
+        boxes, scores, labels = select(proposals, probs, self.nms, self.max_detections)
+        done = time.perf_counter()
+        seconds = {
+            "load": loaded - began,
+            "proposals": proposed - loaded,
+            "classify": classified - proposed,
+            "nms": done - classified,
+            "total": done - began,
+        }
+        return Detections(boxes, scores, labels, seconds)
+
+
+def evaluate_dataset(
+    detector: Detector, data: VOCDetection, proposals: list[np.ndarray], metric: str = "ilsvrc", progress: bool = True
+) -> tuple[dict[str, Any], list[Detections]]:
+    """Detect every image of `data` on its (cached) `proposals` and score the detections with `metric`."""
+    if list(data.classes) != detector.classes:
+        raise ValueError(f"the dataset's classes {list(data.classes)} differ from the classifier's {detector.classes}")
+    evaluator = DetectionEvaluator(detector.classes, metric)
+    found = []
+    for k in tqdm(range(len(data)), desc="detect", unit="img", disable=not progress):
+        result = detector.detect(data.image_path(k), proposals[k])
+        annotation = data.annotations[k]
+        evaluator.process(
+            result.boxes, result.scores, result.labels, annotation.boxes, data.labels(k), annotation.difficult
+        )
+        found.append(result)
+    return evaluator.evaluate(), found
+
+
+def plot_precision_recall(results: dict[str, Any], path: str | Path, title: str = "") -> None:
+    """Precision against recall per class, AP in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name, (precision, recall) in results["curves"].items():
+        ax.plot(recall, precision, label=f"{name} ({100 * results['ap'][name]:.1f})")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title or f"mAP {100 * results['map']:.1f}% ({results['metric']})")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def draw(
+    path: str | os.PathLike, detections: Detections, classes: list[str], out: str | os.PathLike, threshold: float = 0.5
+) -> Path:
+    """The image with its detections at or above `threshold` drawn (box, class, score), saved to `out`."""
+    from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
+    from torchvision.utils import draw_bounding_boxes
+
+    from googlenet.data.images import load_image
+
+    image = pil_to_tensor(load_image(path))
+    kept = detections.scores >= threshold
+    labels, scores = detections.labels[kept], detections.scores[kept]
+    names = [f"{classes[int(c)]} {s:.2f}" for c, s in zip(labels, scores, strict=True)]
+    boxes = torch.as_tensor(detections.boxes[kept]).reshape(-1, 4)
+    colours = [_colour(int(c)) for c in labels]
+    drawn = draw_bounding_boxes(image, boxes, names, colors=colours, width=2) if len(boxes) else image
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    to_pil_image(drawn).save(out)
+    return out
+
+
+def _colour(label: int) -> tuple[int, int, int]:
+    palette = [
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (210, 245, 60),
+        (250, 190, 212),
+    ]
+    return palette[label % len(palette)]

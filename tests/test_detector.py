@@ -1,0 +1,173 @@
+"""The region classifier and the detector: R-CNN's 32/96 batches, window labels and warps, per-class NMS at
+0.3, ensembles, and the train / evaluate / predict commands end to end on tiny generated scenes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from googlenet.cli import main
+from googlenet.data.detection import VOCDetection
+from googlenet.detect.classifier import BalancedSampler, Windows, warp_pixels
+from googlenet.detect.detector import RegionEnsemble, select
+from googlenet.model import build_model
+
+
+def _labels(step=50):
+    labels = np.zeros(1000, np.int64)
+    labels[::step] = np.arange(len(labels[::step])) % 3 + 1  # 1000 / step object windows, the rest background
+    return labels
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_batches_hold_32_object_and_96_background_windows(world):
+    labels = _labels(8)  # 125 object windows: 3 batches draw 96 of them, none twice
+    ranks = [BalancedSampler(labels, 128 // world, 0.25, 3, r, world, seed=3) for r in range(world)]
+    keys = [list(s) for s in ranks]
+    for r, got in enumerate(keys):
+        assert len(got) == len(ranks[r]) == 3 * 128 // world and {e for _, e in got} == {0}
+    for step in range(3):
+        batch = np.concatenate([[i for i, _ in k[step * 128 // world : (step + 1) * 128 // world]] for k in keys])
+        assert (labels[batch] > 0).sum() == 32 and (labels[batch] == 0).sum() == 96
+    drawn = np.concatenate([[i for i, _ in k] for k in keys])
+    assert len(set(drawn.tolist())) == len(drawn)  # no window twice while the pools last
+
+
+def test_object_windows_cycle_when_there_are_few():
+    labels = _labels(50)  # 20 object windows, 6 batches need 192: each is drawn before any is drawn again
+    fg = [i for i, _ in BalancedSampler(labels, 128, 0.25, 6, 0, 1, seed=0) if labels[i] > 0]
+    assert len(fg) == 6 * 32
+    for start in range(0, 180, 20):
+        assert set(fg[start : start + 20]) == set(np.flatnonzero(labels))
+
+
+def test_sampler_is_reproducible_per_epoch_and_resumes():
+    labels = _labels()
+    sampler = BalancedSampler(labels, 64, 0.25, 4, 0, 1, seed=0)
+    epoch0 = list(sampler)
+    assert epoch0 == list(BalancedSampler(labels, 64, 0.25, 4, 0, 1, seed=0))
+    sampler.set_epoch(1)
+    assert [i for i, _ in sampler] != [i for i, _ in epoch0]
+    sampler.set_epoch(0)
+    sampler.skip = 2 * 64
+    assert list(sampler) == epoch0[2 * 64 :] and len(sampler) == 2 * 64
+
+
+def test_sampler_needs_both_kinds_of_window():
+    with pytest.raises(ValueError, match="no object windows"):
+        BalancedSampler(np.zeros(10, np.int64), 8, 0.25, 1, 0, 1, 0)
+
+
+def test_per_class_nms_at_0_3():
+    boxes = np.array(
+        [
+            [0, 0, 100, 100],  # class a, best
+            [30, 0, 130, 100],  # class a, IoU 70/130 = 0.54 with the first: suppressed
+            [60, 0, 160, 100],  # class a, IoU 40/160 = 0.25 with the first: kept
+            [0, 0, 100, 100],  # same box as the first, but the classifier says class b: kept
+        ],
+        np.float32,
+    )
+    probs = torch.tensor([[0.1, 0.9, 0.0], [0.2, 0.8, 0.0], [0.3, 0.7, 0.0], [0.4, 0.0, 0.6]])
+    kept, scores, labels = select(boxes, probs, nms=0.3)
+    assert kept.tolist() == boxes[[0, 2, 3]].tolist()
+    assert scores.tolist() == pytest.approx([0.9, 0.7, 0.6]) and labels.tolist() == [0, 0, 1]
+    # Background is never detected, low scores are dropped, and the cap keeps the best.
+    assert 0.1 not in scores.tolist() and select(boxes, probs, 0.3, max_detections=1)[1].tolist() == [
+        pytest.approx(0.9)
+    ]
+
+
+def _scenes(fmnist, tmp_path, train=4, test=2):
+    root = tmp_path / "s"
+    for split, count in (("train", train), ("test", test)):
+        assert main(["data", "scenes", "--out", str(root), "--split", split, "--count", str(count),
+                     "--root", str(fmnist)]) == 0  # fmt: skip
+    return root
+
+
+def test_windows_labels_and_warps(fmnist, tmp_path):
+    data = VOCDetection(_scenes(fmnist, tmp_path, 2, 1), "train")
+    truths = data.annotations[0].boxes
+    shifted = truths + np.array([2, 0, 2, 0], np.float32)  # IoU well above 0.5: the object's class
+    far = np.array([[0, 0, 8, 8]], np.float32)  # nothing there: background
+    windows = Windows(data, [np.concatenate([shifted, far]), far], size=32, context=4, mean=(0.5, 0.5, 0.5))
+    n = len(truths)
+    assert len(windows) == 2 * n + 1 + len(data.annotations[1].boxes) + 1
+    classes = data.labels(0) + 1
+    assert windows.labels[:n].tolist() == classes.tolist() and windows.labels[n : 2 * n].tolist() == classes.tolist()
+    assert windows.labels[2 * n] == 0 and windows.classes[0] == "background"
+    region, label = windows[0]
+    assert region.shape == (3, 32, 32) and region.min() >= 0 and region.max() <= 1 and label == classes[0]
+    # A box at the corner is padded with the mean pixel outside the image.
+    corner = warp_pixels(torch.zeros(3, 50, 50), torch.tensor([[0.0, 0.0, 20.0, 20.0]]), 32, 8, (0.5, 0.25, 0.75))
+    assert torch.allclose(corner[0, :, 0, 0], torch.tensor([0.5, 0.25, 0.75]))
+
+
+def test_ensemble_averages_the_softmax(tmp_path):
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        m = build_model("googlenet_bn", num_classes=3, width=0.125, aux=False).eval()
+        m.meta.task, m.meta.input_size, m.meta.class_names = "regions", 32, ["background", "a", "b"]
+        m.meta.head = {"context": 4}
+        models.append(m)
+    pixels, boxes = torch.rand(3, 60, 80), np.array([[0, 0, 40, 30], [10, 10, 70, 50]], np.float32)
+    both = RegionEnsemble(models).probs(pixels, boxes)
+    each = [RegionEnsemble([m]).probs(pixels, boxes) for m in models]
+    assert torch.allclose(both, (each[0] + each[1]) / 2, atol=1e-6)
+    assert torch.allclose(both.sum(dim=1), torch.ones(2))
+
+
+def test_detect_train_evaluate_predict(fmnist, tmp_path, capsys):
+    root = _scenes(fmnist, tmp_path)
+    runs = []
+    for seed in (0, 1):
+        out = tmp_path / f"r{seed}"
+        args = ["detect", "train", "--config", "configs/detect_scenes.yaml", "--data.root", str(root),
+                "--out", str(out), "--model.width", "0.125", "--model.input_size", "32", "--data.batch_size",
+                "16", "--data.workers", "0", "--run.max_steps", "2", "--detect.val_windows", "40",
+                "--run.seed", str(seed)]  # fmt: skip
+        assert main(args) == 0
+        runs.append(str(out / "model.safetensors"))
+    assert "region classifier" in capsys.readouterr().out
+    assert len(list((root / "proposals" / "ss2x").glob("train_*.npz"))) == 4  # cached for later runs
+    result = {}
+    args = ["detect", "evaluate", "--checkpoint", *runs, "--data", str(root), "--json", "--out", str(tmp_path / "ev")]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0 <= result["map"] <= 1 and set(result["ap"]) <= set(VOCDetection(root, "test").classes)
+    assert result["models"] == 2 and result["images"] == 2 and result["seconds_per_image"] > 0
+    assert (tmp_path / "ev" / "precision_recall.png").is_file()
+    image = str(VOCDetection(root, "test").image_path(0))
+    args = [
+        "detect",
+        "predict",
+        "--checkpoint",
+        runs[0],
+        image,
+        "--json",
+        "--threshold",
+        "0",
+        "--out",
+        str(tmp_path / "p"),
+    ]
+    assert main(args) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["image"] == image and record["detections"] and record["drawn"].endswith(".png")
+    first = record["detections"][0]
+    assert set(first) == {"box", "class", "score"} and len(first["box"]) == 4
+    assert (tmp_path / "p").is_dir() and len(list((tmp_path / "p").glob("*.png"))) == 1
+
+
+def test_detect_commands_reject_bad_input(tmp_path, capsys):
+    assert main(["detect", "predict", "--checkpoint", str(tmp_path / "none.safetensors"), "x.jpg"]) == 2
+    assert "image not found" in capsys.readouterr().err
+    weights = tmp_path / "w.safetensors"
+    from googlenet.model import save_weights
+
+    save_weights(build_model("googlenet_bn", num_classes=3, width=0.125, aux=False), weights)
+    (tmp_path / "x.jpg").write_bytes(b"")
+    assert main(["detect", "predict", "--checkpoint", str(weights), str(tmp_path / "x.jpg")]) == 2
+    assert "no region classifier" in capsys.readouterr().err
