@@ -140,6 +140,12 @@ def test_detect_train_evaluate_predict(fmnist, tmp_path, capsys):
     assert 0 <= result["map"] <= 1 and set(result["ap"]) <= set(VOCDetection(root, "test").classes)
     assert result["models"] == 2 and result["images"] == 2 and result["seconds_per_image"] > 0
     assert (tmp_path / "ev" / "precision_recall.png").is_file()
+    assert main(["detect", "fit-bbox", "--checkpoint", runs[0], "--data", str(root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["windows"] > 0
+    args = ["detect", "evaluate", "--checkpoint", runs[0], "--data", str(root), "--json", "--bbox-regression"]
+    assert main(args) == 0 and json.loads(capsys.readouterr().out)["bbox_regression"] is True
+    assert main([*args[:3], runs[1], *args[4:]]) == 2  # the second model has no regressors
+    assert "fit-bbox" in capsys.readouterr().err
     image = str(VOCDetection(root, "test").image_path(0))
     args = [
         "detect",
@@ -171,3 +177,19 @@ def test_detect_commands_reject_bad_input(tmp_path, capsys):
     (tmp_path / "x.jpg").write_bytes(b"")
     assert main(["detect", "predict", "--checkpoint", str(weights), str(tmp_path / "x.jpg")]) == 2
     assert "no region classifier" in capsys.readouterr().err
+
+
+def test_box_regression_targets_round_trip_and_fit_recovers_a_linear_map():
+    from googlenet.detect import bbox
+
+    proposals = torch.tensor([[10.0, 20.0, 50.0, 100.0], [0.0, 0.0, 30.0, 30.0]])
+    truths = torch.tensor([[12.0, 18.0, 60.0, 90.0], [5.0, 5.0, 25.0, 40.0]])
+    assert torch.allclose(bbox.decode(proposals, bbox.encode(proposals, truths)), truths, atol=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 16, generator=generator, dtype=torch.float64)
+    classes = torch.arange(400) % 2
+    true = torch.randn(2, 17, 4, generator=generator, dtype=torch.float64)
+    y = bbox.apply(true, x)[torch.arange(400), classes]
+    weights, report = bbox.fit(x, y, classes, 2)
+    assert report["lambda"] == min(bbox.LAMBDAS) and report["heldout_error"] < 0.01 * report["heldout_error_without"]
+    assert torch.allclose(weights.double(), true, atol=0.05)

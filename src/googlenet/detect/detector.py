@@ -13,10 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, clip_boxes_to_image
 from tqdm import tqdm
 
 from googlenet.data.detection import VOCDetection
+from googlenet.detect.bbox import apply as apply_regression
+from googlenet.detect.bbox import decode, features, regression_path
+from googlenet.detect.bbox import load as load_regression
 from googlenet.detect.classifier import image_tensor, load_regions, warp_pixels
 from googlenet.detect.evaluation import DetectionEvaluator
 
@@ -39,10 +42,16 @@ class Detections:
 
 
 class RegionEnsemble:
-    """One or more region classifiers that share input size, context, scaling and classes; `probs` averages
-    their softmax over every window of an image."""
+    """One or more region classifiers that share input size, context, scaling and classes; `score` averages
+    their softmax over every window of an image (and, with `bbox_regression`, their regressed box offsets)."""
 
-    def __init__(self, models: list[nn.Module], device: str | torch.device = "cpu", batch: int = 256) -> None:
+    def __init__(
+        self,
+        models: list[nn.Module],
+        device: str | torch.device = "cpu",
+        batch: int = 256,
+        bbox_regression: bool = False,
+    ) -> None:
         if not models:
             raise ValueError("at least one region classifier is needed")
         first = models[0].meta
@@ -50,40 +59,73 @@ class RegionEnsemble:
             same = (m.meta.input_size, m.meta.head.get("context"), m.meta.class_names, tuple(m.meta.mean))
             if same != (first.input_size, first.head.get("context"), first.class_names, tuple(first.mean)):
                 raise ValueError("the region classifiers differ in input size, context, classes or mean")
+        if bbox_regression and any(getattr(m, "bbox", None) is None for m in models):
+            raise ValueError("bounding-box regression needs every classifier's regressors: googlenet detect fit-bbox")
         self.models = [m.to(device).eval() for m in models]
-        self.meta, self.device, self.batch = first, torch.device(device), batch
+        self.meta, self.device, self.batch, self.bbox_regression = first, torch.device(device), batch, bbox_regression
         self.classes = list(first.class_names[1:])  # background is class 0
         mean, std = torch.tensor(first.mean), torch.tensor(first.std)
         self.mean, self.std = mean[:, None, None], std[:, None, None]
 
     @classmethod
-    def load(cls, paths: list[str | os.PathLike], device: str | torch.device = "cpu") -> RegionEnsemble:
-        return cls([load_regions(p) for p in paths], device)
+    def load(
+        cls, paths: list[str | os.PathLike], device: str | torch.device = "cpu", bbox_regression: bool = False
+    ) -> RegionEnsemble:
+        models = [load_regions(p) for p in paths]
+        if bbox_regression:
+            for model, path in zip(models, paths, strict=True):
+                where = regression_path(path)
+                if not where.is_file():
+                    raise FileNotFoundError(f"no regressors {where}: fit them with googlenet detect fit-bbox")
+                model.bbox = load_regression(where)
+        return cls(models, device, bbox_regression=bbox_regression)
 
     @torch.inference_mode()
-    def probs(self, pixels: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
-        """Softmax (N, K + 1) of every box of one image in [0, 1] (3, H, W), averaged over the models."""
+    def score(self, pixels: torch.Tensor, boxes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Softmax (N, K + 1) of every box of one image in [0, 1] (3, H, W), averaged over the models, and with
+        bounding-box regression their mean offsets (N, K, 4) per object class, else None."""
         m = self.meta
         total = torch.zeros(len(boxes), m.num_classes)
+        deltas = torch.zeros(len(boxes), m.num_classes - 1, 4) if self.bbox_regression else None
         boxes_t = torch.as_tensor(np.asarray(boxes, np.float32)).reshape(-1, 4)
         for start in range(0, len(boxes_t), self.batch):
             chunk = boxes_t[start : start + self.batch]
             windows = warp_pixels(pixels, chunk, m.input_size, m.head.get("context", 16), m.mean)
             windows = ((windows - self.mean) / self.std).to(self.device)
             for model in self.models:
-                total[start : start + len(chunk)] += model(windows).float().softmax(dim=1).cpu()
-        return total / len(self.models)
+                pooled = features(model, windows)
+                total[start : start + len(chunk)] += model.linear(pooled).float().softmax(dim=1).cpu()
+                if deltas is not None:
+                    deltas[start : start + len(chunk)] += apply_regression(model.bbox, pooled.cpu())
+        if deltas is not None:
+            deltas /= len(self.models)
+        return total / len(self.models), deltas
+
+    def probs(self, pixels: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
+        return self.score(pixels, boxes)[0]
 
 
 def select(
-    boxes: np.ndarray, probs: torch.Tensor, nms: float = 0.3, max_detections: int = 100, min_score: float = 0.01
+    boxes: np.ndarray,
+    probs: torch.Tensor,
+    nms: float = 0.3,
+    max_detections: int = 100,
+    min_score: float = 0.01,
+    deltas: torch.Tensor | None = None,
+    size: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-class greedy NMS at IoU `nms` (torchvision's batched_nms) over every (box, object class) whose
-    probability is at least `min_score`; the best `max_detections` overall. Returns (boxes, scores, labels)."""
+    probability is at least `min_score`; the best `max_detections` overall. With `deltas` (N, K, 4) each box is
+    first moved by its class's regression and clipped to the image (`size` = (height, width)). Returns
+    (boxes, scores, labels)."""
     boxes_t = torch.as_tensor(np.asarray(boxes, np.float32)).reshape(-1, 4)
     scores = probs[:, 1:]  # background (class 0) is never detected
     which, label = torch.nonzero(scores >= min_score, as_tuple=True)
     candidate_boxes, candidate_scores = boxes_t[which], scores[which, label]
+    if deltas is not None:
+        candidate_boxes = decode(candidate_boxes, deltas[which, label].float())
+        if size is not None:
+            candidate_boxes = clip_boxes_to_image(candidate_boxes, size)
     keep = batched_nms(candidate_boxes, candidate_scores, label, nms)[:max_detections]
     return candidate_boxes[keep].numpy(), candidate_scores[keep].numpy(), label[keep].numpy()
 
@@ -107,9 +149,10 @@ class Detector:
         if proposals is None:
             proposals = self.proposer(path)
         proposed = time.perf_counter()
-        probs = self.ensemble.probs(pixels, proposals)
+        probs, deltas = self.ensemble.score(pixels, proposals)
         classified = time.perf_counter()
-        boxes, scores, labels = select(proposals, probs, self.nms, self.max_detections)
+        size = tuple(pixels.shape[1:])
+        boxes, scores, labels = select(proposals, probs, self.nms, self.max_detections, deltas=deltas, size=size)
         done = time.perf_counter()
         seconds = {
             "load": loaded - began,
