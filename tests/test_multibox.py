@@ -48,6 +48,23 @@ def test_multibox_starts_at_its_priors_and_proposes_boxes_inside_the_image():
         assert (got[:, :2] >= 0).all() and (got[:, 2] <= w).all() and (got[:, 3] <= h).all()
 
 
+def test_tiles_cover_the_image_with_half_size_crops_and_boxes_map_back():
+    from PIL import Image
+
+    from googlenet.detect.multibox import BoxTransform, image_proposals, views
+
+    found = views(400, 300, 3)
+    assert found[0] == (0, 0, 400, 300) and len(found) == 10
+    assert {(x2 - x1, y2 - y1) for x1, y1, x2, y2 in found[1:]} == {(200, 150)}
+    assert {(x1, y1) for x1, y1, _, _ in found[1:]} == {(x, y) for x in (0, 100, 200) for y in (0, 75, 150)}
+    assert views(400, 300, 1) == [(0, 0, 400, 300)]
+    # A prior that fills the view: the whole image, and each tile itself, come back in image pixels.
+    model = MultiBox(build_model("googlenet_bn", num_classes=2, width=0.125, aux=False), torch.tensor([[0, 0, 1.0, 1]]))
+    transform = BoxTransform(64, (0.5,) * 3, (0.25,) * 3, train=False)
+    boxes = image_proposals(model.eval(), Image.new("RGB", (400, 300)), transform, top=20, iou=0.99, tiles=3)
+    assert sorted(map(tuple, boxes.round().astype(int).tolist())) == sorted(found)
+
+
 def test_multibox_trains_in_the_shared_loop(fmnist, tmp_path, capsys):
     from googlenet.cli import main
     from googlenet.detect.multibox import load_multibox

@@ -310,6 +310,7 @@ def proposals(
     as_json: bool,
     plot: str | None,
     multibox: str | None = None,
+    tiles: int | None = None,
 ) -> None:
     """Region proposals over a detection dataset: boxes per image, recall at IoU 0.5, seconds per image."""
     import json
@@ -317,8 +318,8 @@ def proposals(
     from googlenet.data.detection import VOCDetection
     from googlenet.detect import proposals as props
 
-    if limit < 0 or workers < 1:
-        raise ValueError("--limit must be >= 0 and --workers >= 1")
+    if limit < 0 or workers < 1 or (tiles is not None and tiles < 1):
+        raise ValueError("--limit must be >= 0, --workers >= 1 and --tiles >= 1")
     if {"multibox", "paper"} & set(methods) and not multibox:
         raise ValueError("--method multibox and paper need --multibox CKPT (from googlenet detect train-multibox)")
     dataset = VOCDetection(data, split).limit(limit)
@@ -326,7 +327,7 @@ def proposals(
     for method in methods:
         for source in props.sources_of(method):
             if source not in found:
-                found.update(props.dataset_proposals(dataset, source, cache, workers, multibox, not as_json))
+                found.update(props.dataset_proposals(dataset, source, cache, workers, multibox, not as_json, tiles))
     results = {}
     for method in methods:
         parts = {m: found[m] for m in props.sources_of(method)}
@@ -379,19 +380,32 @@ def _detect_parser(commands: argparse._SubParsersAction) -> None:
         help="one or more methods; multibox = the top boxes of a trained MultiBox net, paper = ss2x + multibox",
     )
     s.add_argument("--multibox", metavar="CKPT", help="MultiBox weights (model.safetensors of train-multibox)")
+    _add_tiles_option(s)
     s.add_argument("--limit", type=int, default=0, metavar="N", help="the first N images only (0 = all)")
     s.add_argument("--workers", type=int, default=1, help="worker processes, one image each at a time (default: 1)")
     s.add_argument("--cache", help="cache folder (default: DATA/proposals)")
     s.add_argument("--json", action="store_true", help="print one JSON object (per method when several)")
     s.add_argument("--plot", help="write a PNG of recall against proposals per image")
     s.set_defaults(
-        run=lambda a: proposals(a.data, a.split, a.method, a.limit, a.workers, a.cache, a.json, a.plot, a.multibox)
+        run=lambda a: proposals(
+            a.data, a.split, a.method, a.limit, a.workers, a.cache, a.json, a.plot, a.multibox, a.tiles
+        )
     )
     _train_multibox_parser(sub)
     _detect_train_parser(sub)
     _detect_evaluate_parser(sub)
     _detect_predict_parser(sub)
     _fit_bbox_parser(sub)
+
+
+def _add_tiles_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tiles",
+        type=int,
+        metavar="T",
+        help="MultiBox on the whole image plus a T x T grid of overlapping crops (3: nine half-size crops, for "
+        "small objects); default: the model's multibox.tiles",
+    )
 
 
 def _detect_train_parser(sub: argparse._SubParsersAction) -> None:
@@ -434,6 +448,7 @@ def _add_detector_options(p: argparse.ArgumentParser, repeat: bool = False) -> N
         help="proposal method (default: paper with --multibox, else ss2x)",
     )
     p.add_argument("--multibox", metavar="CKPT", help="MultiBox weights, for the paper's proposals (ss2x + MultiBox)")
+    _add_tiles_option(p)
     p.add_argument("--nms", type=float, default=0.3, help="per-class NMS IoU (paper/R-CNN: 0.3)")
     p.add_argument("--max-detections", type=int, default=100, help="detections kept per image (default: 100)")
     p.add_argument(
@@ -453,7 +468,7 @@ def _detector(a: argparse.Namespace):
         raise ValueError("--nms must be in (0, 1] and --max-detections >= 1")
     method = a.proposals or ("paper" if a.multibox else "ss2x")
     ensemble = RegionEnsemble.load(a.checkpoint, _device(a.device), a.bbox_regression)
-    return Detector(ensemble, Proposer(method, a.multibox), a.nms, a.max_detections), method
+    return Detector(ensemble, Proposer(method, a.multibox, a.tiles), a.nms, a.max_detections), method
 
 
 def detect_evaluate(a: argparse.Namespace) -> None:
@@ -469,7 +484,7 @@ def detect_evaluate(a: argparse.Namespace) -> None:
     detector, method = _detector(a)
     data = VOCDetection(a.data, a.split).limit(a.limit)
     started = time.perf_counter()
-    boxes, seconds = joined(dataset_proposals(data, method, a.cache, a.workers, a.multibox, not a.json))
+    boxes, seconds = joined(dataset_proposals(data, method, a.cache, a.workers, a.multibox, not a.json, a.tiles))
     results, found = evaluate_dataset(detector, data, boxes, a.metric, progress=not a.json)
     classify = [d.seconds["total"] for d in found]
     record = {

@@ -99,12 +99,17 @@ def matching_loss(
     return total / len(boxes)
 
 
+def _clipped(boxes: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised boxes clipped to their image and their confidences, empty boxes dropped."""
+    clipped = boxes.float().clamp(0, 1)
+    valid = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    return clipped[valid], logits.float()[valid].sigmoid()
+
+
 def top_boxes(boxes: torch.Tensor, logits: torch.Tensor, top: int = 200, iou: float = 0.7) -> torch.Tensor:
     """One image's predictions -> its `top` boxes by confidence after NMS at `iou`, clipped to the image, in
     normalised coordinates (NMS gives the same result there as in pixels: scaling x and y keeps IoU)."""
-    clipped = boxes.float().clamp(0, 1)
-    valid = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-    clipped, scores = clipped[valid], logits.float()[valid].sigmoid()
+    clipped, scores = _clipped(boxes, logits)
     return clipped[nms(clipped, scores, iou)[:top]]
 
 
@@ -120,6 +125,40 @@ def proposals(
         scale = b.new_tensor([width, height, width, height], dtype=torch.float32)
         found.append((top_boxes(b, z, top, iou) * scale).cpu().numpy())
     return found
+
+
+def views(width: int, height: int, tiles: int = 1) -> list[tuple[int, int, int, int]]:
+    """The image itself and, for `tiles` > 1, a tiles x tiles grid of crops each 2 / (tiles + 1) of the image's
+    width and height, neighbours overlapping by half (3: nine crops of half the size, objects seen 2x larger)."""
+    found = [(0, 0, width, height)]
+    if tiles > 1:
+        w, h = round(2 * width / (tiles + 1)), round(2 * height / (tiles + 1))
+        for j in range(tiles):
+            for i in range(tiles):
+                x, y = round((width - w) * i / (tiles - 1)), round((height - h) * j / (tiles - 1))
+                found.append((x, y, x + w, y + h))
+    return found
+
+
+def image_proposals(
+    model: MultiBox, image: Any, transform: BoxTransform, top: int = 200, iou: float = 0.7, tiles: int = 1
+) -> np.ndarray:
+    """One PIL image's proposals in pixels: MultiBox on the whole image and on its `views` tiles, every view's
+    boxes mapped back to the image, then NMS at `iou` and the `top` by confidence over all of them."""
+    from googlenet.data.detection import Annotation
+
+    crops = views(image.width, image.height, tiles)
+    device = next(model.parameters()).device
+    batch = torch.stack([transform(image.crop(v), Annotation("", v[2] - v[0], v[3] - v[1]))[0] for v in crops])
+    with torch.no_grad():
+        boxes, logits = model(batch.to(device))
+    found, scores = [], []
+    for b, z, (x1, y1, x2, y2) in zip(boxes, logits, crops, strict=True):
+        clipped, confidence = _clipped(b, z)
+        found.append(clipped.cpu() * torch.tensor([x2 - x1, y2 - y1] * 2) + torch.tensor([x1, y1] * 2))
+        scores.append(confidence.cpu())
+    found_t, scores_t = torch.cat(found), torch.cat(scores)
+    return found_t[nms(found_t, scores_t, iou)[:top]].numpy()
 
 
 class BoxTransform:
@@ -246,7 +285,13 @@ class MultiBoxTask(Task):
             class_names=run.classes,
             metrics={f"{cfg.data.root}/{cfg.data.val_split}": results},
             task="multibox",
-            head=dict(priors=cfg.multibox.priors, top=cfg.multibox.top, nms=cfg.multibox.nms, grid=cfg.multibox.grid),
+            head=dict(
+                priors=cfg.multibox.priors,
+                top=cfg.multibox.top,
+                nms=cfg.multibox.nms,
+                grid=cfg.multibox.grid,
+                tiles=cfg.multibox.tiles,
+            ),
         )
         save_weights(model, run.out / WEIGHTS, meta)
 

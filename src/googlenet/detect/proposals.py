@@ -204,31 +204,26 @@ def multibox_dataset(
     data: VOCDetection,
     model: torch.nn.Module,
     cache: ProposalCache | None = None,
-    batch_size: int = 16,
+    tiles: int | None = None,
     progress: bool = True,
 ) -> tuple[list[np.ndarray], list[float]]:
-    """MultiBox's top boxes after NMS for every image of `data` (one process, batched), cached: (boxes, seconds)."""
-    from googlenet.detect.multibox import BoxTransform
-    from googlenet.detect.multibox import proposals as multibox_proposals
+    """MultiBox's top boxes after NMS for every image of `data` (whole image plus `tiles` x `tiles` crops;
+    default: the model's setting), cached: (boxes, seconds)."""
+    from googlenet.detect.multibox import BoxTransform, image_proposals
 
     meta = model.meta
+    tiles = tiles or meta.head.get("tiles", 1)
     transform = BoxTransform(meta.input_size, meta.mean, meta.std, train=False)
     results: list[tuple[np.ndarray, float] | None] = [cache.get(i) if cache else None for i in data.ids]
     todo = [k for k, r in enumerate(results) if r is None]
-    device = next(model.parameters()).device
     with tqdm(total=len(data), initial=len(data) - len(todo), desc="multibox", unit="img", disable=not progress) as bar:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
+        for k in todo:
             began = time.perf_counter()
-            images = torch.stack([transform(*data[k])[0] for k in chunk]).to(device)
-            sizes = [(data.annotations[k].height, data.annotations[k].width) for k in chunk]
-            found = multibox_proposals(model, images, sizes, meta.head["top"], meta.head["nms"])
-            seconds = (time.perf_counter() - began) / len(chunk)
-            for k, boxes in zip(chunk, found, strict=True):
-                results[k] = (boxes, seconds)
-                if cache:
-                    cache.put(data.ids[k], boxes, seconds)
-            bar.update(len(chunk))
+            boxes = image_proposals(model, data[k][0], transform, meta.head["top"], meta.head["nms"], tiles)
+            results[k] = (boxes, time.perf_counter() - began)
+            if cache:
+                cache.put(data.ids[k], *results[k])
+            bar.update()
     return [r[0] for r in results], [r[1] for r in results]
 
 
@@ -243,9 +238,9 @@ def sources_of(method: str) -> tuple[str, ...]:
     return PAPER_SOURCES if method == "paper" else (method,)
 
 
-def multibox_cache_name(checkpoint: str | os.PathLike) -> str:
-    """Cache folder name of one MultiBox model's proposals (named after its run folder)."""
-    return f"multibox-{Path(checkpoint).resolve().parent.name}"
+def multibox_cache_name(checkpoint: str | os.PathLike, tiles: int = 1) -> str:
+    """Cache folder name of one MultiBox model's proposals (named after its run folder and the tiling)."""
+    return f"multibox-{Path(checkpoint).resolve().parent.name}" + (f"-tiles{tiles}" if tiles > 1 else "")
 
 
 def dataset_proposals(
@@ -255,6 +250,7 @@ def dataset_proposals(
     workers: int = 1,
     multibox: str | os.PathLike | None = None,
     progress: bool = True,
+    tiles: int | None = None,
 ) -> dict[str, tuple[list[np.ndarray], list[float]]]:
     """Every image's proposals from each source of `method` (see `sources_of`), cached under `folder` (default
     DATA/proposals): {source: (boxes per image, seconds per image)}."""
@@ -267,8 +263,10 @@ def dataset_proposals(
         if source == "multibox":
             from googlenet.detect.multibox import load_multibox
 
-            store = ProposalCache(folder, multibox_cache_name(multibox))
-            found[source] = multibox_dataset(data, load_multibox(multibox), store, progress=progress)
+            model = load_multibox(multibox)
+            tiles = tiles or model.meta.head.get("tiles", 1)
+            store = ProposalCache(folder, multibox_cache_name(multibox, tiles))
+            found[source] = multibox_dataset(data, model, store, tiles, progress)
         else:
             found[source] = search_dataset(data, source, ProposalCache(folder, source), workers, progress)
     return found
@@ -286,7 +284,9 @@ class Proposer:
     """Proposals for one image file at a time (detection of new images): a Selective Search method, or the
     paper's union with a MultiBox model."""
 
-    def __init__(self, method: str = "ss2x", multibox: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self, method: str = "ss2x", multibox: str | os.PathLike | None = None, tiles: int | None = None
+    ) -> None:
         self.sources = sources_of(method)
         self.multibox = None
         if "multibox" in self.sources:
@@ -297,6 +297,7 @@ class Proposer:
             self.multibox = load_multibox(multibox)
             meta = self.multibox.meta
             self.transform = BoxTransform(meta.input_size, meta.mean, meta.std, train=False)
+            self.tiles = tiles or meta.head.get("tiles", 1)
 
     def __call__(self, path: str | os.PathLike) -> np.ndarray:
         from googlenet.data.images import load_image
@@ -305,15 +306,11 @@ class Proposer:
         found = []
         for source in self.sources:
             if source == "multibox":
-                from googlenet.data.detection import Annotation
-                from googlenet.detect.multibox import proposals
+                from googlenet.detect.multibox import image_proposals
 
-                pixels = self.transform(image, Annotation(str(path), image.width, image.height))[0][None]
-                meta = self.multibox.meta
+                head = self.multibox.meta.head
                 found.append(
-                    proposals(self.multibox, pixels, [(image.height, image.width)], meta.head["top"], meta.head["nms"])[
-                        0
-                    ]
+                    image_proposals(self.multibox, image, self.transform, head["top"], head["nms"], self.tiles)
                 )
             else:
                 found.append(METHODS[source](np.asarray(image)))

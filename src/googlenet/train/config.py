@@ -107,6 +107,11 @@ class MultiBoxConfig:
         "MultiBox head: the last feature map is pooled to grid x grid and reduced to 128 channels before the "
         "fully connected box layers, so they see where things are (0: the classifier's global average pool)",
     )
+    tiles: int = _f(
+        1,
+        "MultiBox proposals: also run on a tiles x tiles grid of overlapping crops (3: nine crops of half the "
+        "image, small objects seen 2x larger), all boxes then NMS and top; 1 = the whole image only",
+    )
 
 
 @dataclass
