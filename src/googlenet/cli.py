@@ -352,6 +352,15 @@ def proposals(
             )
 
 
+def _add_voc_options(p: argparse.ArgumentParser, split: str = "test") -> None:
+    """--data, --split, --limit, --workers, --cache: the options of every command that reads a detection dataset."""
+    p.add_argument("--data", required=True, help="dataset folder in VOC layout (Annotations/, JPEGImages/, ...)")
+    p.add_argument("--split", default=split, help=f"image list ImageSets/Main/SPLIT.txt (default: {split})")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="the first N images only (0 = all)")
+    p.add_argument("--workers", type=int, default=1, help="Selective Search worker processes (default: 1)")
+    p.add_argument("--cache", help="proposal cache folder (default: DATA/proposals)")
+
+
 def _detect_parser(commands: argparse._SubParsersAction) -> None:
     from googlenet.detect.proposals import METHODS
 
@@ -370,8 +379,7 @@ def _detect_parser(commands: argparse._SubParsersAction) -> None:
         "paper's superpixels twice as large (k 100 and 200), opencv_fast / opencv_quality = OpenCV's presets. "
         "Reports the recall of the ground-truth boxes at IoU >= 0.5. Results are cached per image.",
     )
-    s.add_argument("--data", required=True, help="dataset folder in VOC layout (Annotations/, JPEGImages/, ...)")
-    s.add_argument("--split", default="test", help="image list ImageSets/Main/SPLIT.txt (default: test)")
+    _add_voc_options(s)
     s.add_argument(
         "--method",
         nargs="+",
@@ -381,9 +389,6 @@ def _detect_parser(commands: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--multibox", metavar="CKPT", help="MultiBox weights (model.safetensors of train-multibox)")
     _add_tiles_option(s)
-    s.add_argument("--limit", type=int, default=0, metavar="N", help="the first N images only (0 = all)")
-    s.add_argument("--workers", type=int, default=1, help="worker processes, one image each at a time (default: 1)")
-    s.add_argument("--cache", help="cache folder (default: DATA/proposals)")
     s.add_argument("--json", action="store_true", help="print one JSON object (per method when several)")
     s.add_argument("--plot", help="write a PNG of recall against proposals per image")
     s.set_defaults(
@@ -531,12 +536,8 @@ def _detect_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         "min(0.5, wh/((w+10)(h+10)))) or PASCAL VOC's 2010+ / 2007 (11-point). Prints per-class AP and mAP.",
     )
     _add_detector_options(e)
-    e.add_argument("--data", required=True, help="dataset folder in VOC layout")
-    e.add_argument("--split", default="test", help="image list ImageSets/Main/SPLIT.txt (default: test)")
-    e.add_argument("--limit", type=int, default=0, metavar="N", help="the first N images only (0 = all)")
+    _add_voc_options(e)
     e.add_argument("--metric", default="ilsvrc", choices=METRICS, help="AP definition (default: ilsvrc)")
-    e.add_argument("--workers", type=int, default=1, help="Selective Search worker processes (default: 1)")
-    e.add_argument("--cache", help="proposal cache folder (default: DATA/proposals)")
     e.add_argument("--out", help="folder for detection.json and precision_recall.png")
     e.add_argument("--json", action="store_true", help="print one JSON object (map, ap per class, timings)")
     e.set_defaults(run=detect_evaluate)
@@ -581,14 +582,10 @@ def _fit_bbox_parser(sub: argparse._SubParsersAction) -> None:
         "with --bbox-regression.",
     )
     f.add_argument("--checkpoint", required=True, metavar="CKPT", help="region classifier weights")
-    f.add_argument("--data", required=True, help="training scenes in VOC layout")
-    f.add_argument("--split", default="train", help="image list (default: train)")
+    _add_voc_options(f, split="train")
     f.add_argument("--proposals", help="proposal method (default: the one the classifier was trained on)")
     f.add_argument("--iou", type=float, default=0.6, help="lowest IoU of a proposal to its object (default: 0.6)")
     f.add_argument("--max-windows", type=int, default=20000, help="windows to fit on, drawn at random")
-    f.add_argument("--limit", type=int, default=0, metavar="N", help="the first N images only (0 = all)")
-    f.add_argument("--workers", type=int, default=1, help="Selective Search worker processes (default: 1)")
-    f.add_argument("--cache", help="proposal cache folder (default: DATA/proposals)")
     f.add_argument("--json", action="store_true", help="print one JSON object")
     f.set_defaults(run=fit_bbox)
 

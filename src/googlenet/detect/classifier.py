@@ -4,6 +4,7 @@ IoU >= 0.5 or as background, and drawn into mini-batches of 32 object and 96 bac
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from collections.abc import Iterator
@@ -11,16 +12,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import Dataset, Sampler
 from torchvision.transforms import v2
 
 from googlenet.data.detection import VOCDetection
 from googlenet.data.images import load_image
 from googlenet.detect.regions import label_windows, warp_regions
-from googlenet.model import VARIANTS, GoogLeNet, ModelMeta, build_model, read_weights, save_weights
+from googlenet.model import VARIANTS, GoogLeNet, ModelMeta, build_model, read_task_weights
 from googlenet.train.config import TrainConfig
-from googlenet.train.loop import WEIGHTS, Parts, Run, Task, _model_for, evaluate, inference_model
+from googlenet.train.loop import Parts, Run, Task, _model_for
 
 BACKGROUND = "background"
 
@@ -196,26 +196,14 @@ class RegionTask(Task):
             run.cfg.run.seed,
         )
 
-    def evaluate(self, model: nn.Module, data: Dataset, run: Run) -> dict[str, float]:
-        return evaluate(model, data, run)
-
-    def export(self, run: Run, results: dict[str, Any]) -> None:
-        cfg = run.cfg
-        exported = build_model(cfg.model.name, num_classes=len(run.classes), width=cfg.model.width, aux=False)
-        exported.load_state_dict(inference_model(run).state_dict(), strict=False)
-        meta = ModelMeta(
-            variant=cfg.model.name,
-            num_classes=len(run.classes),
-            options=dict(width=cfg.model.width),
-            input_size=cfg.model.input_size,
-            mean=run.mean,
-            std=run.std,
-            class_names=run.classes,
-            metrics={f"{cfg.data.root}/{cfg.data.val_split}/windows": results},
+    def metadata(self, run: Run, results: dict[str, Any]) -> ModelMeta:
+        d = run.cfg.detect
+        return dataclasses.replace(
+            super().metadata(run, results),
+            metrics={f"{run.cfg.data.root}/{run.cfg.data.val_split}/windows": results},
             task="regions",
-            head=dict(context=cfg.detect.context, proposals=cfg.detect.proposals, fg_iou=cfg.detect.fg_iou),
+            head=dict(context=d.context, proposals=d.proposals, fg_iou=d.fg_iou),
         )
-        save_weights(exported, run.out / WEIGHTS, meta)
 
     def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:
         return (
@@ -226,9 +214,7 @@ class RegionTask(Task):
 
 def load_regions(path: str | os.PathLike) -> GoogLeNet:
     """A region classifier from its .safetensors file (as `googlenet detect train` writes it)."""
-    state, meta = read_weights(path)
-    if meta is None or meta.task != "regions":
-        raise ValueError(f"{path} holds no region classifier (train one with `googlenet detect train`)")
+    state, meta = read_task_weights(path, "regions", "region classifier (train one with `googlenet detect train`)")
     model = build_model(meta.variant, num_classes=meta.num_classes, aux=False, **meta.options)
     model.load_state_dict(state)
     model.meta = meta

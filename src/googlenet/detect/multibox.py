@@ -17,7 +17,7 @@ from torchvision import tv_tensors
 from torchvision.ops import box_iou, nms
 from torchvision.transforms import v2
 
-from googlenet.model import VARIANTS, GoogLeNet, ModelMeta, build_model, read_weights, save_weights
+from googlenet.model import VARIANTS, GoogLeNet, ModelMeta, build_model, read_task_weights, save_weights
 from googlenet.train import distributed
 from googlenet.train.config import TrainConfig
 from googlenet.train.loop import WEIGHTS, Parts, Run, Task, inference_model
@@ -305,9 +305,9 @@ class MultiBoxTask(Task):
 
 def load_multibox(path: str | os.PathLike) -> MultiBox:
     """A MultiBox model from its .safetensors file (as `googlenet detect train-multibox` writes it)."""
-    state, meta = read_weights(path)
-    if meta is None or meta.task != "multibox":
-        raise ValueError(f"{path} holds no MultiBox weights (train them with `googlenet detect train-multibox`)")
+    state, meta = read_task_weights(
+        path, "multibox", "MultiBox weights (train them with `googlenet detect train-multibox`)"
+    )
     backbone = build_model(meta.variant, num_classes=meta.num_classes, aux=False, **meta.options)
     model = MultiBox(backbone, state["priors"], (meta.head or {}).get("grid", 0))
     model.load_state_dict(state)

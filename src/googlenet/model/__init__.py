@@ -3,7 +3,7 @@
 from googlenet.model.googlenet import GoogLeNet, GoogLeNetOutputs
 from googlenet.model.layers import AuxHead, ConvBlock, Inception, NaiveInception
 from googlenet.model.variants import VARIANTS, build_model, list_models, load_model
-from googlenet.model.weights import ModelMeta, read_weights, save_weights
+from googlenet.model.weights import ModelMeta, read_task_weights, read_weights, save_weights
 
 __all__ = [
     "VARIANTS",
@@ -17,6 +17,7 @@ __all__ = [
     "build_model",
     "list_models",
     "load_model",
+    "read_task_weights",
     "read_weights",
     "save_weights",
 ]

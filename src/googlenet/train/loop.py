@@ -204,7 +204,12 @@ class Task:
         cfg = run.cfg
         exported = build_model(cfg.model.name, num_classes=len(run.classes), width=cfg.model.width, aux=False)
         exported.load_state_dict(inference_model(run).state_dict(), strict=False)  # aux heads are left behind
-        meta = ModelMeta(
+        save_weights(exported, run.out / WEIGHTS, self.metadata(run, results))
+
+    def metadata(self, run: Run, results: dict[str, Any]) -> ModelMeta:
+        """The metadata record saved with the inference weights."""
+        cfg = run.cfg
+        return ModelMeta(
             variant=cfg.model.name,
             num_classes=len(run.classes),
             options=dict(width=cfg.model.width),
@@ -215,7 +220,6 @@ class Task:
             class_names=run.classes,
             metrics={f"{cfg.data.dataset}/{cfg.data.val_split}": results},
         )
-        save_weights(exported, run.out / WEIGHTS, meta)
 
     def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:
         return (
