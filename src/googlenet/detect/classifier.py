@@ -72,14 +72,16 @@ class Windows(Dataset):
         box = torch.from_numpy(self.boxes[index : index + 1])
         return warp_pixels(pixels, box, self.size, self.context, self.mean)[0], int(self.labels[index])
 
-    def subset(self, count: int, seed: int = 0) -> list[int]:
-        """`count` window indices for a fixed evaluation: all object windows first, then background drawn at
-        random (all windows when count is 0 or larger than the dataset)."""
+    def subset(self, count: int, foreground: float = 0.25, seed: int = 0) -> list[int]:
+        """`count` window indices for a fixed evaluation, drawn at random with the training batches' share of
+        object windows (all windows when count is 0 or at least the dataset's size)."""
         if not count or count >= len(self):
             return list(range(len(self)))
         fg, bg = np.flatnonzero(self.labels > 0), np.flatnonzero(self.labels == 0)
+        fg_n = min(len(fg), round(count * foreground))
+        bg_n = min(len(bg), count - fg_n)
         rng = np.random.default_rng(seed)
-        chosen = np.concatenate([fg[:count], rng.permutation(bg)[: max(count - len(fg), 0)]])
+        chosen = np.concatenate([rng.permutation(fg)[:fg_n], rng.permutation(bg)[:bg_n]])
         return sorted(chosen.tolist())
 
 
@@ -166,7 +168,7 @@ class RegionTask(Task):
             found = training_proposals(data, d.proposals, max(cfg.data.workers, 1))
             sets.append(Windows(data, found, cfg.model.input_size, d.context, mean, d.fg_iou))
         train_set, val_set = sets
-        val_set = torch.utils.data.Subset(val_set, val_set.subset(d.val_windows, cfg.run.seed))
+        val_set = torch.utils.data.Subset(val_set, val_set.subset(d.val_windows, d.foreground, cfg.run.seed))
         self.labels, self.foreground = train_set.labels, d.foreground
         a = cfg.augment
         return Parts(

@@ -122,7 +122,9 @@ class DetectConfig:
     foreground: float = _f(0.25, "region classifier: fraction of object windows per batch (R-CNN: 32 of 128)")
     fg_iou: float = _f(0.5, "region classifier: a window with IoU >= this to an object is that object's class")
     context: int = _f(16, "region classifier: pixels of context around each box after warping (R-CNN: 16 at 227)")
-    val_windows: int = _f(4000, "region classifier: evaluation windows per epoch (all object windows first)")
+    val_windows: int = _f(
+        4000, "region classifier: evaluation windows per epoch, with the batches' share of object windows"
+    )
 
 
 @dataclass
