@@ -1,21 +1,36 @@
 """Issue 8: bad data never stops a long run, an interrupted run loses nothing, untrusted files cannot run code,
 and every bad input gets a clear error. docs/reliability.md lists each fault and what happens."""
 
+import errno
 import io
+import json
 import os
+import random
+import resource
+import signal
 import struct
+import subprocess
+import sys
 import tempfile
+import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from googlenet.data.detection import read_xml
 from googlenet.data.images import UnreadableImage, load_image
+from googlenet.train import config as train_config
+from googlenet.train.checkpoint import RunStopped, load_checkpoint, save_checkpoint
+from googlenet.train.loop import Task, train
+from test_train import _weights, tiny
+
+from conftest import make_fashion_mnist
 
 # The in-suite fuzz runs are bounded and repeatable; FUZZ_EXAMPLES=20000 makes a long, random one (docs/reliability.md).
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0"))
@@ -221,3 +236,237 @@ def test_fuzz_annotation_parsing_gives_boxes_or_one_clear_error(data):
         else:
             assert annotation.width >= 1 and annotation.height >= 1 and np.isfinite(annotation.boxes).all()
             assert (annotation.boxes[:, 2:] >= annotation.boxes[:, :2]).all()
+
+
+# --- Training faults ------------------------------------------------------------------------------------------
+
+
+def _image_folder(root: Path, per_class: int, broken: dict[str, int]) -> dict[str, list[str]]:
+    """root/{train,val}/{a,b}/*.png: two learnable classes, with broken[split] of the files damaged."""
+    damaged = {}
+    for split in ("train", "val"):
+        for label, colour in (("a", (220, 30, 30)), ("b", (30, 30, 220))):
+            (root / split / label).mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", (16, 16), colour).save(root / split / label / f"{i:03d}.png")
+        kinds = broken_files(root / split / "a")  # replaces nothing: new names, damaged contents
+        names = sorted(kinds)[: broken[split]]
+        for name in set(kinds) - set(names):
+            (root / split / "a" / name).unlink()
+        damaged[split] = sorted(str(root / split / "a" / name) for name in names)
+    return damaged
+
+
+def _folder_config(root, out, **extra):
+    overrides = {
+        "data.dataset": "imagefolder",
+        "data.root": str(root),
+        "data.val_split": "val",
+        "data.workers": "1",  # the files are read in a worker process, and reported from the main one
+        "optim.epochs": "1",
+        "run.checkpoint_every": "0",
+        "run.threads": "1",
+        **extra,
+    }
+    return train_config.load(None, tiny(root, out, **overrides))
+
+
+def test_five_percent_broken_files_train_and_are_reported_exactly(tmp_path, capfd):
+    damaged = _image_folder(tmp_path / "data", per_class=38, broken={"train": 4, "val": 2})  # 4 of 80, 2 of 40
+    results = train(_folder_config(tmp_path / "data", tmp_path / "run"))
+    assert results["step"] == 5 and results["unreadable"] == damaged
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["unreadable"] == damaged
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    listed = [r for r in records if r["kind"] == "unreadable"]
+    assert listed and {k: listed[-1][k] for k in ("train", "val")} == damaged
+    warned = capfd.readouterr().err
+    for path in damaged["train"] + damaged["val"]:
+        assert "skipped an unreadable" in warned and path in warned, path
+
+
+def test_more_broken_files_than_allowed_stop_with_one_clear_message(tmp_path):
+    _image_folder(tmp_path / "data", per_class=38, broken={"train": 4, "val": 0})
+    cfg = _folder_config(tmp_path / "data", tmp_path / "run", **{"data.max_bad_fraction": "0.04"})
+    with pytest.raises(RunStopped, match=r"4 of 80 train items are unreadable \(5.0%, more than") as caught:
+        train(cfg)
+    assert len(str(caught.value).splitlines()) == 1 and caught.value.code == 1
+
+
+KILL_RUN = {"optim.epochs": "4", "run.checkpoint_every": "1", "run.threads": "1"}  # 24 steps, a checkpoint each
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The tiny Fashion-MNIST stand-in and the weights of one uninterrupted run over it."""
+    root = make_fashion_mnist(tmp_path_factory.mktemp("fmnist"))
+    out = tmp_path_factory.mktemp("uninterrupted")
+    train(train_config.load(None, tiny(root, out, **KILL_RUN)))
+    return root, _weights(out)
+
+
+def _start(root, out, resume=False, **extra):
+    overrides = tiny(root, out, **{**KILL_RUN, **extra})
+    command = [sys.executable, "-m", "googlenet", "train", *[f"--{k}={v}" for k, v in overrides.items()]]
+    return subprocess.Popen(
+        [*command, *(["--resume"] if resume else [])],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a job on a cluster: signals reach its workers too
+    )
+
+
+def _wait_for_step(process, out, step, timeout=120):
+    """Until metrics.jsonl logs `step` (True) or the run ends (False)."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        metrics = out / "metrics.jsonl"
+        if metrics.exists() and f'"kind": "step", "step": {step},' in metrics.read_text():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _same_weights(out, expected):
+    got = _weights(out)
+    assert got.keys() == expected.keys()
+    for key in got:
+        assert torch.equal(got[key], expected[key]), key
+
+
+def test_sigkill_at_random_moments_resumes_to_the_same_weights(uninterrupted, tmp_path):
+    root, expected = uninterrupted
+    out, draw = tmp_path / "killed", random.Random(8)
+    step = 0
+    for trial in range(3):  # killed three times, each at a random step and a random moment within it
+        step = draw.randint(step + 1, step + 6)
+        process = _start(root, out, resume=trial > 0)
+        assert _wait_for_step(process, out, step), process.communicate()[1][-2000:]
+        time.sleep(draw.uniform(0, 0.2))
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        if (out / "checkpoint.pt").exists():
+            assert load_checkpoint(out / "checkpoint.pt")["step"] >= step - 1  # loadable, at most a step behind
+    results = train(train_config.load(None, tiny(root, out, **KILL_RUN)), resume=True)
+    assert results["step"] == 24
+    _same_weights(out, expected)
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_save_a_checkpoint_and_exit_cleanly(uninterrupted, tmp_path, number):
+    root, expected = uninterrupted
+    out = tmp_path / "stopped"
+    process = _start(root, out, **{"run.checkpoint_every": "0", "data.workers": "1"})  # only the signal saves
+    assert _wait_for_step(process, out, 3)
+    os.killpg(process.pid, number)  # to the whole group, workers included, as a cluster or Ctrl-C does
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + number and "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]  # the one line that says what happened
+    assert last.startswith(f"googlenet: stopped by {signal.Signals(number).name} at step ") and "--resume" in last
+    stopped_at = int(last.split(" at step ")[1].split(";")[0])
+    assert stopped_at >= 3 and load_checkpoint(out / "checkpoint.pt")["step"] == stopped_at
+    if number == signal.SIGTERM:  # and the run goes on from there to the uninterrupted run's weights
+        train(train_config.load(None, tiny(root, out, **KILL_RUN)), resume=True)
+        _same_weights(out, expected)
+
+
+class NaNLoss(Task):
+    """Classification whose loss is NaN at the given (1-based) steps, as a diverging run's would be."""
+
+    def __init__(self, steps):
+        self.steps, self.calls = set(steps), 0
+
+    def loss(self, net, images, targets, cfg):
+        self.calls += 1
+        loss, main, output = super().loss(net, images, targets, cfg)
+        return (loss * float("nan") if self.calls in self.steps else loss), main, output
+
+
+def test_a_non_finite_loss_skips_the_step_and_is_logged(uninterrupted, tmp_path):
+    root, _ = uninterrupted
+    before = tmp_path / "before"
+    train(train_config.load(None, tiny(root, before, **{"run.max_steps": "2"})))
+    train(train_config.load(None, tiny(root, tmp_path / "nan", **{"run.max_steps": "3"})), task=NaNLoss({3}))
+    _same_weights(tmp_path / "nan", _weights(before))  # step 3 moved neither the weights nor their average
+    records = [json.loads(line) for line in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
+    assert [r for r in records if r["kind"] == "skipped"] == [
+        {"kind": "skipped", "step": 3, "epoch": 0, "reason": "non-finite loss nan"}
+    ]
+
+
+def test_non_finite_losses_in_a_row_stop_the_run_with_the_last_good_checkpoint(uninterrupted, tmp_path):
+    root, _ = uninterrupted
+    cfg = train_config.load(None, tiny(root, tmp_path / "nan", **{"run.max_nonfinite": "3"}))  # checkpoint every 2
+    with pytest.raises(RunStopped, match=r"3 non-finite losses in a row .* the last at step 7; .* at step 4\)"):
+        train(cfg, task=NaNLoss(range(5, 100)))
+    state = load_checkpoint(tmp_path / "nan" / "checkpoint.pt")
+    assert state["step"] == 4 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"model": {}, "optimizer": {}, "step": 1, "epoch": 0, "rng": {}}, path)
+    big = {"model": {"w": torch.zeros(100_000)}, "optimizer": {}, "step": 2, "epoch": 0, "rng": {}}
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit, a write fails as on a full disk
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, limit[1]))
+    try:
+        with pytest.raises(OSError, match=r"could not write .*checkpoint.pt .*; the previous one is kept"):
+            save_checkpoint(big, path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, previous)
+    assert load_checkpoint(path)["step"] == 1 and [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_a_run_goes_on_when_the_disk_fills_and_keeps_its_last_checkpoint(uninterrupted, tmp_path, monkeypatch, capfd):
+    root, _ = uninterrupted
+    real = torch.save
+
+    def full_disk(state, f):
+        if state["step"] > 2:
+            f.write(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(state, f)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    results = train(train_config.load(None, tiny(root, tmp_path / "full")))
+    assert results["step"] == 12 and load_checkpoint(tmp_path / "full" / "checkpoint.pt")["step"] == 2
+    assert "No space left on device); the previous one is kept" in capfd.readouterr().err
+    assert not list((tmp_path / "full").glob(".*.tmp"))
+
+
+# --- Untrusted files ---------------------------------------------------------------------------------------------
+
+
+class _RunsCode:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(uninterrupted, tmp_path):
+    root, _ = uninterrupted
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"model": _RunsCode(tmp_path / "pwned"), "step": 1}, out / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"refused, it holds more than tensors \(posix.system\)") as caught:
+        train(train_config.load(None, tiny(root, out)), resume=True)
+    assert len(str(caught.value).splitlines()) == 1 and not (tmp_path / "pwned").exists()
+
+
+def test_a_damaged_or_foreign_checkpoint_is_one_line(uninterrupted, tmp_path):
+    root, _ = uninterrupted
+    out = tmp_path / "run"
+    train(train_config.load(None, tiny(root, out, **{"run.max_steps": "2"})))
+    other = train_config.load(None, tiny(root, out, **{"model.width": "0.25"}))
+    with pytest.raises(ValueError, match=r"saved by another model \(googlenet_bn, width 0.125\)") as caught:
+        train(other, resume=True)
+    assert len(str(caught.value).splitlines()) == 1
+    data = (out / "checkpoint.pt").read_bytes()
+    (out / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="damaged or not a PyTorch file") as caught:
+        train(train_config.load(None, tiny(root, out)), resume=True)
+    assert len(str(caught.value).splitlines()) == 1

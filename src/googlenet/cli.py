@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from googlenet.model import VARIANTS, build_model
+from googlenet.train.checkpoint import RunStopped
 
 
 def summary(model: str, input_size: int, format: str, naive: bool, width: float) -> str:
@@ -666,13 +667,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """An error's message on one line. One raised in a DataLoader worker comes wrapped with the worker's
+    traceback, whose last line holds the original message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught "):
+        return lines[-1].split(": ", 1)[-1]
+    return " ".join(lines) or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; bad input ends in one line on stderr and exit code 2, never a traceback."""
+    """Run one command; bad input ends in one line on stderr and exit code 2, never a traceback. A training run
+    that stops on purpose (a signal, non-finite losses, too much unreadable data) says why in one line."""
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
-        print(f"googlenet: error: {err}", file=sys.stderr)
+    except RunStopped as err:
+        print(f"googlenet: {_one_line(err)}", file=sys.stderr)
+        return err.code
+    except (ValueError, OSError) as err:  # OSError: missing, unreadable or unwritable files, a full disk
+        print(f"googlenet: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("googlenet: interrupted", file=sys.stderr)
