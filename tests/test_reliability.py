@@ -23,6 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from googlenet import build_model, save_weights
+from googlenet.cli import main
 from googlenet.data.detection import read_xml
 from googlenet.data.images import UnreadableImage, load_image
 from googlenet.train import config as train_config
@@ -292,6 +294,19 @@ def test_more_broken_files_than_allowed_stop_with_one_clear_message(tmp_path):
     assert len(str(caught.value).splitlines()) == 1 and caught.value.code == 1
 
 
+def test_evaluate_skips_and_counts_broken_files(tmp_path, capfd):
+    damaged = _image_folder(tmp_path / "data", per_class=4, broken={"train": 0, "val": 3})
+    model = build_model("googlenet_bn", num_classes=2, width=0.125)
+    model.meta.input_size, model.meta.class_names = 32, ["a", "b"]
+    weights = save_weights(model, tmp_path / "w.safetensors")
+    args = ["evaluate", "--checkpoint", str(weights), "--data", str(tmp_path / "data" / "val"), "--workers", "1"]
+    assert main([*args, "--json"]) == 0
+    captured = capfd.readouterr()
+    result = json.loads(captured.out)
+    assert result["images"] == 8 and result["unreadable"] == 3
+    assert all(path in captured.err for path in damaged["val"])
+
+
 KILL_RUN = {"optim.epochs": "4", "run.checkpoint_every": "1", "run.threads": "1"}  # 24 steps, a checkpoint each
 
 
@@ -470,3 +485,93 @@ def test_a_damaged_or_foreign_checkpoint_is_one_line(uninterrupted, tmp_path):
     with pytest.raises(ValueError, match="damaged or not a PyTorch file") as caught:
         train(train_config.load(None, tiny(root, out)), resume=True)
     assert len(str(caught.value).splitlines()) == 1
+
+
+# --- The command line ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A valid classifier, a damaged weights file, an image, a run folder with a checkpoint that runs code."""
+    folder = tmp_path_factory.mktemp("cli")
+    model = build_model("googlenet_bn", num_classes=10, width=0.125)
+    model.meta.input_size = 32
+    weights = save_weights(model, folder / "tiny.safetensors")
+    (folder / "damaged.safetensors").write_bytes(weights.read_bytes()[:100])
+    Image.fromarray(_pixels()).save(folder / "image.png")
+    (folder / "evil").mkdir()
+    torch.save({"model": _RunsCode(folder / "pwned")}, folder / "evil" / "checkpoint.pt")
+    (folder / "config.json").write_text("{not yaml: [")
+    (folder / "broken.yaml").write_text("model: [1\n")
+    return folder
+
+
+BAD_COMMANDS = [
+    ["train", "--config", "does-not-exist.yaml"],
+    ["train", "--config", "{f}/broken.yaml"],
+    ["train", "--config", "{f}"],
+    ["train", "--optim.lr", "-1"],
+    ["train", "--optim.lr", "fast"],
+    ["train", "--run.checkpoint_every", "-5"],
+    ["train", "--model.dropout", "1.5"],
+    ["train", "--data.max_bad_fraction", "2"],
+    ["train", "--run.max_nonfinite", "0"],
+    ["train", "--no-such-option", "1"],
+    ["train", "--data.dataset", "imagefolder", "--data.root", "{f}/nowhere", "--run.out", "{f}/out"],
+    ["train", "--resume", "--out", "{f}/evil"],
+    ["evaluate", "--crops", "7", "--checkpoint", "{f}/tiny.safetensors"],
+    ["evaluate", "--checkpoint", "{f}/missing.safetensors"],
+    ["evaluate", "--checkpoint", "{f}/damaged.safetensors"],
+    ["evaluate", "--checkpoint", "{f}/evil/checkpoint.pt"],
+    ["evaluate", "--checkpoint", "{f}/tiny.safetensors", "--limit", "-1"],
+    ["evaluate", "--checkpoint", "{f}/tiny.safetensors", "--data", "{f}/nowhere"],
+    ["predict", "--checkpoint", "{f}/tiny.safetensors", "missing.jpg"],
+    ["predict", "--checkpoint", "{f}/tiny.safetensors", "{f}/config.json"],
+    ["predict", "--checkpoint", "{f}/tiny.safetensors", "--topk", "0", "{f}/image.png"],
+    ["predict", "--checkpoint", "{f}/tiny.safetensors", "--crops", "7", "{f}/image.png"],
+    ["predict", "--checkpoint", "{f}/damaged.safetensors", "{f}/image.png"],
+    ["predict", "{f}/image.png"],
+    ["summary", "--width", "0"],
+    ["summary", "--input-size", "16"],
+    ["data", "scenes", "--out", "{f}/scenes", "--count", "0"],
+    ["data", "scenes", "--out", "{f}/scenes", "--split", "val"],
+    ["detect", "proposals", "--data", "{f}/nowhere"],
+    ["detect", "proposals", "--data", "{f}", "--method", "multibox"],
+    ["detect", "proposals", "--data", "{f}", "--limit", "-2"],
+    ["detect", "evaluate", "--checkpoint", "{f}/tiny.safetensors", "--data", "{f}/nowhere", "--nms", "2"],
+    ["detect", "evaluate", "--checkpoint", "{f}/damaged.safetensors", "--data", "{f}/nowhere"],
+    ["detect", "predict", "--checkpoint", "{f}/tiny.safetensors", "missing.jpg"],
+    ["detect", "fit-bbox", "--checkpoint", "{f}/missing.safetensors", "--data", "{f}/nowhere"],
+    ["detect", "fit-bbox", "--checkpoint", "{f}/tiny.safetensors", "--data", "{f}", "--iou", "1.5"],
+    ["detect", "train", "--config", "does-not-exist.yaml"],
+    ["detect", "train", "--data.dataset", "fashion_mnist"],
+    ["detect", "train-multibox", "--data.dataset", "voc"],
+    ["detect", "train-multibox", "--multibox.nms", "0"],
+    ["no-such-command"],
+]
+
+
+@pytest.mark.parametrize("args", BAD_COMMANDS, ids=" ".join)
+def test_every_command_answers_bad_arguments_with_one_line(files, capsys, args):
+    try:
+        code = main([arg.format(f=files) for arg in args])
+    except SystemExit as exit:  # argparse's own checks
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "error" in err, err
+    assert not (files / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["predict", "--checkpoint", "C", "missing.jpg"],
+        ["evaluate", "--crops", "7", "--checkpoint", "C"],
+        ["train", "--config", "does-not-exist.yaml"],
+    ],
+)
+def test_the_documented_bad_commands_exit_non_zero_with_one_line(args):
+    done = subprocess.run([sys.executable, "-m", "googlenet", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

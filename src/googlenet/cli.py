@@ -150,6 +150,7 @@ def evaluate(
         "pool": pool,
         "models": len(models),
         "images": sum(len(t) for t in evaluator.targets),
+        "unreadable": min(limit or len(dataset), len(dataset)) - sum(len(t) for t in evaluator.targets),
         "per_model": [{"checkpoint": c, **evaluator.evaluate([i])} for i, c in enumerate(checkpoints)],
         "seconds": round(seconds, 2),
         "data": data if data == "fashion_mnist" else str(Path(data).resolve()),
@@ -164,6 +165,7 @@ def evaluate(
         print(
             f"{result['models']} model(s) x {crops} crop(s) ({pool} over crops) on {result['images']} images: "
             f"top-1 {100 * result['top1']:.2f}%  top-5 error {100 * result['top5_error']:.2f}%  ({seconds:.0f} s)"
+            + (f"; {result['unreadable']} unreadable image(s) skipped" if result["unreadable"] else "")
         )
 
 

@@ -11,11 +11,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 
 class UnreadableImage(ValueError):
-    """An image file that cannot be used (damaged, truncated, empty, not an image, too large); names the file."""
+    """An image file that cannot be used (damaged, truncated, empty, not an image, too large); the message names
+    the file, `path` is it. (One positional message, so a DataLoader worker can re-raise it in the main process.)"""
 
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        super().__init__(f"{path} {reason}")
-        self.path = str(path)
+    def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else str(path)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -51,15 +52,15 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     if not path.exists():
         raise FileNotFoundError(f"no such image file: {path}")
     if path.is_dir():
-        raise UnreadableImage(path, "is a folder, not an image file")
+        raise UnreadableImage(f"{path} is a folder, not an image file", path)
     if path.stat().st_size == 0:
-        raise UnreadableImage(path, "is empty (0 bytes)")
+        raise UnreadableImage(f"{path} is empty (0 bytes)", path)
     try:
         return to_rgb(_decode(path))
     except UnidentifiedImageError:
-        raise UnreadableImage(path, "is not an image file (unknown or damaged format)") from None
+        raise UnreadableImage(f"{path} is not an image file (unknown or damaged format)", path) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise UnreadableImage(path, f"is refused as a possible decompression bomb ({err})") from None
+        raise UnreadableImage(f"{path} is refused as a possible decompression bomb ({err})", path) from None
     except Exception as err:  # Pillow's decoders raise many types for damaged data (its own fuzzers catch all)
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UnreadableImage(path, f"is not a readable image ({reason})") from None
+        raise UnreadableImage(f"{path} is not a readable image ({reason})", path) from None

@@ -300,11 +300,15 @@ def _counts(cfg: TrainConfig) -> list[tuple[bool, str]]:
 def _fractions(cfg: TrainConfig) -> list[tuple[bool, str]]:
     """Probabilities, weights and IoU thresholds within their ranges."""
     return [
-        (0 <= cfg.model.dropout < 1 and 0 <= cfg.model.aux_dropout < 1, "model.dropout and aux_dropout: [0, 1)"),
+        (0 <= cfg.model.dropout < 1, "model.dropout must be in [0, 1)"),
+        (0 <= cfg.model.aux_dropout < 1, "model.aux_dropout must be in [0, 1)"),
         (0 <= cfg.optim.momentum < 1, "optim.momentum must be in [0, 1)"),
-        (cfg.optim.weight_decay >= 0 and cfg.optim.aux_weight >= 0, "optim.weight_decay, aux_weight: 0 or more"),
-        (cfg.augment.photometric >= 0 and cfg.augment.lighting >= 0, "augment.photometric, lighting: 0 or more"),
-        (0 < cfg.multibox.nms <= 1 and cfg.multibox.alpha >= 0, "multibox.nms in (0, 1], multibox.alpha >= 0"),
+        (cfg.optim.weight_decay >= 0, "optim.weight_decay must be 0 or more"),
+        (cfg.optim.aux_weight >= 0, "optim.aux_weight must be 0 or more"),
+        (cfg.augment.photometric >= 0, "augment.photometric must be 0 or more"),
+        (cfg.augment.lighting >= 0, "augment.lighting must be 0 or more"),
+        (0 < cfg.multibox.nms <= 1, "multibox.nms must be in (0, 1]"),
+        (cfg.multibox.alpha >= 0, "multibox.alpha must be 0 or more"),
         (0 < cfg.detect.fg_iou <= 1, "detect.fg_iou must be in (0, 1]"),
     ]
 
