@@ -80,7 +80,8 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
         "distortions and random interpolation. Settings come from --config (YAML, sections as below), then "
         "from --section.field options, which override any field. Under `torchrun --nproc_per_node N` the "
         "same command trains data-parallel. Outputs in run.out: checkpoint.pt, model.safetensors (inference "
-        "weights), metrics.jsonl, curves.png, config.yaml, results.json.",
+        "weights), metrics.jsonl, curves.png, config.yaml, results.json (and unreadable.jsonl, when image files "
+        "could not be read and were skipped). SIGTERM or Ctrl-C: checkpoint, then stop (continue with --resume).",
     )
     _add_training_options(p, "YAML file with sections model, data, augment, optim, run (see configs/)")
     p.set_defaults(run=lambda a: train(a.config, a.out, a.resume, train_config.overrides_from(a)))
