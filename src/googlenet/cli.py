@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from googlenet.model import VARIANTS, build_model
+from googlenet.train.checkpoint import RunStopped
 
 
 def summary(model: str, input_size: int, format: str, naive: bool, width: float) -> str:
@@ -79,7 +80,8 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
         "distortions and random interpolation. Settings come from --config (YAML, sections as below), then "
         "from --section.field options, which override any field. Under `torchrun --nproc_per_node N` the "
         "same command trains data-parallel. Outputs in run.out: checkpoint.pt, model.safetensors (inference "
-        "weights), metrics.jsonl, curves.png, config.yaml, results.json.",
+        "weights), metrics.jsonl, curves.png, config.yaml, results.json (and unreadable.jsonl, when image files "
+        "could not be read and were skipped). SIGTERM or Ctrl-C: checkpoint, then stop (continue with --resume).",
     )
     _add_training_options(p, "YAML file with sections model, data, augment, optim, run (see configs/)")
     p.set_defaults(run=lambda a: train(a.config, a.out, a.resume, train_config.overrides_from(a)))
@@ -149,6 +151,7 @@ def evaluate(
         "pool": pool,
         "models": len(models),
         "images": sum(len(t) for t in evaluator.targets),
+        "unreadable": min(limit or len(dataset), len(dataset)) - sum(len(t) for t in evaluator.targets),
         "per_model": [{"checkpoint": c, **evaluator.evaluate([i])} for i, c in enumerate(checkpoints)],
         "seconds": round(seconds, 2),
         "data": data if data == "fashion_mnist" else str(Path(data).resolve()),
@@ -163,6 +166,7 @@ def evaluate(
         print(
             f"{result['models']} model(s) x {crops} crop(s) ({pool} over crops) on {result['images']} images: "
             f"top-1 {100 * result['top1']:.2f}%  top-5 error {100 * result['top5_error']:.2f}%  ({seconds:.0f} s)"
+            + (f"; {result['unreadable']} unreadable image(s) skipped" if result["unreadable"] else "")
         )
 
 
@@ -678,13 +682,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """An error's message on one line. One raised in a DataLoader worker comes wrapped with the worker's
+    traceback, whose last line holds the original message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught "):
+        return lines[-1].split(": ", 1)[-1]
+    return " ".join(lines) or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; bad input ends in one line on stderr and exit code 2, never a traceback."""
+    """Run one command; bad input ends in one line on stderr and exit code 2, never a traceback. A training run
+    that stops on purpose (a signal, non-finite losses, too much unreadable data) says why in one line."""
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
-        print(f"googlenet: error: {err}", file=sys.stderr)
+    except RunStopped as err:
+        print(f"googlenet: {_one_line(err)}", file=sys.stderr)
+        return err.code
+    except (ValueError, OSError) as err:  # OSError: missing, unreadable or unwritable files, a full disk
+        print(f"googlenet: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("googlenet: interrupted", file=sys.stderr)

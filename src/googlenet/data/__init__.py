@@ -1,16 +1,27 @@
 """Datasets, the paper's augmentation and reproducible loaders."""
 
-from googlenet.data.loaders import Augmented, EpochSampler, Transformed, build_dataset, eval_loader, train_loader
+from googlenet.data.loaders import (
+    Augmented,
+    EpochSampler,
+    SkipUnreadable,
+    Transformed,
+    build_dataset,
+    eval_loader,
+    train_loader,
+    unreadable,
+)
 from googlenet.data.transforms import Lighting, eval_transform, train_transform
 
 __all__ = [
     "Augmented",
     "EpochSampler",
     "Lighting",
+    "SkipUnreadable",
     "Transformed",
     "build_dataset",
     "eval_loader",
     "eval_transform",
     "train_loader",
     "train_transform",
+    "unreadable",
 ]

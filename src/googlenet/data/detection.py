@@ -37,8 +37,22 @@ class Annotation:
     difficult: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
 
+def _number(path: str | os.PathLike, parent: ET.Element, field: str, where: str) -> float:
+    """The finite number in `parent`'s child `field`; a ValueError naming the file and the field otherwise."""
+    text = parent.findtext(field)
+    if text is None:
+        raise ValueError(f"{path}: {where}<{field}> is missing")
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"{path}: {where}<{field}> is {text.strip()[:40]!r}, not a number") from None
+    if not np.isfinite(value):
+        raise ValueError(f"{path}: {where}<{field}> is {text.strip()!r}, not a finite number")
+    return value
+
+
 def read_xml(path: str | os.PathLike) -> Annotation:
-    """A VOC / ILSVRC annotation file."""
+    """A VOC / ILSVRC annotation file; a malformed one gives a ValueError naming the file and the field."""
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as err:
@@ -46,19 +60,28 @@ def read_xml(path: str | os.PathLike) -> Annotation:
     size = root.find("size")
     if size is None:
         raise ValueError(f"{path}: no <size> element")
+    width, height = (_number(path, size, key, "<size>") for key in ("width", "height"))
+    if width < 1 or height < 1:
+        raise ValueError(f"{path}: <size> is {width:g} x {height:g}; width and height must be at least 1")
     boxes, names, difficult = [], [], []
-    for obj in root.iter("object"):
+    for k, obj in enumerate(root.iter("object"), 1):
         bb = obj.find("bndbox")
         if bb is None:
             continue
-        xmin, ymin, xmax, ymax = (float(bb.findtext(k, "nan")) for k in ("xmin", "ymin", "xmax", "ymax"))
+        where = f"<object> {k} <bndbox>"
+        xmin, ymin, xmax, ymax = (_number(path, bb, key, where) for key in ("xmin", "ymin", "xmax", "ymax"))
+        if xmax < xmin or ymax < ymin:
+            raise ValueError(f"{path}: {where} has xmax < xmin or ymax < ymin ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g})")
+        name = (obj.findtext("name") or "").strip()
+        if not name:
+            raise ValueError(f"{path}: <object> {k} has no <name>")
         boxes.append((xmin - 1, ymin - 1, xmax, ymax))
-        names.append((obj.findtext("name") or "").strip())
-        difficult.append(obj.findtext("difficult", "0").strip() == "1")
+        names.append(name)
+        difficult.append((obj.findtext("difficult") or "0").strip() == "1")
     return Annotation(
-        filename=(root.findtext("filename") or Path(path).stem).strip(),
-        width=int(float(size.findtext("width", "0"))),
-        height=int(float(size.findtext("height", "0"))),
+        filename=Path((root.findtext("filename") or "").strip() or Path(path).stem).name,  # never outside images/
+        width=int(width),
+        height=int(height),
         boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
         names=names,
         difficult=np.asarray(difficult, bool),

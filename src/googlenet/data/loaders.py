@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
+import random
+import signal
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.datasets import ImageFolder
 
 from googlenet.data.fashion_mnist import FashionMNIST
-from googlenet.data.images import load_image
+from googlenet.data.images import UnreadableImage, load_image
 
 
 def build_dataset(name: str, root: str | None, split: str, subset: int = 0) -> Dataset:
@@ -36,6 +40,69 @@ def build_dataset(name: str, root: str | None, split: str, subset: int = 0) -> D
         dataset = Subset(dataset, range(min(subset, len(dataset))))
         dataset.classes = classes
     return dataset
+
+
+class SkipUnreadable(Dataset):
+    """`dataset` whose unreadable items (a damaged, truncated, empty or missing image file) are replaced by
+    another item, drawn from a generator seeded by the index (so runs stay exactly reproducible), instead of
+    stopping the run. Each one is warned about on stderr, naming the file, and appended to `log` as a JSON line
+    {split, index, path, error}: one file that all DataLoader workers and processes share (`unreadable`
+    reads it back)."""
+
+    attempts = 50  # replacements tried for one item before the data is judged mostly bad
+
+    def __init__(self, dataset: Dataset, log: str | Path, split: str) -> None:
+        self.dataset, self.log, self.split = dataset, Path(log), split
+        self.classes = getattr(dataset, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        draw, candidate = random.Random(index), index
+        for _ in range(self.attempts):
+            try:
+                return self.dataset[candidate]
+            except (UnreadableImage, FileNotFoundError) as err:
+                self._record(candidate, err)
+                last = err
+            candidate = draw.randrange(len(self.dataset))
+        raise ValueError(f"{self.attempts} {self.split} items in a row were unreadable, the last: {last}")
+
+    def _record(self, index: int, err: Exception) -> None:
+        print(f"warning: skipped an unreadable {self.split} item: {err}", file=sys.stderr)  # from any worker
+        path = getattr(err, "path", None) or str(err)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "a") as f:  # one short write in append mode: lines from many processes stay whole
+            f.write(json.dumps({"split": self.split, "index": index, "path": path, "error": str(err)}) + "\n")
+
+
+def unreadable(log: str | Path) -> dict[str, dict[int, str]]:
+    """{split: {index: path}} of the items that `SkipUnreadable` skipped (a line cut short by a kill is ignored)."""
+    found: dict[str, dict[int, str]] = {}
+    if not Path(log).is_file():
+        return found
+    for line in Path(log).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        found.setdefault(record["split"], {})[record["index"]] = record["path"]
+    return found
+
+
+WORKER_GRACE_S = 30  # SLURM's default time between SIGTERM and SIGKILL
+
+
+def leave_stop_signals_to_main(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT and SIGTERM to the main process, which checkpoints and then ends them.
+
+    A SIGTERM sent to every process of a job (as SLURM does on preemption) would otherwise kill the workers
+    at once and the main process with them, before it checkpoints; here it gives a worker WORKER_GRACE_S seconds more
+    (SIGALRM then ends it), which also bounds how long a stuck worker can outlive a terminate().
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda number, frame: signal.alarm(WORKER_GRACE_S))
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -118,9 +185,9 @@ def train_loader(
         num_workers=workers,
         drop_last=True,
         pin_memory=pin_memory,
-        persistent_workers=workers > 0,
         collate_fn=collate_fn,
         generator=torch.Generator().manual_seed(seed),  # keeps the global RNG out of the loader
+        worker_init_fn=leave_stop_signals_to_main,
     )
     return loader, sampler
 
@@ -143,4 +210,5 @@ def eval_loader(
         pin_memory=pin_memory,
         collate_fn=collate_fn,
         generator=torch.Generator().manual_seed(0),
+        worker_init_fn=leave_stop_signals_to_main,
     )

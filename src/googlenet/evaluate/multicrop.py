@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, Subset
 from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
+from googlenet.data.images import UnreadableImage
 from googlenet.data.loaders import eval_loader
 from googlenet.data.multicrop import boxes_for, multi_crop, unique
 from googlenet.evaluate.metrics import topk_correct
@@ -61,7 +62,8 @@ class CropSpec:
 
 
 class Cropped(Dataset):
-    """(PIL image, label) -> (crops, crop weights, label), for DataLoader workers."""
+    """(PIL image, label) -> (crops, crop weights, label), for DataLoader workers; None for an unreadable image
+    (warned about, naming the file), which `collate` leaves out."""
 
     def __init__(self, dataset: Dataset, spec: CropSpec) -> None:
         self.dataset, self.spec = dataset, spec
@@ -69,14 +71,21 @@ class Cropped(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        image, label = self.dataset[index]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        try:
+            image, label = self.dataset[index]
+        except (UnreadableImage, FileNotFoundError) as err:
+            print(f"warning: skipped an unreadable image: {err}", file=sys.stderr)
+            return None
         return *self.spec(image), label
 
 
-def collate(items: list[tuple[torch.Tensor, torch.Tensor, int]]) -> tuple[torch.Tensor, ...]:
+def collate(items: list[tuple[torch.Tensor, torch.Tensor, int] | None]) -> tuple[torch.Tensor, ...] | None:
     """Images with different crop counts in one batch: crops and weights concatenated, `owner` maps each crop
-    to its image."""
+    to its image. Unreadable images (None) are left out; a batch of nothing else is None."""
+    items = [item for item in items if item is not None]
+    if not items:
+        return None
     counts = torch.tensor([len(w) for _, w, _ in items])
     owner = torch.repeat_interleave(torch.arange(len(items)), counts)
     crops = torch.cat([c for c, _, _ in items])
@@ -172,8 +181,11 @@ def run(
     label = f"{len(evaluator.models)} model(s) x {spec.crops} crop(s)"
     with tqdm(total=len(dataset), unit="img", desc=label, disable=not progress, file=sys.stderr) as bar:
         for batch in loader:
-            evaluator.process(*batch)
-            bar.update(len(batch[3]))
+            if batch is not None:
+                evaluator.process(*batch)
+                bar.update(len(batch[3]))
+    if not evaluator.targets:
+        raise ValueError(f"none of the {len(dataset)} images could be read (see the warnings above)")
     return time.perf_counter() - start
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,12 +85,9 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Mode
                 state = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is no dict)
         except (SafetensorError, OSError) as err:
             raise ValueError(f"{path} is not a readable safetensors file ({err})") from None
-        return state, ModelMeta.from_json(record) if record else None
+        return state, _meta(record, path) if record else None
     if suffix in (".pth", ".pt"):
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # pickle refuses code, a damaged file raises anything
-            raise ValueError(f"{path} could not be loaded as weights ({type(err).__name__}: {err})") from None
+        state = load_pickle(path)
         for key in ("model", "state_dict"):  # a training checkpoint rather than a bare state_dict
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]
@@ -99,6 +97,36 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Mode
             state = torchvision_to_googlenet(state)
         return state, None
     raise ValueError(f"{path}: weights must be .safetensors, .pth or .pt, not {suffix or 'no suffix'}")
+
+
+def _meta(record: str, path: Path) -> ModelMeta:
+    """The metadata record of a weights file; a damaged one is a one-line ValueError."""
+    try:
+        meta = ModelMeta.from_json(record)
+        if not isinstance(meta.variant, str) or not isinstance(meta.num_classes, int) or meta.num_classes < 1:
+            raise ValueError(f"variant {meta.variant!r}, num_classes {meta.num_classes!r}")
+        return meta
+    except (ValueError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: its metadata record is damaged ({err})") from None
+
+
+def load_pickle(path: str | os.PathLike) -> Any:
+    """A .pth/.pt file loaded with weights_only=True: tensors and plain containers only, so it cannot run code.
+
+    A file that asks for anything else, or a damaged one, gives a one-line ValueError (torch's own message
+    spans many lines and suggests weights_only=False, which this package never uses).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        asked = re.search(r"GLOBAL (\S+)", str(err))
+        what = f" ({asked.group(1)})" if asked else ""
+        raise ValueError(
+            f"{path} could not be loaded: refused, it holds more than tensors{what} and loading it could run code"
+        ) from None
+    except Exception as err:  # a damaged file raises anything
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path} could not be loaded: damaged or not a PyTorch file ({reason[:200]})") from None
 
 
 # torchvision's module names -> ours (Table 1 row names). Applied in order, first match only.

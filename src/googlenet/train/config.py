@@ -48,6 +48,11 @@ class DataConfig:
     mean: list[float] | None = _f(None, "per-channel mean of [0, 1] RGB; empty = the model variant's")
     std: list[float] | None = _f(None, "per-channel std; empty = the variant's (the paper's: 1/255, Caffe scale)")
     crop_pct: float = _f(0.875, "evaluation: resize the shorter side to input_size / crop_pct, centre crop")
+    max_bad_fraction: float = _f(
+        0.05,
+        "largest share of unreadable items (damaged, truncated, empty or non-image files) in a split: each is "
+        "replaced by another item, warned about and listed in metrics.jsonl and results.json; more stops the run",
+    )
 
 
 @dataclass
@@ -94,6 +99,9 @@ class RunConfig:
     log_every: int = _f(20, "write a metrics line every K steps")
     max_steps: int = _f(0, "stop after this many steps in all (0 = run all epochs)")
     tensorboard: bool = _f(False, "also log to TensorBoard (needs the tensorboard package)")
+    max_nonfinite: int = _f(
+        5, "non-finite losses in a row that stop the run (each such step is skipped and logged; checkpoints kept)"
+    )
 
 
 @dataclass
@@ -265,11 +273,51 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (0 < cfg.optim.polyak_decay < 1, "optim.polyak_decay must be in (0, 1)"),
         (cfg.run.device in ("auto", "cpu", "cuda"), "run.device must be auto, cpu or cuda"),
         (cfg.run.log_every > 0, "run.log_every must be positive"),
+        (0 <= cfg.data.max_bad_fraction <= 1, "data.max_bad_fraction must be in [0, 1]"),
+        (cfg.run.max_nonfinite >= 1, "run.max_nonfinite must be at least 1"),
+        *_counts(cfg),
+        *_fractions(cfg),
     ]
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
     return cfg
+
+
+def _counts(cfg: TrainConfig) -> list[tuple[bool, str]]:
+    """Fields that count something: none may be negative (0 means all, none or off, as each help says)."""
+    fields = [
+        ("data.train_subset", cfg.data.train_subset),
+        ("data.val_subset", cfg.data.val_subset),
+        ("optim.warmup_steps", cfg.optim.warmup_steps),
+        ("optim.polyak_start", cfg.optim.polyak_start),
+        ("run.threads", cfg.run.threads),
+        ("run.checkpoint_every", cfg.run.checkpoint_every),
+        ("run.max_steps", cfg.run.max_steps),
+        ("multibox.grid", cfg.multibox.grid),
+        ("detect.context", cfg.detect.context),
+        ("detect.val_windows", cfg.detect.val_windows),
+    ]
+    return [(value >= 0, f"{name} must be 0 or more, not {value}") for name, value in fields] + [
+        (cfg.multibox.priors >= 1, "multibox.priors must be at least 1"),
+        (cfg.multibox.top >= 1, "multibox.top must be at least 1"),
+    ]
+
+
+def _fractions(cfg: TrainConfig) -> list[tuple[bool, str]]:
+    """Probabilities, weights and IoU thresholds within their ranges."""
+    return [
+        (0 <= cfg.model.dropout < 1, "model.dropout must be in [0, 1)"),
+        (0 <= cfg.model.aux_dropout < 1, "model.aux_dropout must be in [0, 1)"),
+        (0 <= cfg.optim.momentum < 1, "optim.momentum must be in [0, 1)"),
+        (cfg.optim.weight_decay >= 0, "optim.weight_decay must be 0 or more"),
+        (cfg.optim.aux_weight >= 0, "optim.aux_weight must be 0 or more"),
+        (cfg.augment.photometric >= 0, "augment.photometric must be 0 or more"),
+        (cfg.augment.lighting >= 0, "augment.lighting must be 0 or more"),
+        (0 < cfg.multibox.nms <= 1, "multibox.nms must be in (0, 1]"),
+        (cfg.multibox.alpha >= 0, "multibox.alpha must be 0 or more"),
+        (0 < cfg.detect.fg_iou <= 1, "detect.fg_iou must be in (0, 1]"),
+    ]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

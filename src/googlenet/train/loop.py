@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,28 +26,38 @@ from tqdm import tqdm
 from googlenet.data import (
     Augmented,
     EpochSampler,
+    SkipUnreadable,
     Transformed,
     build_dataset,
     eval_loader,
     eval_transform,
     train_loader,
     train_transform,
+    unreadable,
 )
 from googlenet.evaluate.metrics import topk_correct
 from googlenet.model import VARIANTS, GoogLeNet, ModelMeta, build_model, save_weights
 from googlenet.train import distributed
-from googlenet.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from googlenet.train.checkpoint import (
+    RunStopped,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_atomic,
+)
 from googlenet.train.config import TrainConfig
-from googlenet.train.plot import plot_curves
+from googlenet.train.plot import plot_curves, read_metrics
 from googlenet.train.schedule import lr_at
 
-CHECKPOINT, WEIGHTS, METRICS, PLOT, CONFIG, RESULTS = (
+CHECKPOINT, WEIGHTS, METRICS, PLOT, CONFIG, RESULTS, UNREADABLE = (
     "checkpoint.pt",
     "model.safetensors",
     "metrics.jsonl",
     "curves.png",
     "config.yaml",
     "results.json",
+    "unreadable.jsonl",
 )
 
 
@@ -71,6 +83,9 @@ class Run:
     board: Any = None
     last_eval: tuple[int, dict] | None = None  # (step, record) of the latest evaluation of the averaged weights
     task: Task | None = None
+    saved_step: int | None = None  # the step of the latest checkpoint on disk
+    nonfinite: int = 0  # non-finite losses in a row, each step skipped
+    stop: int = 0  # the signal (SIGTERM, SIGINT) that asked the run to checkpoint and stop
 
     @property
     def per_rank_batch(self) -> int:
@@ -228,76 +243,182 @@ class Task:
         )
 
 
-def train_one_epoch(run: Run) -> bool:
-    """One epoch (or its remainder after a resume). Returns False when max_steps stopped it early."""
-    cfg, opt = run.cfg, run.cfg.optim
-    done = run.step - run.epoch * run.steps_per_epoch
+def _epoch_loader(run: Run, done: int) -> torch.utils.data.DataLoader:
+    """This process's batches for the rest of the current epoch, after the `done` steps a resumed run did."""
     loader, sampler = train_loader(
         run.train_data,
         run.per_rank_batch,
         run.ctx.rank,
         run.ctx.world_size,
-        cfg.data.workers,
-        cfg.run.seed,
+        run.cfg.data.workers,
+        run.cfg.run.seed,
         pin_memory=run.ctx.device.type == "cuda",
         collate_fn=run.task.collate,
         sampler=run.task.sampler(run.train_data, run),
     )
     sampler.set_epoch(run.epoch)
     sampler.skip = done * run.per_rank_batch
-    bar = tqdm(
-        total=(run.steps_per_epoch - done) * cfg.data.batch_size,
+    return loader
+
+
+def _progress(run: Run, done: int) -> tqdm:
+    return tqdm(
+        total=(run.steps_per_epoch - done) * run.cfg.data.batch_size,
         unit="img",
         unit_scale=True,
-        desc=f"epoch {run.epoch + 1}/{opt.epochs}",
+        desc=f"epoch {run.epoch + 1}/{run.cfg.optim.epochs}",
         disable=not run.ctx.is_main,
         dynamic_ncols=True,
         mininterval=1 if sys.stderr.isatty() else 30,
     )
+
+
+def train_one_epoch(run: Run) -> bool:
+    """One epoch (or its remainder after a resume). Returns False when max_steps stopped it early."""
+    cfg, opt = run.cfg, run.cfg.optim
+    done = run.step - run.epoch * run.steps_per_epoch
+    loader = _epoch_loader(run, done)
     run.net.train()
     tick = time.perf_counter()
-    for images, targets in loader:
-        lr = lr_at(
-            run.step, opt.lr, opt.lr_decay, opt.decay_every, opt.decay_unit, run.steps_per_epoch, opt.warmup_steps
-        )
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
-        images = _to_device(run, images)
-        with _autocast(run):
-            loss, main, output = run.task.loss(run.net, images, targets, cfg)
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
-        if run.averaged is not None and run.step >= opt.polyak_start:
-            run.averaged.update_parameters(run.model)
-        run.step += 1
-        bar.update(cfg.data.batch_size)
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", refresh=False)
-        if run.step % cfg.run.log_every == 0:
-            now = time.perf_counter()
-            stats = run.task.batch_stats(output, targets)
-            # Means over the global batch, not just this process's share of it.
-            total, main_total, *sums = distributed.all_reduce_sum([loss.item(), main.item(), *stats.values()], run.ctx)
-            run.log(
-                {
-                    "kind": "step",
-                    "step": run.step,
-                    "epoch": run.epoch,
-                    "lr": lr,
-                    "loss": total / run.ctx.world_size,
-                    "loss_main": main_total / run.ctx.world_size,
-                    **{k: 100 * v / cfg.data.batch_size for k, v in zip(stats, sums, strict=True)},
-                    "images_per_s": cfg.run.log_every * cfg.data.batch_size / (now - tick),
-                }
+    with _progress(run, done) as bar:
+        for images, targets in loader:
+            lr = lr_at(
+                run.step, opt.lr, opt.lr_decay, opt.decay_every, opt.decay_unit, run.steps_per_epoch, opt.warmup_steps
             )
-            tick = now
-        if cfg.run.checkpoint_every and run.step % cfg.run.checkpoint_every == 0:
-            save_state(run)
-        if run.cfg.run.max_steps and run.step >= run.cfg.run.max_steps:
-            bar.close()
-            return False
-    bar.close()
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr
+            images = _to_device(run, images)
+            with _autocast(run):
+                loss, main, output = run.task.loss(run.net, images, targets, cfg)
+            if finite(run, loss):
+                run.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                run.optimizer.step()
+                if run.averaged is not None and run.step >= opt.polyak_start:
+                    run.averaged.update_parameters(run.model)
+            run.step += 1
+            bar.update(cfg.data.batch_size)
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", refresh=False)
+            if run.step % cfg.run.log_every == 0:
+                stats = run.task.batch_stats(output, targets)
+                now = time.perf_counter()
+                log_step(run, lr, [loss.item(), main.item(), *stats.values()], list(stats), now - tick)
+                tick = now
+            if cfg.run.checkpoint_every and run.step % cfg.run.checkpoint_every == 0:
+                save_state(run)
+            stop_if_asked(run)
+            if run.cfg.run.max_steps and run.step >= run.cfg.run.max_steps:
+                return False
     return True
+
+
+def log_step(run: Run, lr: float, values: list[float], stat_names: list[str], seconds: float) -> None:
+    """One `step` line of metrics.jsonl: loss, main loss and the task's batch statistics as means over the
+    global batch, not just this process's share of it. Also checks the unreadable-data limit."""
+    check_unreadable(run)
+    total, main_total, *sums = distributed.all_reduce_sum(values, run.ctx)
+    batch = run.cfg.data.batch_size
+    run.log(
+        {
+            "kind": "step",
+            "step": run.step,
+            "epoch": run.epoch,
+            "lr": lr,
+            "loss": total / run.ctx.world_size,
+            "loss_main": main_total / run.ctx.world_size,
+            **{k: 100 * v / batch for k, v in zip(stat_names, sums, strict=True)},
+            "images_per_s": run.cfg.run.log_every * batch / seconds,
+        }
+    )
+
+
+def finite(run: Run, loss: torch.Tensor) -> bool:
+    """Whether this step's loss is finite on every process. A non-finite one skips the step (no update) and is
+    logged; run.max_nonfinite of them in a row stop the run (no checkpoint is written while they last)."""
+    bad = distributed.all_reduce_sum([float(not torch.isfinite(loss.detach()).all())], run.ctx)[0]
+    if not bad:
+        run.nonfinite = 0
+        return True
+    run.nonfinite += 1
+    run.log({"kind": "skipped", "step": run.step + 1, "epoch": run.epoch, "reason": f"non-finite loss {loss.item()}"})
+    if run.ctx.is_main:
+        print(f"step {run.step + 1}: non-finite loss {loss.item()}, step skipped", file=sys.stderr)
+    if run.nonfinite >= run.cfg.run.max_nonfinite:
+        raise RunStopped(
+            f"stopped: {run.nonfinite} non-finite losses in a row (run.max_nonfinite), the last at step "
+            f"{run.step + 1}; the last checkpoint ({_saved(run)}) is intact: lower optim.lr or check the data"
+        )
+    return False
+
+
+def _saved(run: Run) -> str:
+    return f"{run.out / CHECKPOINT} at step {run.saved_step}" if run.saved_step is not None else "none yet"
+
+
+def stop_if_asked(run: Run) -> None:
+    """After a SIGTERM or SIGINT on any process: checkpoint, then stop with exit status 128 + the signal."""
+    asked = int(distributed.all_reduce_sum([float(run.stop)], run.ctx)[0])
+    if not asked:
+        return
+    number = run.stop or signal.SIGTERM
+    where = f"checkpoint saved: {_saved(run)}" if save_state(run) else f"the checkpoint is kept: {_saved(run)}"
+    raise RunStopped(
+        f"stopped by {signal.Signals(number).name} at step {run.step}; {where}; continue with --resume", 128 + number
+    )
+
+
+@contextlib.contextmanager
+def stop_on_signals(run: Run):
+    """SIGTERM (how preemptible clusters give notice) and SIGINT ask the loop to checkpoint and stop after the
+    current step; a second SIGINT stops at once."""
+
+    def ask(number: int, frame: Any) -> None:
+        if run.stop and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        run.stop = number
+
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    previous = {number: signal.signal(number, ask) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def over_limit(run: Run) -> str | None:
+    """Why the run must stop when a split holds more unreadable items than data.max_bad_fraction; else None."""
+    limit, found = run.cfg.data.max_bad_fraction, unreadable(run.out / UNREADABLE)
+    for split, data in (("train", run.train_data), ("val", run.val_data)):
+        bad = found.get(split, {})
+        if len(bad) > limit * len(data):
+            return (
+                f"{len(bad)} of {len(data)} {split} items are unreadable ({len(bad) / len(data):.1%}, more than "
+                f"data.max_bad_fraction {limit:g}), e.g. {next(iter(bad.values()))}; all in {run.out / UNREADABLE}"
+            )
+    return None
+
+
+def check_unreadable(run: Run) -> None:
+    """Stop the run (on every process alike) when a split holds more unreadable items than allowed."""
+    over = over_limit(run)
+    if distributed.all_reduce_sum([float(over is not None)], run.ctx)[0]:
+        raise RunStopped(over or "another process found too many unreadable items (see its message)")
+
+
+def unreadable_files(run: Run) -> dict[str, list[str]]:
+    """The files skipped so far, per split."""
+    found = unreadable(run.out / UNREADABLE)
+    return {split: sorted(set(found.get(split, {}).values())) for split in ("train", "val")}
+
+
+def report_unreadable(run: Run) -> None:
+    """At an epoch end: the files skipped so far in metrics.jsonl (kind `unreadable`), when there are any."""
+    files = unreadable_files(run)
+    if any(files.values()):
+        run.log({"kind": "unreadable", "step": run.step, "epoch": run.epoch, **files})
 
 
 @torch.no_grad()
@@ -334,10 +455,16 @@ def inference_model(run: Run) -> nn.Module:
     return run.averaged.module if run.averaged is not None else run.model
 
 
-def save_state(run: Run) -> None:
-    """Checkpoint everything needed to continue exactly (rank 0 writes; every rank's state is identical)."""
+def save_state(run: Run) -> bool:
+    """Checkpoint everything needed to continue exactly (rank 0 writes; every rank's state is identical).
+
+    A failed write (a full disk) keeps the previous checkpoint, warns and lets the run go on: the next
+    checkpoint tries again. While non-finite losses last, none is written. Returns whether this one was.
+    """
+    if run.nonfinite:
+        return False
     if not run.ctx.is_main:
-        return
+        return True
     state = {
         "model": run.model.state_dict(),
         "averaged": run.averaged.state_dict() if run.averaged is not None else None,
@@ -347,15 +474,34 @@ def save_state(run: Run) -> None:
         "rng": rng_state(),
         "config": run.cfg.to_dict(),
     }
-    save_checkpoint(state, run.out / CHECKPOINT)
+    try:
+        save_checkpoint(state, run.out / CHECKPOINT)
+    except OSError as err:
+        print(f"warning: step {run.step}: {err}", file=sys.stderr)
+        return False
+    run.saved_step = run.step
+    return True
 
 
-def restore_state(run: Run, state: dict) -> None:
-    run.model.load_state_dict(state["model"])
+def restore_state(run: Run, state: dict, source: Path) -> None:
+    """Continue from a checkpoint; one of another model (variant, width, classes) is a one-line ValueError."""
+    own, saved = run.model.state_dict(), state["model"]
+    differ = sorted(
+        k for k in own.keys() | saved.keys() if k not in own or k not in saved or own[k].shape != saved[k].shape
+    )
+    if differ:
+        was = (state.get("config") or {}).get("model", {})
+        raise ValueError(
+            f"{source} was saved by another model ({was.get('name')}, width {was.get('width')}) than this run's "
+            f"({run.cfg.model.name}, width {run.cfg.model.width}, {len(run.classes)} classes): {differ[0]} differs; "
+            "resume with that run's config, or train into a new run.out"
+        )
+    run.model.load_state_dict(saved)
     if run.averaged is not None and state["averaged"] is not None:
         run.averaged.load_state_dict(state["averaged"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.step, run.epoch = state["step"], state["epoch"]
+    run.saved_step = run.step
     set_rng_state(state["rng"])
 
 
@@ -419,6 +565,7 @@ def setup(cfg: TrainConfig, task: Task | None = None) -> Run:
     optimizer = torch.optim.SGD(
         param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, momentum=cfg.optim.momentum
     )
+    log = Path(cfg.run.out) / UNREADABLE
     return Run(
         cfg,
         ctx,
@@ -426,8 +573,8 @@ def setup(cfg: TrainConfig, task: Task | None = None) -> Run:
         net,
         optimizer,
         make_averaged(model, cfg.optim.polyak, cfg.optim.polyak_decay),
-        Augmented(parts.train_set, parts.train_transform, cfg.run.seed, joint=task.joint),
-        Transformed(parts.val_set, parts.val_transform, joint=task.joint),
+        Augmented(SkipUnreadable(parts.train_set, log, "train"), parts.train_transform, cfg.run.seed, task.joint),
+        Transformed(SkipUnreadable(parts.val_set, log, "val"), parts.val_transform, joint=task.joint),
         parts.classes,
         parts.mean,
         parts.std,
@@ -438,15 +585,15 @@ def setup(cfg: TrainConfig, task: Task | None = None) -> Run:
 
 def _open_outputs(run: Run, resumed_step: int) -> None:
     """config.yaml, and metrics.jsonl cut back to the checkpoint's step (lines past it are redone, and the
-    `final` record of a run that stopped early is dropped)."""
+    `final` record of a run that stopped early is dropped, as is a line that a kill cut short)."""
     run.out.mkdir(parents=True, exist_ok=True)
     (run.out / CONFIG).write_text(yaml.safe_dump(run.cfg.to_dict(), sort_keys=False))
     metrics = run.out / METRICS
     kept = []
     if resumed_step and metrics.exists():
-        records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        records = read_metrics(metrics)
         kept = [json.dumps(r) for r in records if r["step"] <= resumed_step and r["kind"] != "final"]
-    metrics.write_text("".join(line + "\n" for line in kept))
+    write_atomic(metrics, lambda f: f.write("".join(line + "\n" for line in kept).encode()))  # a kill keeps it
     run.log_file = open(metrics, "a")  # noqa: SIM115 (closed at the end of train())
     if run.cfg.run.tensorboard:
         try:
@@ -476,6 +623,14 @@ def finish(run: Run, command: str) -> dict[str, Any]:
     }
     if not run.ctx.is_main:
         return results
+    results["unreadable"] = unreadable_files(run)
+    skipped = sorted({f for files in results["unreadable"].values() for f in files})
+    if skipped:
+        print(
+            f"skipped {len(skipped)} unreadable file(s), listed in {run.out / RESULTS}: {', '.join(skipped[:5])}"
+            f"{' ...' if len(skipped) > 5 else ''}",
+            file=sys.stderr,
+        )
     run.log(
         {
             "kind": "final",
@@ -499,29 +654,35 @@ def train(
     command = command or shlex.join(["googlenet", *sys.argv[1:]])
     checkpoint = Path(cfg.run.out) / CHECKPOINT
     state = load_checkpoint(checkpoint) if resume and checkpoint.exists() else None
+    if state is None:
+        (Path(cfg.run.out) / UNREADABLE).unlink(missing_ok=True)  # a fresh run lists its own unreadable files
     run = setup(cfg, task)
     try:
-        if state is not None:
-            restore_state(run, state)
-        if run.ctx.is_main:
-            _open_outputs(run, run.step)
-            where = f"resuming at step {run.step}" if state else "starting"
-            if resume and state is None:
-                where = f"no checkpoint in {run.out} to resume from; starting"
-            print(
-                f"{where}: {len(run.train_data)} training images, {run.steps_per_epoch} steps/epoch of "
-                f"{cfg.data.batch_size}, {run.ctx.world_size} process(es) on {run.ctx.device}",
-                file=sys.stderr,
-            )
-        while run.step < run.total_steps:
-            completed = train_one_epoch(run)
-            if completed:
-                run.epoch += 1
-                record = run.task.evaluate(inference_model(run), run.val_data, run)
-                run.last_eval = (run.step, record)
-                run.log({"kind": "eval", "step": run.step, "epoch": run.epoch, **record})
-            save_state(run)
-        return finish(run, command)
+        with stop_on_signals(run):
+            if state is not None:
+                restore_state(run, state, checkpoint)
+            if run.ctx.is_main:
+                _open_outputs(run, run.step)
+                where = f"resuming at step {run.step}" if state else "starting"
+                if resume and state is None:
+                    where = f"no checkpoint in {run.out} to resume from; starting"
+                print(
+                    f"{where}: {len(run.train_data)} training images, {run.steps_per_epoch} steps/epoch of "
+                    f"{cfg.data.batch_size}, {run.ctx.world_size} process(es) on {run.ctx.device}",
+                    file=sys.stderr,
+                )
+            while run.step < run.total_steps:
+                completed = train_one_epoch(run)
+                if completed:
+                    run.epoch += 1
+                    record = run.task.evaluate(inference_model(run), run.val_data, run)
+                    run.last_eval = (run.step, record)
+                    run.log({"kind": "eval", "step": run.step, "epoch": run.epoch, **record})
+                    check_unreadable(run)
+                    report_unreadable(run)
+                save_state(run)
+                stop_if_asked(run)
+            return finish(run, command)
     finally:
         if run.log_file is not None:
             run.log_file.close()
