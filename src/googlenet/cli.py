@@ -123,6 +123,7 @@ def evaluate(
     as_json: bool,
     out: str | None,
     table3: bool,
+    optimize: bool = True,
 ) -> None:
     """Top-1 / top-5 of one model or an ensemble with 1, 10 or 144 crops; or, with table3, the paper's Table 3."""
     import json
@@ -132,7 +133,7 @@ def evaluate(
 
     if limit < 0 or batch_size < 1 or workers < 0:
         raise ValueError("--limit and --workers must be >= 0 and --batch-size >= 1")
-    models = [multicrop.load_checkpoint(c) for c in checkpoints]
+    models = [multicrop.load_checkpoint(c, optimize) for c in checkpoints]
     dataset = multicrop.dataset_for(data, split, root)
     multicrop.check_classes(models, list(dataset.classes))
     options = dict(limit=limit, batch_size=batch_size, workers=workers)
@@ -211,6 +212,7 @@ def _evaluate_parser(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="the paper's Table 3: the best single model and the ensemble of all, each with 1, 10 and 144 crops",
     )
+    _add_no_optimize_option(p)
     p.set_defaults(
         run=lambda a: evaluate(
             a.checkpoint,
@@ -226,11 +228,29 @@ def _evaluate_parser(commands: argparse._SubParsersAction) -> None:
             a.json,
             a.out,
             a.table3,
+            not a.no_optimize,
         )
     )
 
 
-def predict(checkpoints: list[str], images: list[str], crops: int, topk: int, device: str, as_json: bool) -> None:
+def _add_no_optimize_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-optimize",
+        action="store_true",
+        help="run the eager model as trained, not the inference model (BatchNorm folded, 1x1s fused, "
+        "channels_last); for checking: the outputs are the same to float rounding",
+    )
+
+
+def predict(
+    checkpoints: list[str],
+    images: list[str],
+    crops: int,
+    topk: int,
+    device: str,
+    as_json: bool,
+    optimize: bool = True,
+) -> None:
     """Class names and probabilities for each image file."""
     import json
 
@@ -238,7 +258,7 @@ def predict(checkpoints: list[str], images: list[str], crops: int, topk: int, de
 
     if topk < 1:
         raise ValueError("--topk must be at least 1")
-    models = [multicrop.load_checkpoint(c) for c in checkpoints]
+    models = [multicrop.load_checkpoint(c, optimize) for c in checkpoints]
     results = multicrop.predict(models, images, crops, topk, _device(device))
     if as_json:
         print(json.dumps(results))
@@ -268,7 +288,8 @@ def _predict_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=int, default=5, help="how many classes to show (default: 5)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
     p.add_argument("--json", action="store_true", help="print a JSON list: image, predictions (class, probability)")
-    p.set_defaults(run=lambda a: predict(a.checkpoint, a.images, a.crops, a.topk, a.device, a.json))
+    _add_no_optimize_option(p)
+    p.set_defaults(run=lambda a: predict(a.checkpoint, a.images, a.crops, a.topk, a.device, a.json, not a.no_optimize))
 
 
 def scenes(out: str, split: str, count: int, seed: int, root: str | None) -> None:
@@ -458,6 +479,7 @@ def _add_detector_options(p: argparse.ArgumentParser, repeat: bool = False) -> N
         "fit it first with `googlenet detect fit-bbox`)",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
+    _add_no_optimize_option(p)
 
 
 def _detector(a: argparse.Namespace):
@@ -467,7 +489,7 @@ def _detector(a: argparse.Namespace):
     if not 0 < a.nms <= 1 or a.max_detections < 1:
         raise ValueError("--nms must be in (0, 1] and --max-detections >= 1")
     method = a.proposals or ("paper" if a.multibox else "ss2x")
-    ensemble = RegionEnsemble.load(a.checkpoint, _device(a.device), a.bbox_regression)
+    ensemble = RegionEnsemble.load(a.checkpoint, _device(a.device), a.bbox_regression, not a.no_optimize)
     return Detector(ensemble, Proposer(method, a.multibox, a.tiles), a.nms, a.max_detections), method
 
 
