@@ -28,7 +28,7 @@ POOLS = ("mean", "max")
 
 def load_checkpoint(path: str | os.PathLike, optimize: bool = True) -> nn.Module:
     """A model with its metadata record (`meta`) from inference weights (.safetensors, or a training run's
-    folder).
+    folder), or from an exported file (.onnx for onnxruntime, TorchScript .pt; see googlenet.export).
 
     Weights come back as the inference model (`optimize_for_inference`: same logits, computed faster); with
     `optimize=False` as the eager GoogLeNet they were trained as."""
@@ -37,8 +37,10 @@ def load_checkpoint(path: str | os.PathLike, optimize: bool = True) -> nn.Module
         path = path / "model.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".pt":
-        raise ValueError(f"{path} is a training checkpoint; pass the run's folder or its model.safetensors")
+    if path.suffix in (".onnx", ".pt"):
+        from googlenet.export import load_exported
+
+        return load_exported(path)
     model = load_model(path).eval()
     return optimize_for_inference(model) if optimize else model
 
