@@ -99,8 +99,8 @@ def onnx_paths(tv: torch.nn.Module, ours: torch.nn.Module, folder: Path, example
     """name -> onnxruntime model for our export, torchvision's exported the same way, and our int8 export
     (calibrated on random images: these weights are untrained, so only its speed means anything here)."""
     meta = ModelMeta(variant="googlenet_tv", num_classes=1000)
-    fused = optimize_for_inference(ours, channels_last=False)
-    export_onnx(fused, folder / "ours.onnx", example, meta)
+    folded = optimize_for_inference(ours, channels_last=False, fuse_1x1=False)  # as `googlenet export` writes it
+    export_onnx(folded, folder / "ours.onnx", example, meta)
     export_onnx(tv, folder / "torchvision.onnx", example, meta)
     quantize_int8(folder / "ours.onnx", folder / "ours_int8.onnx", torch.randn(64, 3, SIZE, SIZE).split(16))
     names = {"onnxruntime_ours": "ours", "onnxruntime_torchvision": "torchvision", "onnxruntime_ours_int8": "ours_int8"}

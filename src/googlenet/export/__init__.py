@@ -53,8 +53,8 @@ def default_path(checkpoint: str | os.PathLike, format: str, int8: bool) -> Path
 def write(
     model: nn.Module, format: str, path: Path, example: torch.Tensor, calibration: torch.Tensor | None = None
 ) -> Path:
-    """`model`'s inference form (BN folded, 1x1s fused) as `format` at `path`; int8 ONNX when `calibration`
-    images are given (batches of 32 calibrate onnxruntime's quantiser)."""
+    """`model`'s inference form (BN folded; 1x1s fused for TorchScript) as `format` at `path`; int8 ONNX when
+    `calibration` images are given (batches of 32 calibrate onnxruntime's quantiser)."""
     from googlenet.export.onnx import export_onnx, quantize_int8
     from googlenet.export.torchscript import export_torchscript
 
@@ -65,8 +65,10 @@ def write(
         return export_torchscript(optimize_for_inference(model), path, example, meta)
     if format != "onnx":
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
-    # onnxruntime picks its own memory layouts, so the graph is exported in PyTorch's default one.
-    fused = optimize_for_inference(model, channels_last=False)
+    # onnxruntime picks its own memory layout (NCHWc blocks on x86) and keeps it through Concat but not through
+    # Split: a fused 1x1 convolution would cost two layout reorders per module, so the ONNX graph keeps the
+    # branches apart and only has BatchNorm folded; it is exported in PyTorch's default memory format.
+    fused = optimize_for_inference(model, channels_last=False, fuse_1x1=False)
     if calibration is None:
         return export_onnx(fused, path, example, meta)
     fp32 = path.with_name(f".{path.name}.fp32.onnx")

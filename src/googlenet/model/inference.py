@@ -62,19 +62,25 @@ class FusedInception(nn.Module):
         self.out_channels = module.out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out1x1, in3x3, in5x5 = self.reduce(x).split(self.splits, dim=1)
+        reduced = self.reduce(x)
+        out1x1, in3x3, in5x5 = reduced.split(self.splits, dim=1)
+        # A channel slice is contiguous in no memory format, and PyTorch then runs the convolution on its slow
+        # im2col path instead of oneDNN's; a copy of the (narrow) slice is far cheaper.
+        layout = torch.channels_last if reduced.is_contiguous(memory_format=torch.channels_last) else None
+        in3x3, in5x5 = (t.contiguous(memory_format=layout or torch.contiguous_format) for t in (in3x3, in5x5))
         return torch.cat([out1x1, self.conv3x3(in3x3), self.conv5x5(in5x5), self.branch_pool(x)], dim=1)
 
 
-def optimize_for_inference(model: GoogLeNet, channels_last: bool = True) -> GoogLeNet:
-    """An eval-mode copy of `model` with BatchNorm folded, each Inception's 1x1 convolutions fused and no
-    auxiliary heads, its weights channels_last. Same logits to float rounding; `model` is left unchanged.
+def optimize_for_inference(model: GoogLeNet, channels_last: bool = True, fuse_1x1: bool = True) -> GoogLeNet:
+    """An eval-mode copy of `model` with BatchNorm folded, each Inception's 1x1 convolutions fused (unless
+    `fuse_1x1` is False) and no auxiliary heads, its weights channels_last (unless `channels_last` is False).
+    Same logits to float rounding; `model` is left unchanged.
 
     Run it under `torch.inference_mode()`. Inputs may be in either memory format: the first convolution
     returns channels_last when its weights are."""
     optimized = copy.deepcopy(model).eval()
     optimized.aux1 = optimized.aux2 = None
-    _replace_blocks(optimized)
+    _replace_blocks(optimized, fuse_1x1)
     if channels_last:
         optimized = optimized.to(memory_format=torch.channels_last)
     optimized.meta = getattr(model, "meta", None)
@@ -82,12 +88,13 @@ def optimize_for_inference(model: GoogLeNet, channels_last: bool = True) -> Goog
     return optimized.requires_grad_(False)
 
 
-def _replace_blocks(parent: nn.Module) -> None:
-    """Swap, depth first, every Inception module for a FusedInception and every other ConvBlock for its fold."""
+def _replace_blocks(parent: nn.Module, fuse_1x1: bool) -> None:
+    """Swap, depth first, every Inception module for a FusedInception (with `fuse_1x1`) and every other
+    ConvBlock for its fold."""
     for name, child in parent.named_children():
-        if isinstance(child, Inception):
+        if fuse_1x1 and isinstance(child, Inception):
             setattr(parent, name, FusedInception(child))
         elif isinstance(child, ConvBlock):
             setattr(parent, name, fold_block(child))
         else:
-            _replace_blocks(child)
+            _replace_blocks(child, fuse_1x1)
