@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from googlenet import build_model
+
 # Table 1's output size column as (C, H, W), at 224x224.
 TABLE1_224 = {
     "conv1": (64, 112, 112),
@@ -77,3 +79,19 @@ def make_fashion_mnist(folder, n_train=96, n_test=48, gz=True, seed=0):
 @pytest.fixture
 def fmnist(tmp_path):
     return make_fashion_mnist(tmp_path / "fmnist")
+
+
+def trained_like(name, **options):
+    """A tiny model whose BatchNorm statistics and affine parameters are far from their initial values (Caffe's
+    init for every variant: torchvision's std 0.01 gives logits too small to compare)."""
+    model = build_model(name, num_classes=10, width=0.25, **{"init": "xavier", **options})
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.momentum = 0.5
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.2)
+        model.train()
+        for _ in range(3):
+            model(torch.randn(4, 3, 64, 64) * 2 + 0.5)
+    return model.eval()

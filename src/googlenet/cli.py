@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from googlenet.export import FORMATS
 from googlenet.model import VARIANTS, build_model
 from googlenet.train.checkpoint import RunStopped
 
@@ -125,6 +126,7 @@ def evaluate(
     as_json: bool,
     out: str | None,
     table3: bool,
+    optimize: bool = True,
 ) -> None:
     """Top-1 / top-5 of one model or an ensemble with 1, 10 or 144 crops; or, with table3, the paper's Table 3."""
     import json
@@ -134,7 +136,7 @@ def evaluate(
 
     if limit < 0 or batch_size < 1 or workers < 0:
         raise ValueError("--limit and --workers must be >= 0 and --batch-size >= 1")
-    models = [multicrop.load_checkpoint(c) for c in checkpoints]
+    models = [multicrop.load_checkpoint(c, optimize) for c in checkpoints]
     dataset = multicrop.dataset_for(data, split, root)
     multicrop.check_classes(models, list(dataset.classes))
     options = dict(limit=limit, batch_size=batch_size, workers=workers)
@@ -215,6 +217,7 @@ def _evaluate_parser(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="the paper's Table 3: the best single model and the ensemble of all, each with 1, 10 and 144 crops",
     )
+    _add_no_optimize_option(p)
     p.set_defaults(
         run=lambda a: evaluate(
             a.checkpoint,
@@ -230,11 +233,29 @@ def _evaluate_parser(commands: argparse._SubParsersAction) -> None:
             a.json,
             a.out,
             a.table3,
+            not a.no_optimize,
         )
     )
 
 
-def predict(checkpoints: list[str], images: list[str], crops: int, topk: int, device: str, as_json: bool) -> None:
+def _add_no_optimize_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-optimize",
+        action="store_true",
+        help="run the eager model as trained, not the inference model (BatchNorm folded, 1x1s fused, "
+        "channels_last); for checking: the outputs are the same to float rounding",
+    )
+
+
+def predict(
+    checkpoints: list[str],
+    images: list[str],
+    crops: int,
+    topk: int,
+    device: str,
+    as_json: bool,
+    optimize: bool = True,
+) -> None:
     """Class names and probabilities for each image file."""
     import json
 
@@ -242,7 +263,7 @@ def predict(checkpoints: list[str], images: list[str], crops: int, topk: int, de
 
     if topk < 1:
         raise ValueError("--topk must be at least 1")
-    models = [multicrop.load_checkpoint(c) for c in checkpoints]
+    models = [multicrop.load_checkpoint(c, optimize) for c in checkpoints]
     results = multicrop.predict(models, images, crops, topk, _device(device))
     if as_json:
         print(json.dumps(results))
@@ -272,7 +293,115 @@ def _predict_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=int, default=5, help="how many classes to show (default: 5)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
     p.add_argument("--json", action="store_true", help="print a JSON list: image, predictions (class, probability)")
-    p.set_defaults(run=lambda a: predict(a.checkpoint, a.images, a.crops, a.topk, a.device, a.json))
+    _add_no_optimize_option(p)
+    p.set_defaults(run=lambda a: predict(a.checkpoint, a.images, a.crops, a.topk, a.device, a.json, not a.no_optimize))
+
+
+def export(
+    checkpoint: str,
+    format: str,
+    int8: bool,
+    out: str | None,
+    data: str,
+    split: str,
+    root: str | None,
+    check_images: int,
+    calibration_images: int,
+    calibration_data: str | None,
+    tolerance: float,
+    min_agreement: float,
+    as_json: bool,
+) -> None:
+    """Write a checkpoint as an ONNX or TorchScript file (int8 ONNX with `int8`), checked against eager."""
+    import json
+
+    from googlenet import export as ex
+    from googlenet.evaluate import multicrop
+    from googlenet.model import GoogLeNet
+
+    if check_images < 1 or calibration_images < 1 or tolerance <= 0 or not 0 < min_agreement <= 1:
+        raise ValueError(
+            "--check-images and --calibration-images must be >= 1, --tolerance > 0, --min-agreement in (0, 1]"
+        )
+    model = multicrop.load_checkpoint(checkpoint, optimize=False)
+    if not isinstance(model, GoogLeNet):
+        raise ValueError(f"{checkpoint} is already an export; pass the .safetensors weights")
+    images = ex.sample_images(model.meta, data, split, root, check_images)
+    calibration = None
+    if int8:
+        source = calibration_data or data
+        calibration = ex.sample_images(
+            model.meta, source, "train" if source == "fashion_mnist" else None, root, calibration_images
+        )
+    path = Path(out) if out else ex.default_path(checkpoint, format, int8)
+    report = ex.export(model, format, path, images, calibration, tolerance, min_agreement)
+    if as_json:
+        print(json.dumps(report))
+        return
+    print(
+        f"{path} ({report['bytes'] / 2**20:.1f} MiB, {format}{' int8' if int8 else ''}): against eager on "
+        f"{report['images']} {data} images, largest logit difference {report['max_abs_diff']:.2e} "
+        f"(relative {report['relative_diff']:.2e}), top-1 agreement {100 * report['top1_agreement']:.2f}%"
+    )
+
+
+def _export_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "export",
+        help="write weights as ONNX (onnxruntime) or TorchScript (torch.jit), optionally int8, checked against eager",
+        description="Export the inference model (BatchNorm folded, each Inception's 1x1 convolutions fused) as a "
+        "file that runs without this package: ONNX for onnxruntime or TorchScript for torch.jit. The weights' "
+        "metadata record (class names, mean/std, input size, ...) travels in the file (ONNX metadata_props or the "
+        "TorchScript extra file, key/name googlenet). --int8 quantises the ONNX file with onnxruntime's static "
+        "post-training quantisation, calibrated on real images. The file's logits are then compared with the eager "
+        "model's on the first --check-images images of --data; an export that differs beyond the tolerance is "
+        "deleted and the command fails.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="weights (.safetensors or a run's folder)")
+    p.add_argument("--format", default="onnx", choices=list(FORMATS), help="file format (default: onnx)")
+    p.add_argument("--int8", action="store_true", help="int8 post-training quantisation (ONNX only)")
+    p.add_argument(
+        "--out", help="output file (default: beside the weights, model.onnx / model.int8.onnx / model.torchscript.pt)"
+    )
+    p.add_argument("--data", default="fashion_mnist", help="images to check on: fashion_mnist or an ImageFolder split")
+    p.add_argument("--split", default="test", help="Fashion-MNIST split to check on (default: test)")
+    p.add_argument("--root", help="folder with Fashion-MNIST's IDX files (default: as in training)")
+    p.add_argument("--check-images", type=int, default=256, help="images compared with eager (default: 256)")
+    p.add_argument(
+        "--calibration-data",
+        help="images that calibrate --int8 (default: Fashion-MNIST's train split, or the --data folder)",
+    )
+    p.add_argument("--calibration-images", type=int, default=512, help="calibration images (default: 512)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="fp32: largest logit difference allowed, relative to the largest logit (default: 1e-4)",
+    )
+    p.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.97,
+        help="int8: smallest fraction of check images whose top-1 class must match eager's (default: 0.97)",
+    )
+    p.add_argument("--json", action="store_true", help="print the check's report as one JSON object")
+    p.set_defaults(
+        run=lambda a: export(
+            a.checkpoint,
+            a.format,
+            a.int8,
+            a.out,
+            a.data,
+            a.split,
+            a.root,
+            a.check_images,
+            a.calibration_images,
+            a.calibration_data,
+            a.tolerance,
+            a.min_agreement,
+            a.json,
+        )
+    )
 
 
 def scenes(out: str, split: str, count: int, seed: int, root: str | None) -> None:
@@ -467,6 +596,7 @@ def _add_detector_options(p: argparse.ArgumentParser, repeat: bool = False) -> N
         "fit it first with `googlenet detect fit-bbox`)",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
+    _add_no_optimize_option(p)
 
 
 def _detector(a: argparse.Namespace):
@@ -476,7 +606,7 @@ def _detector(a: argparse.Namespace):
     if not 0 < a.nms <= 1 or a.max_detections < 1:
         raise ValueError("--nms must be in (0, 1] and --max-detections >= 1")
     method = a.proposals or ("paper" if a.multibox else "ss2x")
-    ensemble = RegionEnsemble.load(a.checkpoint, _device(a.device), a.bbox_regression)
+    ensemble = RegionEnsemble.load(a.checkpoint, _device(a.device), a.bbox_regression, not a.no_optimize)
     return Detector(ensemble, Proposer(method, a.multibox, a.tiles), a.nms, a.max_detections), method
 
 
@@ -665,6 +795,7 @@ PARSERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _train_parser,
     _evaluate_parser,
     _predict_parser,
+    _export_parser,
     _data_parser,
     _detect_parser,
 ]

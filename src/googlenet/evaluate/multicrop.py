@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from PIL import Image
+from torch import nn
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
@@ -21,20 +22,28 @@ from googlenet.data.loaders import eval_loader
 from googlenet.data.multicrop import boxes_for, multi_crop, unique
 from googlenet.evaluate.metrics import topk_correct
 from googlenet.model import GoogLeNet, load_model
+from googlenet.model.inference import optimize_for_inference
 
 POOLS = ("mean", "max")
 
 
-def load_checkpoint(path: str | os.PathLike) -> GoogLeNet:
-    """Inference weights with their metadata record: a .safetensors file, or a training run's folder."""
+def load_checkpoint(path: str | os.PathLike, optimize: bool = True) -> nn.Module:
+    """A model with its metadata record (`meta`) from inference weights (.safetensors, or a training run's
+    folder), or from an exported file (.onnx for onnxruntime, TorchScript .pt; see googlenet.export).
+
+    Weights come back as the inference model (`optimize_for_inference`: same logits, computed faster); with
+    `optimize=False` as the eager GoogLeNet they were trained as."""
     path = Path(path)
     if path.is_dir():
         path = path / "model.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".pt":
-        raise ValueError(f"{path} is a training checkpoint; pass the run's folder or its model.safetensors")
-    return load_model(path).eval()
+    if path.suffix in (".onnx", ".pt"):
+        from googlenet.export import load_exported
+
+        return load_exported(path)
+    model = load_model(path).eval()
+    return optimize_for_inference(model) if optimize else model
 
 
 @dataclass

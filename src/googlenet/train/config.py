@@ -92,7 +92,7 @@ class RunConfig:
     device: str = _f("auto", "auto | cpu | cuda")
     threads: int = _f(0, "torch CPU threads per process (0 = PyTorch's default)")
     amp: bool = _f(True, "mixed precision (bfloat16 autocast) on CUDA; ignored on CPU")
-    channels_last: bool = _f(True, "channels_last memory format on CUDA; ignored on CPU")
+    channels_last: bool = _f(True, "channels_last memory format (faster convolutions on CUDA and on the CPU)")
     checkpoint_every: int = _f(
         500, "save a checkpoint every K steps as well as at each epoch end (0 = epoch ends only)"
     )

@@ -1,0 +1,263 @@
+"""Inference and training speed on this machine: every path side by side, in one run, on the same weights.
+
+Inference at 224x224, batch 1 and 16: torchvision.models.googlenet eager (channels_last), ours eager
+(`googlenet_tv` with torchvision's weights loaded), ours optimised (`optimize_for_inference`), the same
+under torch.compile and under TorchScript, onnxruntime on our export and on torchvision's model exported
+the same way, and onnxruntime on our int8 export. A large matmul probes the machine's peak FLOP/s, so each
+path also shows the fraction of that limit it reaches (2 x multiply-adds per image x images/s / peak).
+Training: images/s of one SGD step with the auxiliary heads on, ours (`googlenet_bn`, as `googlenet train`
+runs it) against torchvision's googlenet, at 224 and at the Fashion-MNIST input size, at equal batch.
+
+Each figure is the median of several timed repeats. Prints a Markdown table and writes JSON.
+
+    python benchmarks/inference.py                 # the README's table (about 8 minutes here)
+    python benchmarks/inference.py --quick --json  # fewer repeats (under 3 minutes); one JSON object on stdout
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from googlenet import build_model
+from googlenet.export.onnx import OnnxClassifier, export_onnx, quantize_int8
+from googlenet.model.inference import optimize_for_inference
+from googlenet.model.summary import table1
+from googlenet.model.weights import ModelMeta, torchvision_to_googlenet
+
+SIZE, BATCHES = 224, (1, 16)
+PYTORCH_PATHS = ("ours_eager", "ours_optimized", "ours_compiled", "ours_torchscript")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def rate(step: Callable[[], object], items: int, seconds: float) -> float:
+    """items/s of `step`, run for at least `seconds`."""
+    count, start = 0, time.perf_counter()
+    while count == 0 or time.perf_counter() - start < seconds:
+        step()
+        count += 1
+    return count * items / (time.perf_counter() - start)
+
+
+def median_rates(steps: dict[str, Callable[[], object]], items: int, repeats: int, seconds: float) -> dict[str, float]:
+    """Median items/s of each step over `repeats` rounds, after one warm-up call each. The steps take turns
+    within every round, so a slow spell of the machine (another job) hits them all alike."""
+    for step in steps.values():
+        step()
+    rates: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            rates[name].append(rate(step, items, seconds))
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def peak_gflops(repeats: int, n: int = 2048) -> float:
+    """The machine's practical fp32 limit: GFLOP/s of an n x n matmul (2 n^3 flops), median of `repeats`."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return median_rates({"mm": lambda: torch.mm(a, b)}, 1, repeats, 0.5)["mm"] * 2 * n**3 / 1e9
+
+
+def models() -> tuple[torch.nn.Module, torch.nn.Module]:
+    """torchvision's googlenet (fresh init, no aux heads) and ours with exactly its weights."""
+    torch.manual_seed(0)
+    tv = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).eval()
+    ours = build_model("googlenet_tv", num_classes=1000, aux=False)
+    ours.load_state_dict(torchvision_to_googlenet(tv.state_dict()))
+    return tv, ours.eval()
+
+
+def pytorch_paths(tv: torch.nn.Module, ours: torch.nn.Module, example: torch.Tensor) -> dict[str, Callable]:
+    """name -> model (images -> logits) for each PyTorch path; channels_last everywhere."""
+    optimized = optimize_for_inference(ours)
+    with torch.no_grad():  # TorchScript's own inference pass: frozen, oneDNN-prepacked convolutions
+        scripted = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(optimized, example)))
+    return {
+        "torchvision_eager": tv.to(memory_format=torch.channels_last),
+        "ours_eager": ours.to(memory_format=torch.channels_last),
+        "ours_optimized": optimized,
+        "ours_compiled": torch.compile(optimized, options={"freezing": True}),
+        "ours_torchscript": scripted,
+    }
+
+
+def onnx_paths(tv: torch.nn.Module, ours: torch.nn.Module, folder: Path, example: torch.Tensor) -> dict:
+    """name -> onnxruntime model for our export, torchvision's exported the same way, and our int8 export
+    (calibrated on random images: these weights are untrained, so only its speed means anything here)."""
+    meta = ModelMeta(variant="googlenet_tv", num_classes=1000)
+    folded = optimize_for_inference(ours, channels_last=False, fuse_1x1=False)  # as `googlenet export` writes it
+    export_onnx(folded, folder / "ours.onnx", example, meta)
+    export_onnx(tv, folder / "torchvision.onnx", example, meta)
+    quantize_int8(folder / "ours.onnx", folder / "ours_int8.onnx", torch.randn(64, 3, SIZE, SIZE).split(16))
+    names = {"onnxruntime_ours": "ours", "onnxruntime_torchvision": "torchvision", "onnxruntime_ours_int8": "ours_int8"}
+    return {name: OnnxClassifier(folder / f"{file}.onnx") for name, file in names.items()}
+
+
+def inference(paths: dict[str, Callable], macs: int, peak: float, repeats: int, seconds: float) -> dict:
+    """images/s, GFLOP/s and fraction of peak of every path at every batch size, plus `ours_best`."""
+    results: dict[str, dict[str, dict]] = {name: {} for name in paths}
+    for batch in BATCHES:
+        x = torch.randn(batch, 3, SIZE, SIZE)
+        steps = {}
+        for name, model in paths.items():  # PyTorch paths get channels_last input, onnxruntime plain NCHW
+            images = x if name.startswith("onnxruntime") else x.contiguous(memory_format=torch.channels_last)
+            steps[name] = lambda m=model, i=images: m(i)
+        with torch.inference_mode():
+            rates = median_rates(steps, batch, repeats, seconds)
+        for name, images_per_s in rates.items():
+            gflops = images_per_s * 2 * macs / 1e9
+            record = {
+                "images_per_s": round(images_per_s, 2),
+                "gflops": round(gflops, 1),
+                "fraction_of_peak": gflops / peak,
+            }
+            results[name][str(batch)] = record
+            log(f"{name:>26} batch {batch:>2}: {images_per_s:7.1f} images/s")
+    results["ours_best"] = {}
+    for batch in map(str, BATCHES):
+        best = max(PYTORCH_PATHS, key=lambda p: results[p][batch]["images_per_s"])
+        results["ours_best"][batch] = {**results[best][batch], "path": best}
+    return results
+
+
+def train_step(model: torch.nn.Module, size: int, batch: int, ours: bool, channels_last: bool) -> Callable[[], None]:
+    """One SGD step with the auxiliary losses weighted 0.3 (section 5), on a fixed random batch."""
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    images = torch.randn(batch, 3, size, size).contiguous(memory_format=memory)
+    targets = torch.randint(0, 10, (batch,))
+
+    def step() -> None:
+        out = model(images, return_aux=True) if ours else model(images)
+        main, aux1, aux2 = (out.logits, out.aux1, out.aux2) if ours else out
+        loss = F.cross_entropy(main, targets) + 0.3 * (F.cross_entropy(aux1, targets) + F.cross_entropy(aux2, targets))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def training(sizes: dict[int, int], repeats: int, seconds: float) -> dict:
+    """Training images/s per input size of ours (`googlenet_bn`, channels_last as `googlenet train` runs it)
+    and torchvision's googlenet as it comes (and in channels_last too), 10 classes, aux heads on."""
+    results = {}
+    for size, batch in sizes.items():
+        torch.manual_seed(0)
+        steps = {
+            "ours": train_step(build_model("googlenet_bn", num_classes=10), size, batch, True, True),
+            "torchvision": train_step(_tv_train(), size, batch, False, False),
+            "torchvision_channels_last": train_step(_tv_train(), size, batch, False, True),
+        }
+        record = {"batch": batch, **{k: round(v, 2) for k, v in median_rates(steps, batch, repeats, seconds).items()}}
+        record["ratio"] = round(record["ours"] / record["torchvision"], 3)
+        record["ratio_channels_last"] = round(record["ours"] / record["torchvision_channels_last"], 3)
+        results[str(size)] = record
+        log(f"training {size}x{size} batch {batch}: ours {record['ours']} torchvision {record['torchvision']} img/s")
+    return results
+
+
+def _tv_train() -> torch.nn.Module:
+    return torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True, num_classes=10)
+
+
+def table(report: dict) -> str:
+    """The inference results and the training ratios as Markdown."""
+    peak, results = report["peak_gflops"], report["results"]
+    lines = [
+        f"Peak (fp32 matmul): {peak:.0f} GFLOP/s. Images/s at {SIZE}x{SIZE} (GFLOP/s, % of peak):",
+        "",
+        "| path | batch 1 | batch 16 |",
+        "|---|---:|---:|",
+    ]
+    for name, per_batch in results.items():
+        cells = [
+            f"{r['images_per_s']:.1f} ({r['gflops']:.0f}, {100 * r['fraction_of_peak']:.0f}%)"
+            + (f" = {r['path']}" if "path" in r else "")
+            for r in (per_batch[str(b)] for b in BATCHES)
+        ]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    ratios = report["ratios"]
+    lines += [
+        "",
+        "Ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()),
+        "",
+        "Training images/s (one SGD step, aux heads on):",
+        "",
+        "| input | batch | ours | torchvision | ratio | torchvision channels_last | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, r in report["training"].items():
+        lines.append(
+            f"| {size}x{size} | {r['batch']} | {r['ours']:.1f} | {r['torchvision']:.1f} | {r['ratio']:.2f}x "
+            f"| {r['torchvision_channels_last']:.1f} | {r['ratio_channels_last']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def ratios(results: dict) -> dict[str, float]:
+    """The issue's comparisons: ours_best / torchvision_eager per batch, our ONNX / torchvision's ONNX,
+    int8 / our fastest fp32 path."""
+    out = {}
+    for batch in map(str, BATCHES):
+        rate = {name: r[batch]["images_per_s"] for name, r in results.items()}
+        out[f"ours_best/torchvision_eager@{batch}"] = rate["ours_best"] / rate["torchvision_eager"]
+        out[f"onnxruntime_ours/onnxruntime_torchvision@{batch}"] = (
+            rate["onnxruntime_ours"] / rate["onnxruntime_torchvision"]
+        )
+        fp32 = max(rate["ours_best"], rate["onnxruntime_ours"])
+        out[f"int8/best_fp32@{batch}"] = rate["onnxruntime_ours_int8"] / fp32
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer and shorter repeats (under 3 minutes)")
+    parser.add_argument("--json", action="store_true", help="print only the JSON object on stdout (table: stderr)")
+    parser.add_argument("--out", default="runs/benchmark/inference.json", help="where the JSON is written")
+    parser.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
+    args = parser.parse_args()
+    repeats, seconds = (3, 0.5) if args.quick else (7, 3.0)
+    started = time.perf_counter()
+    peak = peak_gflops(repeats)
+    tv, ours = models()
+    example = torch.randn(2, 3, SIZE, SIZE)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = {**pytorch_paths(tv, ours, example), **onnx_paths(tv, ours, Path(folder), example)}
+        results = inference(paths, table1(ours, SIZE)["total_macs"], peak, repeats, seconds)
+    sizes = {} if args.no_train else {SIZE: 16, 48: 128}
+    report = {
+        "command": shlex.join(["python", *sys.argv]),
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
+        "versions": {"torch": torch.__version__, "onnxruntime": __import__("onnxruntime").__version__},
+        "quick": args.quick,
+        "peak_gflops": round(peak, 1),
+        "results": results,
+        "ratios": ratios(results),
+        "training": training(sizes, 1 if args.quick else 5, seconds),
+    }
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report), file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

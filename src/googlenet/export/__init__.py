@@ -1,0 +1,142 @@
+"""Export for small devices (the paper's "individual devices including even those with limited computational
+resources"): ONNX files for onnxruntime, TorchScript files for torch.jit and int8 ONNX files, each carrying
+the weights' metadata record and checked against the eager model on real images before it is kept."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Subset
+from torchvision.transforms.v2 import functional as F
+
+from googlenet.model.inference import optimize_for_inference
+from googlenet.model.weights import ModelMeta
+
+FORMATS = ("onnx", "torchscript")
+
+
+def sample_images(meta: ModelMeta, data: str, split: str | None, root: str | None, count: int) -> torch.Tensor:
+    """The first `count` images of a dataset split as the model sees them at test time: one centre crop
+    (as `googlenet evaluate --crops 1`), normalised with the weights' mean/std. (count, 3, S, S) float."""
+    from googlenet.evaluate.multicrop import CropSpec, dataset_for
+
+    dataset = dataset_for(data, split or "test", root)
+    spec = CropSpec(1, meta.input_size, meta.crop_pct)
+    images = [spec(image)[0] for image, _ in Subset(dataset, range(min(count, len(dataset))))]
+    pixels = F.to_dtype(torch.cat(images), torch.float32, scale=True)
+    return F.normalize(pixels, list(meta.mean), list(meta.std))
+
+
+def compare(eager: torch.Tensor, exported: torch.Tensor) -> dict[str, float]:
+    """How far exported logits are from eager ones: largest absolute difference relative to the largest
+    eager logit (at least 1), and the fraction of images whose top-1 class is the same."""
+    scale = max(1.0, float(eager.abs().max()))
+    return {
+        "max_abs_diff": float((exported - eager).abs().max()),
+        "relative_diff": float((exported - eager).abs().max()) / scale,
+        "top1_agreement": float((exported.argmax(1) == eager.argmax(1)).float().mean()),
+    }
+
+
+def default_path(checkpoint: str | os.PathLike, format: str, int8: bool) -> Path:
+    """Beside the weights: model.onnx, model.int8.onnx or model.torchscript.pt."""
+    weights = Path(checkpoint)
+    weights = weights / "model.safetensors" if weights.is_dir() else weights
+    suffix = {"onnx": ".int8.onnx" if int8 else ".onnx", "torchscript": ".torchscript.pt"}[format]
+    return weights.with_name(weights.stem + suffix)
+
+
+def write(
+    model: nn.Module, format: str, path: Path, example: torch.Tensor, calibration: torch.Tensor | None = None
+) -> Path:
+    """`model`'s inference form (BN folded; 1x1s fused for TorchScript) as `format` at `path`; int8 ONNX when
+    `calibration` images are given (batches of 32 calibrate onnxruntime's quantiser)."""
+    from googlenet.export.onnx import export_onnx, quantize_int8
+    from googlenet.export.torchscript import export_torchscript
+
+    meta = model.meta
+    if format == "torchscript":
+        if calibration is not None:
+            raise ValueError("--int8 is available for --format onnx (onnxruntime's static quantisation)")
+        return export_torchscript(optimize_for_inference(model), path, example, meta)
+    if format != "onnx":
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+    # onnxruntime picks its own memory layout (NCHWc blocks on x86) and keeps it through Concat but not through
+    # Split: a fused 1x1 convolution would cost two layout reorders per module, so the ONNX graph keeps the
+    # branches apart and only has BatchNorm folded; it is exported in PyTorch's default memory format.
+    fused = optimize_for_inference(model, channels_last=False, fuse_1x1=False)
+    if calibration is None:
+        return export_onnx(fused, path, example, meta)
+    fp32 = path.with_name(f".{path.name}.fp32.onnx")
+    try:
+        export_onnx(fused, fp32, example, meta)
+        return quantize_int8(fp32, path, calibration.split(32))
+    finally:
+        fp32.unlink(missing_ok=True)
+
+
+def load_exported(path: str | os.PathLike) -> nn.Module:
+    """An exported .onnx (onnxruntime) or TorchScript .pt file as a module: images -> logits, with `meta`."""
+    if Path(path).suffix == ".onnx":
+        from googlenet.export.onnx import OnnxClassifier
+
+        return OnnxClassifier(path)
+    from googlenet.export.torchscript import TorchScriptClassifier
+
+    try:
+        return TorchScriptClassifier(path)
+    except ValueError:
+        raise ValueError(
+            f"{path} is no exported TorchScript model (a training checkpoint? pass the run's folder or its "
+            "model.safetensors)"
+        ) from None
+
+
+def check(eager: nn.Module, path: Path, images: torch.Tensor, tolerance: float, min_agreement: float | None) -> dict:
+    """Compare the exported file's logits with `eager`'s on `images`. fp32 exports must agree within
+    `tolerance` (relative to the largest logit); int8 ones (`min_agreement` given) must keep the top-1 class
+    of at least that fraction of the images. A file that fails is deleted and the failure raised."""
+    exported = load_exported(path)
+    with torch.inference_mode():
+        reference = torch.cat([eager(x) for x in images.split(32)]).float()
+        logits = torch.cat([exported(x) for x in images.split(32)]).float()
+    report = compare(reference, logits)
+    failed = report["relative_diff"] > tolerance if min_agreement is None else report["top1_agreement"] < min_agreement
+    if failed:
+        path.unlink(missing_ok=True)
+        bound = f"tolerance {tolerance:g}" if min_agreement is None else f"top-1 agreement {min_agreement:g}"
+        raise ValueError(
+            f"the export differs from the eager model beyond {bound} on {len(images)} images "
+            f"(relative difference {report['relative_diff']:.2e}, top-1 agreement {report['top1_agreement']:.4f}); "
+            f"{path} was not kept"
+        )
+    return {**report, "images": len(images)}
+
+
+def export(
+    eager: nn.Module,
+    format: str,
+    path: Path,
+    check_images: torch.Tensor,
+    calibration: torch.Tensor | None = None,
+    tolerance: float = 1e-4,
+    min_agreement: float = 0.97,
+) -> dict[str, Any]:
+    """Write `eager` (a loaded model with `meta`) as `format`, int8 when `calibration` is given, and check it
+    against `eager` on `check_images`. Returns the check's report, with the path and size of the file."""
+    if len(check_images) == 0:
+        raise ValueError("no images to check the export on")
+    eager = eager.eval()
+    write(eager, format, path, check_images[:2], calibration)
+    report = check(eager, path, check_images, tolerance, min_agreement if calibration is not None else None)
+    return {
+        "path": str(path),
+        "format": format,
+        "int8": calibration is not None,
+        "bytes": path.stat().st_size,
+        **report,
+    }

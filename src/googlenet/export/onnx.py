@@ -1,0 +1,105 @@
+"""ONNX files for onnxruntime: export with torch.onnx, int8 post-training quantisation with onnxruntime's
+static quantiser, and a module that runs a file like a model (for `googlenet evaluate` and `predict`)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from googlenet.model.weights import METADATA_KEY, ModelMeta
+
+INPUT, OUTPUT = "images", "logits"
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, meta: ModelMeta) -> Path:
+    """Write `model` (images -> logits, any batch size) as one self-contained .onnx file with `meta` in its
+    metadata_props under the key "googlenet" (a JSON record: class names, mean/std, input size, ...)."""
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(
+        model.eval(),
+        (example.contiguous(),),
+        dynamo=True,
+        input_names=[INPUT],
+        output_names=[OUTPUT],
+        dynamic_shapes={"x": {0: batch}},
+        external_data=False,
+        verbose=False,
+    )
+    program.model.metadata_props[METADATA_KEY] = meta.to_json()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    program.save(str(path), external_data=False)
+    return path
+
+
+class _Batches:
+    """onnxruntime's CalibrationDataReader protocol over image batches."""
+
+    def __init__(self, batches: Iterable[torch.Tensor]) -> None:
+        self.batches = iter(batches)
+
+    def get_next(self) -> dict | None:
+        batch = next(self.batches, None)
+        return None if batch is None else {INPUT: batch.contiguous().numpy()}
+
+
+def quantize_int8(
+    fp32: str | os.PathLike, path: str | os.PathLike, calibration: Iterable[torch.Tensor], reduce_range: bool = True
+) -> Path:
+    """int8 post-training static quantisation of an fp32 .onnx file, calibrated (min/max) on `calibration`
+    batches: weights per output channel (signed), activations per tensor (unsigned), QDQ format.
+
+    `reduce_range` keeps weights to 7 bits: on CPUs without VNNI onnxruntime multiplies u8 x s8 with
+    VPMADDUBSW, whose 16-bit sums can saturate with full-range weights (onnxruntime's quantisation docs)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    meta = onnx.load(str(fp32)).metadata_props
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared))  # shape inference and graph clean-up, as the docs advise
+        quantize_static(
+            str(prepared),
+            str(path),
+            _Batches(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    quantized = onnx.load(str(path))
+    del quantized.metadata_props[:]
+    quantized.metadata_props.extend(meta)
+    onnx.save(quantized, str(path))
+    return Path(path)
+
+
+class OnnxClassifier(nn.Module):
+    """An exported .onnx file run by onnxruntime on the CPU, used like a model: images -> logits, `meta`."""
+
+    def __init__(self, path: str | os.PathLike, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        super().__init__()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: onnxruntime's default, one thread per physical core
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for unreadable files
+            raise ValueError(f"{path} is not a readable ONNX file ({type(err).__name__}: {err})") from None
+        record = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if record is None:
+            raise ValueError(f"{path} has no googlenet metadata record; export it with `googlenet export`")
+        self.meta = ModelMeta.from_json(record)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.session.run([OUTPUT], {INPUT: images.float().contiguous().cpu().numpy()})[0]
+        return torch.from_numpy(logits).to(images.device)

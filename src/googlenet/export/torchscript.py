@@ -1,0 +1,56 @@
+"""TorchScript files for torch.jit: the traced, frozen inference model with its metadata record attached."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from googlenet.model.weights import ModelMeta
+
+META_FILE = "googlenet.json"  # the metadata record, as an extra file in the archive
+
+
+@contextlib.contextmanager
+def _quiet_jit() -> Iterator[None]:
+    """torch.jit still works but warns on each call that it is deprecated in favour of torch.export; the issue
+    asks for TorchScript files, so the warning is said once, in docs/inference.md, rather than on every run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=FutureWarning)
+        yield
+
+
+def export_torchscript(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, meta: ModelMeta) -> Path:
+    """Trace `model` (images -> logits) on `example`, freeze it (weights become constants) and save it with
+    `meta` as the archive's extra file googlenet.json. Load it with
+    `torch.jit.load(path, _extra_files={"googlenet.json": ""})`; no googlenet package is needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _quiet_jit(), torch.inference_mode(False), torch.no_grad():  # tracing records no inference tensors
+        traced = torch.jit.freeze(torch.jit.trace(model.eval(), example))
+        torch.jit.save(traced, str(path), _extra_files={META_FILE: meta.to_json()})
+    return path
+
+
+class TorchScriptClassifier(nn.Module):
+    """An exported TorchScript file used like a model: images -> logits, `meta`."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__()
+        extra = {META_FILE: ""}
+        try:
+            with _quiet_jit():
+                self.net = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        except RuntimeError as err:
+            raise ValueError(f"{path} is no TorchScript archive ({str(err).splitlines()[0]})") from None
+        if not extra[META_FILE]:
+            raise ValueError(f"{path} has no googlenet metadata record; export it with `googlenet export`")
+        self.meta = ModelMeta.from_json(extra[META_FILE])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)

@@ -1,0 +1,100 @@
+"""The inference path: the same outputs as the trained model, computed with fewer and wider operations.
+
+`optimize_for_inference` folds every BatchNorm into the convolution before it, runs each Inception module's
+three 1x1 convolutions that read the module's input (#1x1, #3x3 reduce, #5x5 reduce) as one wider
+convolution, drops the training-only auxiliary heads and stores the weights channels_last, which the
+oneDNN convolutions of PyTorch's CPU build run fastest. The result is still a `GoogLeNet`, so `forward`,
+`forward_features`, `forward_head`, `linear` and `meta` work as before.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from googlenet.model.googlenet import GoogLeNet
+from googlenet.model.layers import ConvBlock, Inception
+
+
+def fold_block(block: nn.Sequential) -> nn.Sequential:
+    """conv, [bn], relu -> conv (BatchNorm folded into its weights and bias), relu."""
+    conv = block.conv if "bn" not in block._modules else fuse_conv_bn_eval(block.conv, block.bn)
+    return nn.Sequential(conv, nn.ReLU(inplace=True))
+
+
+def concat_convs(convs: list[nn.Conv2d]) -> nn.Conv2d:
+    """One convolution whose output channels are those of `convs` (same input and geometry) in order."""
+    first = convs[0]
+    fused = nn.Conv2d(
+        first.in_channels,
+        sum(c.out_channels for c in convs),
+        first.kernel_size,
+        first.stride,
+        first.padding,
+        bias=True,
+        device=first.weight.device,
+        dtype=first.weight.dtype,
+    )
+    with torch.no_grad():
+        fused.weight.copy_(torch.cat([c.weight for c in convs]))
+        fused.bias.copy_(torch.cat([c.weight.new_zeros(c.out_channels) if c.bias is None else c.bias for c in convs]))
+    return fused
+
+
+class FusedInception(nn.Module):
+    """An Inception module (Figure 2b) for inference: its three 1x1 convolutions on the input run as one.
+
+    Same output as the module it is made from (to float rounding): the wide convolution's channels are
+    split into the #1x1 branch's output and the inputs of the 3x3 and 5x5 convolutions.
+    """
+
+    def __init__(self, module: Inception) -> None:
+        super().__init__()
+        reduces = [fold_block(b) for b in (module.branch1x1, module.branch3x3.reduce, module.branch5x5.reduce)]
+        self.splits = [block[0].out_channels for block in reduces]
+        self.reduce = nn.Sequential(concat_convs([block[0] for block in reduces]), nn.ReLU(inplace=True))
+        self.conv3x3 = fold_block(module.branch3x3.conv)
+        self.conv5x5 = fold_block(module.branch5x5.conv)
+        self.branch_pool = nn.Sequential(module.branch_pool.pool, fold_block(module.branch_pool.proj))
+        self.out_channels = module.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        reduced = self.reduce(x)
+        out1x1, in3x3, in5x5 = reduced.split(self.splits, dim=1)
+        # A channel slice is contiguous in no memory format, and PyTorch then runs the convolution on its slow
+        # im2col path instead of oneDNN's; a copy of the (narrow) slice is far cheaper.
+        layout = torch.channels_last if reduced.is_contiguous(memory_format=torch.channels_last) else None
+        in3x3, in5x5 = (t.contiguous(memory_format=layout or torch.contiguous_format) for t in (in3x3, in5x5))
+        return torch.cat([out1x1, self.conv3x3(in3x3), self.conv5x5(in5x5), self.branch_pool(x)], dim=1)
+
+
+def optimize_for_inference(model: GoogLeNet, channels_last: bool = True, fuse_1x1: bool = True) -> GoogLeNet:
+    """An eval-mode copy of `model` with BatchNorm folded, each Inception's 1x1 convolutions fused (unless
+    `fuse_1x1` is False) and no auxiliary heads, its weights channels_last (unless `channels_last` is False).
+    Same logits to float rounding; `model` is left unchanged.
+
+    Run it under `torch.inference_mode()`. Inputs may be in either memory format: the first convolution
+    returns channels_last when its weights are."""
+    optimized = copy.deepcopy(model).eval()
+    optimized.aux1 = optimized.aux2 = None
+    _replace_blocks(optimized, fuse_1x1)
+    if channels_last:
+        optimized = optimized.to(memory_format=torch.channels_last)
+    optimized.meta = getattr(model, "meta", None)
+    optimized.optimized = True
+    return optimized.requires_grad_(False)
+
+
+def _replace_blocks(parent: nn.Module, fuse_1x1: bool) -> None:
+    """Swap, depth first, every Inception module for a FusedInception (with `fuse_1x1`) and every other
+    ConvBlock for its fold."""
+    for name, child in parent.named_children():
+        if fuse_1x1 and isinstance(child, Inception):
+            setattr(parent, name, FusedInception(child))
+        elif isinstance(child, ConvBlock):
+            setattr(parent, name, fold_block(child))
+        else:
+            _replace_blocks(child, fuse_1x1)

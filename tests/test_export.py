@@ -1,0 +1,84 @@
+"""Exported ONNX, int8 ONNX and TorchScript files run without this package's model code, carry the weights'
+metadata and give the eager model's outputs; `googlenet export` refuses a file that does not."""
+
+import dataclasses
+import json
+
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from googlenet import save_weights
+from googlenet.cli import main
+from googlenet.data.fashion_mnist import CLASSES
+from googlenet.export import check, export, load_exported, sample_images
+
+from conftest import trained_like
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A tiny Fashion-MNIST classifier at 32x32 with non-trivial BatchNorm statistics."""
+    torch.manual_seed(0)
+    model = trained_like("googlenet_bn", aux=False)
+    model.meta = dataclasses.replace(
+        model.meta, input_size=32, crop_pct=1.0, class_names=list(CLASSES), mean=(0.286,) * 3, std=(0.353,) * 3
+    )
+    return model
+
+
+def test_onnx_export_runs_in_onnxruntime_alone_and_matches_eager(tiny, fmnist, tmp_path):
+    images = sample_images(tiny.meta, "fashion_mnist", "test", str(fmnist), 24)
+    assert images.shape == (24, 3, 32, 32)
+    report = export(tiny, "onnx", tmp_path / "m.onnx", images)
+    assert report["relative_diff"] < 1e-4 and report["top1_agreement"] == 1
+    # Plain onnxruntime, any batch size, metadata record in the file.
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    meta = json.loads(session.get_modelmeta().custom_metadata_map["googlenet"])
+    assert meta["class_names"] == list(CLASSES) and meta["input_size"] == 32 and meta["std"] == [0.353] * 3
+    (logits,) = session.run(None, {"images": images[:5].numpy()})
+    with torch.inference_mode():
+        assert torch.allclose(torch.from_numpy(logits), tiny(images[:5]), atol=1e-4)
+
+
+def test_torchscript_export_runs_in_torch_jit_and_matches_eager(tiny, fmnist, tmp_path):
+    images = sample_images(tiny.meta, "fashion_mnist", "test", str(fmnist), 8)
+    export(tiny, "torchscript", tmp_path / "m.pt", images)
+    extra = {"googlenet.json": ""}
+    with pytest.warns(FutureWarning):  # torch.jit is deprecated in favour of torch.export
+        net = torch.jit.load(str(tmp_path / "m.pt"), _extra_files=extra)
+    assert json.loads(extra["googlenet.json"])["class_names"] == list(CLASSES)
+    with torch.inference_mode():
+        assert torch.allclose(net(images[:3]), tiny(images[:3]), atol=1e-4)
+        assert torch.allclose(net(images[:1]), tiny(images[:1]), atol=1e-4)  # another batch size
+
+
+def test_an_export_that_differs_from_eager_is_refused_and_deleted(tiny, fmnist, tmp_path):
+    images = sample_images(tiny.meta, "fashion_mnist", "test", str(fmnist), 8)
+    path = tmp_path / "m.pt"
+    export(tiny, "torchscript", path, images)
+    other = trained_like("googlenet_bn", aux=False)  # different weights stand in for a broken export
+    other.meta = tiny.meta
+    with pytest.raises(ValueError, match="differs from the eager model"):
+        check(other, path, images, tolerance=1e-4, min_agreement=None)
+    assert not path.exists()
+
+
+def test_export_command_int8_and_evaluate_on_the_file(tiny, fmnist, tmp_path, capsys):
+    weights = str(save_weights(tiny, tmp_path / "tiny.safetensors"))
+    common = ["--checkpoint", weights, "--root", str(fmnist)]
+    args = ["export", *common, "--int8", "--check-images", "48", "--calibration-images", "64", "--json"]
+    assert main([*args, "--min-agreement", "0.5"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    path = tmp_path / "tiny.int8.onnx"
+    assert report["path"] == str(path) and report["int8"] and report["top1_agreement"] >= 0.5
+    graph = onnx.load(str(path)).graph
+    assert any(node.op_type == "QuantizeLinear" for node in graph.node)
+    assert path.stat().st_size < 0.4 * (tmp_path / "tiny.safetensors").stat().st_size
+    assert load_exported(path).meta.class_names == list(CLASSES)
+    # The exported file is a checkpoint for `evaluate` like the weights it came from.
+    assert main(["evaluate", "--checkpoint", str(path), "--root", str(fmnist), "--json", "--workers", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 48
+    assert main(["export", *common, "--format", "torchscript", "--int8"]) == 2
+    assert "--int8" in capsys.readouterr().err

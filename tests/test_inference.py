@@ -1,0 +1,54 @@
+"""The inference path: BatchNorm folded and each Inception's 1x1 convolutions fused give the model's logits."""
+
+import pytest
+import torch
+from torch import nn
+
+from googlenet.model.inference import FusedInception, concat_convs, fold_block, optimize_for_inference
+from googlenet.model.layers import ConvBlock, Inception
+
+from conftest import trained_like
+
+
+@pytest.mark.parametrize("name", ["googlenet", "googlenet_bn", "googlenet_tv"])
+def test_optimized_model_gives_the_same_logits_features_and_head(name):
+    model = trained_like(name)
+    fast = optimize_for_inference(model)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.inference_mode():
+        logits, features = model(x), model.forward_features(x)
+        assert logits.abs().max() > 0.1  # something to compare
+        assert torch.allclose(fast(x), logits, atol=1e-4, rtol=0)
+        assert torch.allclose(fast(x.contiguous(memory_format=torch.channels_last)), logits, atol=1e-4, rtol=0)
+        assert torch.allclose(fast.forward_features(x), features, atol=1e-4, rtol=0)
+        pooled = model.forward_head(features, pre_logits=True)
+        assert torch.allclose(fast.forward_head(fast.forward_features(x), pre_logits=True), pooled, atol=1e-4)
+
+
+def test_optimized_model_has_no_batchnorm_and_one_wide_1x1_per_inception():
+    model = trained_like("googlenet_bn", aux=True)
+    fast = optimize_for_inference(model)
+    assert not any(isinstance(m, (nn.BatchNorm2d, Inception, ConvBlock)) for m in fast.modules())
+    assert fast.aux1 is None and fast.aux2 is None and not fast.training
+    a, b = model.inception_3a, fast.inception_3a
+    assert isinstance(b, FusedInception)
+    width = a.branch1x1.conv.out_channels + a.branch3x3.reduce.conv.out_channels + a.branch5x5.reduce.conv.out_channels
+    assert b.reduce[0].out_channels == width and b.reduce[0].kernel_size == (1, 1)
+    assert fast.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.meta is model.meta
+    # The original is left as it was, heads and BatchNorm included.
+    assert model.aux1 is not None and isinstance(model.inception_3a.branch1x1.bn, nn.BatchNorm2d)
+
+
+def test_fold_and_concat_are_exact_per_layer():
+    block = ConvBlock(8, 6, 3, padding=1, bn_eps=1e-3)
+    block.bn.running_mean.normal_()
+    block.bn.running_var.uniform_(0.2, 3)
+    block.bn.weight.data.uniform_(0.5, 2)
+    block.eval()
+    x = torch.randn(2, 8, 9, 9)
+    with torch.no_grad():
+        assert torch.allclose(fold_block(block)(x), block(x), atol=1e-5)
+        convs = [nn.Conv2d(8, n, 1, bias=n != 3) for n in (4, 3, 5)]
+        wide = concat_convs(convs)(x)
+        assert torch.allclose(wide, torch.cat([c(x) for c in convs], 1), atol=1e-6)
