@@ -75,7 +75,9 @@ def test_export_command_int8_and_evaluate_on_the_file(tiny, fmnist, tmp_path, ca
     assert report["path"] == str(path) and report["int8"] and report["top1_agreement"] >= 0.5
     graph = onnx.load(str(path)).graph
     assert any(node.op_type == "QuantizeLinear" for node in graph.node)
-    assert path.stat().st_size < 0.4 * (tmp_path / "tiny.safetensors").stat().st_size
+    # int8 weights are a quarter of fp32; this tiny model's per-channel scales and zero points add a lot (the
+    # Fashion-MNIST model's file is 26% of its fp32 one, docs/results.md).
+    assert path.stat().st_size < 0.5 * (tmp_path / "tiny.safetensors").stat().st_size
     assert load_exported(path).meta.class_names == list(CLASSES)
     # The exported file is a checkpoint for `evaluate` like the weights it came from.
     assert main(["evaluate", "--checkpoint", str(path), "--root", str(fmnist), "--json", "--workers", "0"]) == 0
