@@ -349,7 +349,8 @@ def _export_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "export",
         help="write weights as ONNX (onnxruntime) or TorchScript (torch.jit), optionally int8, checked against eager",
-        description="Export the inference model (BatchNorm folded, each Inception's 1x1 convolutions fused) as a "
+        description="Export the inference model (BatchNorm folded; for TorchScript also each Inception's 1x1 "
+        "convolutions fused, which onnxruntime runs slower than the separate ones) as a "
         "file that runs without this package: ONNX for onnxruntime or TorchScript for torch.jit. The weights' "
         "metadata record (class names, mean/std, input size, ...) travels in the file (ONNX metadata_props or the "
         "TorchScript extra file, key/name googlenet). --int8 quantises the ONNX file with onnxruntime's static "
