@@ -32,6 +32,7 @@ import torch.nn.functional as F
 import torchvision
 
 from googlenet import build_model
+from googlenet.export import write
 from googlenet.export.onnx import OnnxClassifier, export_onnx, quantize_int8
 from googlenet.model.inference import optimize_for_inference
 from googlenet.model.summary import table1
@@ -104,8 +105,8 @@ def onnx_paths(tv: torch.nn.Module, ours: torch.nn.Module, folder: Path, example
     """name -> onnxruntime model for our export, torchvision's exported the same way, and our int8 export
     (calibrated on random images: these weights are untrained, so only its speed means anything here)."""
     meta = ModelMeta(variant="googlenet_tv", num_classes=1000)
-    folded = optimize_for_inference(ours, channels_last=False, fuse_1x1=False)  # as `googlenet export` writes it
-    export_onnx(folded, folder / "ours.onnx", example, meta)
+    ours.meta = meta
+    write(ours, "onnx", folder / "ours.onnx", example)  # as `googlenet export` writes it
     export_onnx(tv, folder / "torchvision.onnx", example, meta)
     quantize_int8(folder / "ours.onnx", folder / "ours_int8.onnx", torch.randn(64, 3, SIZE, SIZE).split(16))
     names = {"onnxruntime_ours": "ours", "onnxruntime_torchvision": "torchvision", "onnxruntime_ours_int8": "ours_int8"}

@@ -6,9 +6,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from googlenet import build_model, load_model
-from googlenet.detect.multibox import MultiBox, kmeans_priors, match, matching_loss, proposals
+from googlenet.detect.multibox import BoxTransform, MultiBox, image_proposals, kmeans_priors, match, matching_loss
 
 
 def test_matching_loss_by_hand_two_priors_one_box():
@@ -42,16 +43,15 @@ def test_multibox_starts_at_its_priors_and_proposes_boxes_inside_the_image():
     boxes, logits = model(torch.randn(2, 3, 64, 64))
     assert boxes.shape == (2, 3, 4) and logits.shape == (2, 3)
     assert torch.allclose(boxes, priors.expand(2, -1, -1))
-    found = proposals(model, torch.randn(2, 3, 64, 64), [(375, 500), (300, 300)], top=2)
+    transform = BoxTransform(64, (0.5,) * 3, (0.25,) * 3, train=False)
+    found = [image_proposals(model, Image.new("RGB", (w, h)), transform, top=2) for h, w in [(375, 500), (300, 300)]]
     for got, (h, w) in zip(found, [(375, 500), (300, 300)], strict=True):
         assert got.shape[1] == 4 and 1 <= len(got) <= 2
         assert (got[:, :2] >= 0).all() and (got[:, 2] <= w).all() and (got[:, 3] <= h).all()
 
 
 def test_tiles_cover_the_image_with_half_size_crops_and_boxes_map_back():
-    from PIL import Image
-
-    from googlenet.detect.multibox import BoxTransform, image_proposals, views
+    from googlenet.detect.multibox import views
 
     found = views(400, 300, 3)
     assert found[0] == (0, 0, 400, 300) and len(found) == 10
@@ -82,8 +82,9 @@ def test_multibox_trains_in_the_shared_loop(fmnist, tmp_path, capsys):
     assert 0 <= results["recall"] <= 100 and results["step"] == 2 and "raw_recall" in results
     model = load_multibox(out / "model.safetensors")
     assert model.priors.shape == (8, 4) and model.meta.head["top"] == 200
-    found = proposals(model, torch.randn(1, 3, 64, 64), [(375, 500)], top=5)
-    assert found[0].shape[1] == 4 and len(found[0]) <= 5
+    transform = BoxTransform(model.meta.input_size, model.meta.mean, model.meta.std, train=False)
+    found = image_proposals(model, Image.new("RGB", (500, 375)), transform, top=5)
+    assert found.shape[1] == 4 and len(found) <= 5
     with pytest.raises(ValueError, match="multibox weights, not a classifier"):
         load_model(out / "model.safetensors")
     assert main([*args, "--resume", "--optim.epochs", "2"]) == 0  # resumes in the same loop

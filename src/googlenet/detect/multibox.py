@@ -113,20 +113,6 @@ def top_boxes(boxes: torch.Tensor, logits: torch.Tensor, top: int = 200, iou: fl
     return clipped[nms(clipped, scores, iou)[:top]]
 
 
-def proposals(
-    model: MultiBox, images: torch.Tensor, sizes: list[tuple[int, int]], top: int = 200, iou: float = 0.7
-) -> list[np.ndarray]:
-    """Each image's `top_boxes` in its pixels (x1, y1, x2, y2); `sizes` are the images' (height, width) before
-    resizing to the network input."""
-    with torch.no_grad():
-        boxes, logits = model(images)
-    found = []
-    for b, z, (height, width) in zip(boxes, logits, sizes, strict=True):
-        scale = b.new_tensor([width, height, width, height], dtype=torch.float32)
-        found.append((top_boxes(b, z, top, iou) * scale).cpu().numpy())
-    return found
-
-
 def views(width: int, height: int, tiles: int = 1) -> list[tuple[int, int, int, int]]:
     """The image itself and, for `tiles` > 1, a tiles x tiles grid of crops each 2 / (tiles + 1) of the image's
     width and height, neighbours overlapping by half (3: nine crops of half the size, objects seen 2x larger)."""
@@ -138,6 +124,11 @@ def views(width: int, height: int, tiles: int = 1) -> list[tuple[int, int, int, 
                 x, y = round((width - w) * i / (tiles - 1)), round((height - h) * j / (tiles - 1))
                 found.append((x, y, x + w, y + h))
     return found
+
+
+def tiles_of(model: MultiBox, tiles: int | None = None) -> int:
+    """`tiles` if given, else the tiling the MultiBox model was trained to propose with (multibox.tiles)."""
+    return tiles or (model.meta.head or {}).get("tiles", 1)
 
 
 def image_proposals(

@@ -209,10 +209,10 @@ def multibox_dataset(
 ) -> tuple[list[np.ndarray], list[float]]:
     """MultiBox's top boxes after NMS for every image of `data` (whole image plus `tiles` x `tiles` crops;
     default: the model's setting), cached: (boxes, seconds)."""
-    from googlenet.detect.multibox import BoxTransform, image_proposals
+    from googlenet.detect.multibox import BoxTransform, image_proposals, tiles_of
 
     meta = model.meta
-    tiles = tiles or meta.head.get("tiles", 1)
+    tiles = tiles_of(model, tiles)
     transform = BoxTransform(meta.input_size, meta.mean, meta.std, train=False)
     results: list[tuple[np.ndarray, float] | None] = [cache.get(i) if cache else None for i in data.ids]
     todo = [k for k, r in enumerate(results) if r is None]
@@ -261,10 +261,10 @@ def dataset_proposals(
     found = {}
     for source in sources:
         if source == "multibox":
-            from googlenet.detect.multibox import load_multibox
+            from googlenet.detect.multibox import load_multibox, tiles_of
 
             model = load_multibox(multibox)
-            tiles = tiles or model.meta.head.get("tiles", 1)
+            tiles = tiles_of(model, tiles)
             store = ProposalCache(folder, multibox_cache_name(multibox, tiles))
             found[source] = multibox_dataset(data, model, store, tiles, progress)
         else:
@@ -292,12 +292,12 @@ class Proposer:
         if "multibox" in self.sources:
             if not multibox:
                 raise ValueError(f"proposals {method!r} need --multibox CKPT (from googlenet detect train-multibox)")
-            from googlenet.detect.multibox import BoxTransform, load_multibox
+            from googlenet.detect.multibox import BoxTransform, load_multibox, tiles_of
 
             self.multibox = load_multibox(multibox)
             meta = self.multibox.meta
             self.transform = BoxTransform(meta.input_size, meta.mean, meta.std, train=False)
-            self.tiles = tiles or meta.head.get("tiles", 1)
+            self.tiles = tiles_of(self.multibox, tiles)
 
     def __call__(self, path: str | os.PathLike) -> np.ndarray:
         from googlenet.data.images import load_image

@@ -34,10 +34,10 @@ def sample_images(meta: ModelMeta, data: str, split: str | None, root: str | Non
 def compare(eager: torch.Tensor, exported: torch.Tensor) -> dict[str, float]:
     """How far exported logits are from eager ones: largest absolute difference relative to the largest
     eager logit (at least 1), and the fraction of images whose top-1 class is the same."""
-    scale = max(1.0, float(eager.abs().max()))
+    largest = float((exported - eager).abs().max())
     return {
-        "max_abs_diff": float((exported - eager).abs().max()),
-        "relative_diff": float((exported - eager).abs().max()) / scale,
+        "max_abs_diff": largest,
+        "relative_diff": largest / max(1.0, float(eager.abs().max())),
         "top1_agreement": float((exported.argmax(1) == eager.argmax(1)).float().mean()),
     }
 

@@ -66,8 +66,9 @@ class FusedInception(nn.Module):
         out1x1, in3x3, in5x5 = reduced.split(self.splits, dim=1)
         # A channel slice is contiguous in no memory format, and PyTorch then runs the convolution on its slow
         # im2col path instead of oneDNN's; a copy of the (narrow) slice is far cheaper.
-        layout = torch.channels_last if reduced.is_contiguous(memory_format=torch.channels_last) else None
-        in3x3, in5x5 = (t.contiguous(memory_format=layout or torch.contiguous_format) for t in (in3x3, in5x5))
+        nhwc = reduced.is_contiguous(memory_format=torch.channels_last)
+        layout = torch.channels_last if nhwc else torch.contiguous_format
+        in3x3, in5x5 = in3x3.contiguous(memory_format=layout), in5x5.contiguous(memory_format=layout)
         return torch.cat([out1x1, self.conv3x3(in3x3), self.conv5x5(in5x5), self.branch_pool(x)], dim=1)
 
 
@@ -84,7 +85,6 @@ def optimize_for_inference(model: GoogLeNet, channels_last: bool = True, fuse_1x
     if channels_last:
         optimized = optimized.to(memory_format=torch.channels_last)
     optimized.meta = getattr(model, "meta", None)
-    optimized.optimized = True
     return optimized.requires_grad_(False)
 
 
