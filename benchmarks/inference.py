@@ -2,9 +2,10 @@
 
 Inference at 224x224, batch 1 and 16: torchvision.models.googlenet eager (channels_last), ours eager
 (`googlenet_tv` with torchvision's weights loaded), ours optimised (`optimize_for_inference`), the same
-under torch.compile and under TorchScript, onnxruntime on our export and on torchvision's model exported
-the same way, and onnxruntime on our int8 export. A large matmul probes the machine's peak FLOP/s, so each
-path also shows the fraction of that limit it reaches (2 x multiply-adds per image x images/s / peak).
+under torch.compile, our TorchScript export run as `googlenet` runs it (oneDNN Graph fuser on), onnxruntime
+on our export and on torchvision's model exported the same way, and onnxruntime on our int8 export. A large
+matmul probes the machine's peak FLOP/s, so each path also shows the fraction of that limit it reaches
+(2 x multiply-adds per image x images/s / peak).
 Training: images/s of one SGD step with the auxiliary heads on, ours (`googlenet_bn`, as `googlenet train`
 runs it) against torchvision's googlenet, at 224 and at the Fashion-MNIST input size, at equal batch.
 
@@ -34,6 +35,7 @@ import torchvision
 from googlenet import build_model
 from googlenet.export import write
 from googlenet.export.onnx import OnnxClassifier, export_onnx, quantize_int8
+from googlenet.export.torchscript import TorchScriptClassifier
 from googlenet.model.inference import optimize_for_inference
 from googlenet.model.summary import table1
 from googlenet.model.weights import ModelMeta, torchvision_to_googlenet
@@ -55,11 +57,14 @@ def rate(step: Callable[[], object], items: int, seconds: float) -> float:
     return count * items / (time.perf_counter() - start)
 
 
-def median_rates(steps: dict[str, Callable[[], object]], items: int, repeats: int, seconds: float) -> dict[str, float]:
-    """Median items/s of each step over `repeats` rounds, after one warm-up call each. The steps take turns
+def median_rates(
+    steps: dict[str, Callable[[], object]], items: int, repeats: int, seconds: float, warmup: int = 1
+) -> dict[str, float]:
+    """Median items/s of each step over `repeats` rounds, after `warmup` calls each. The steps take turns
     within every round, so a slow spell of the machine (another job) hits them all alike."""
     for step in steps.values():
-        step()
+        for _ in range(warmup):
+            step()
     rates: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
@@ -82,32 +87,30 @@ def models() -> tuple[torch.nn.Module, torch.nn.Module]:
     return tv, ours.eval()
 
 
-def pytorch_paths(tv: torch.nn.Module, ours: torch.nn.Module, example: torch.Tensor) -> dict[str, Callable]:
+def pytorch_paths(tv: torch.nn.Module, ours: torch.nn.Module, folder: Path, example: torch.Tensor) -> dict:
     """name -> model (images -> logits) for each PyTorch path; channels_last everywhere."""
+    ours.meta = ModelMeta(variant="googlenet_tv", num_classes=1000)
     optimized = optimize_for_inference(ours)
     # Inductor's freezing (constant weights, oneDNN-prepacked convolutions) must be set in its global config:
     # torch.compile(..., options={"freezing": True}) compiles without it (no mkldnn::_convolution_pointwise
     # in the profile, 5% slower here). cpp_wrapper: the graph's kernels are called from C++, not Python
     # (3-5% at batch 1 here, where about 60 convolutions take 20-25 ms).
     torch._inductor.config.freezing = True
-    with torch.no_grad():  # TorchScript's own inference pass: frozen, oneDNN-prepacked convolutions
-        scripted = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(optimized, example)))
+    write(ours, "torchscript", folder / "ours.torchscript.pt", example)  # as `googlenet export` writes it
     return {
         "torchvision_eager": tv.to(memory_format=torch.channels_last),
         "ours_eager": ours.to(memory_format=torch.channels_last),
         "ours_optimized": optimized,
         "ours_compiled": torch.compile(optimized, options={"cpp_wrapper": True}),
-        "ours_torchscript": scripted,
+        "ours_torchscript": TorchScriptClassifier(folder / "ours.torchscript.pt"),
     }
 
 
 def onnx_paths(tv: torch.nn.Module, ours: torch.nn.Module, folder: Path, example: torch.Tensor) -> dict:
     """name -> onnxruntime model for our export, torchvision's exported the same way, and our int8 export
     (calibrated on random images: these weights are untrained, so only its speed means anything here)."""
-    meta = ModelMeta(variant="googlenet_tv", num_classes=1000)
-    ours.meta = meta
     write(ours, "onnx", folder / "ours.onnx", example)  # as `googlenet export` writes it
-    export_onnx(tv, folder / "torchvision.onnx", example, meta)
+    export_onnx(tv, folder / "torchvision.onnx", example, ours.meta)
     quantize_int8(folder / "ours.onnx", folder / "ours_int8.onnx", torch.randn(64, 3, SIZE, SIZE).split(16))
     names = {"onnxruntime_ours": "ours", "onnxruntime_torchvision": "torchvision", "onnxruntime_ours_int8": "ours_int8"}
     return {name: OnnxClassifier(folder / f"{file}.onnx") for name, file in names.items()}
@@ -122,8 +125,8 @@ def inference(paths: dict[str, Callable], macs: int, peak: float, repeats: int, 
         for name, model in paths.items():  # PyTorch paths get channels_last input, onnxruntime plain NCHW
             images = x if name.startswith("onnxruntime") else x.contiguous(memory_format=torch.channels_last)
             steps[name] = lambda m=model, i=images: m(i)
-        with torch.inference_mode():
-            rates = median_rates(steps, batch, repeats, seconds)
+        with torch.inference_mode():  # 3 warm-up calls: TorchScript profiles twice, then compiles
+            rates = median_rates(steps, batch, repeats, seconds, warmup=3)
         for name, images_per_s in rates.items():
             gflops = images_per_s * 2 * macs / 1e9
             record = {
@@ -244,7 +247,7 @@ def main() -> None:
     tv, ours = models()
     example = torch.randn(2, 3, SIZE, SIZE)
     with tempfile.TemporaryDirectory() as folder:
-        paths = {**pytorch_paths(tv, ours, example), **onnx_paths(tv, ours, Path(folder), example)}
+        paths = {**pytorch_paths(tv, ours, Path(folder), example), **onnx_paths(tv, ours, Path(folder), example)}
         results = inference(paths, table1(ours, SIZE)["total_macs"], peak, repeats, seconds)
     sizes = {} if args.no_train else {SIZE: 16, 48: 128}
     report = {

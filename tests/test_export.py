@@ -54,6 +54,21 @@ def test_torchscript_export_runs_in_torch_jit_and_matches_eager(tiny, fmnist, tm
         assert torch.allclose(net(images[:1]), tiny(images[:1]), atol=1e-4)  # another batch size
 
 
+def test_torchscript_file_under_the_onednn_graph_fuser_matches_eager(tiny, fmnist, tmp_path):
+    images = sample_images(tiny.meta, "fashion_mnist", "test", str(fmnist), 8)
+    export(tiny, "torchscript", tmp_path / "m.pt", images)
+    net = load_exported(tmp_path / "m.pt")
+    assert net.fuse and not torch.jit.onednn_fusion_enabled()
+    with torch.inference_mode():
+        for batch in (images[:3], images[:1]):
+            expected = tiny(batch)
+            for _ in range(4):  # the profiling executor compiles the fused graph on the second or third call
+                assert torch.allclose(net(batch), expected, atol=1e-4)
+                assert not torch.jit.onednn_fusion_enabled()  # the process-wide switch is put back
+    fused_graph = str(torch.jit.last_executed_optimized_graph())
+    assert "prim::oneDNNFusionGroup" in fused_graph or "LlgaFusionGroup" in fused_graph
+
+
 def test_an_export_that_differs_from_eager_is_refused_and_deleted(tiny, fmnist, tmp_path):
     images = sample_images(tiny.meta, "fashion_mnist", "test", str(fmnist), 8)
     path = tmp_path / "m.pt"

@@ -120,7 +120,7 @@ def check(eager: nn.Module, path: Path, images: torch.Tensor, tolerance: float, 
 def export(
     eager: nn.Module,
     format: str,
-    path: Path,
+    path: str | os.PathLike,
     check_images: torch.Tensor,
     calibration: torch.Tensor | None = None,
     tolerance: float = 1e-4,
@@ -130,7 +130,7 @@ def export(
     against `eager` on `check_images`. Returns the check's report, with the path and size of the file."""
     if len(check_images) == 0:
         raise ValueError("no images to check the export on")
-    eager = eager.eval()
+    path, eager = Path(path), eager.eval()
     write(eager, format, path, check_images[:2], calibration)
     report = check(eager, path, check_images, tolerance, min_agreement if calibration is not None else None)
     return {

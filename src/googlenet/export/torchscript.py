@@ -37,11 +37,28 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike, example: torch
     return path
 
 
-class TorchScriptClassifier(nn.Module):
-    """An exported TorchScript file used like a model: images -> logits, `meta`."""
+@contextlib.contextmanager
+def onednn_fusion(enabled: bool = True) -> Iterator[None]:
+    """TorchScript's oneDNN Graph fuser on (or off) for the calls inside, restored afterwards: on the CPU it
+    runs each convolution with its bias, ReLU and the neighbouring operations as one oneDNN partition (1.5x
+    torchvision's eager GoogLeNet at batch 1 here, against 1.3x for the same file without it). The switch is
+    process-wide in torch.jit, hence the scope. It does not mix with `torch.jit.optimize_for_inference`."""
+    before = torch.jit.onednn_fusion_enabled()
+    torch.jit.enable_onednn_fusion(enabled)
+    try:
+        yield
+    finally:
+        torch.jit.enable_onednn_fusion(before)
 
-    def __init__(self, path: str | os.PathLike) -> None:
+
+class TorchScriptClassifier(nn.Module):
+    """An exported TorchScript file used like a model: images -> logits, `meta`. On the CPU its graph runs
+    with the oneDNN Graph fuser (`onednn_fusion`) unless `fuse` is False; the first two calls at each new
+    input shape profile and compile the graph."""
+
+    def __init__(self, path: str | os.PathLike, fuse: bool = True) -> None:
         super().__init__()
+        self.fuse = fuse
         extra = {META_FILE: ""}
         try:
             with _quiet_jit():
@@ -53,4 +70,5 @@ class TorchScriptClassifier(nn.Module):
         self.meta = ModelMeta.from_json(extra[META_FILE])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
+        with onednn_fusion(self.fuse and images.device.type == "cpu"):
+            return self.net(images)
