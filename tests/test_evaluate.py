@@ -89,6 +89,12 @@ def test_one_crop_is_the_evaluation_transform(crop_pct):
     assert torch.allclose(ours.float() / 255, theirs)
 
 
+def test_two_crops_are_the_centre_crop_and_its_mirror():
+    image = _image(45, 60)
+    one, two = (multi_crop(image, boxes_for(n, 45, 60, SIZE, 0.875), SIZE) for n in (1, 2))
+    assert two.shape[0] == 2 and torch.equal(two[0], one[0]) and torch.equal(two[1], one[0].flip(-1))
+
+
 def test_square_images_have_48_distinct_crops_each_counted_3_times():
     boxes, counts = unique(paper_boxes(28, 28, SIZE))
     assert len(boxes) == 48 and counts == [3] * 48
@@ -118,7 +124,7 @@ class _Images(torch.utils.data.Dataset):
         return self.items[i]
 
 
-@pytest.mark.parametrize("crops", [10, 144])
+@pytest.mark.parametrize("crops", [2, 10, 144])
 def test_evaluation_averages_softmax_over_all_crops_and_models(crops):
     """The evaluator's probabilities equal the plain mean over every crop (duplicates included) and model."""
     models = _tiny_models(2)

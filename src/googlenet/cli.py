@@ -10,9 +10,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from googlenet.data.multicrop import CROP_COUNTS
 from googlenet.export import FORMATS
 from googlenet.model import VARIANTS, build_model
 from googlenet.train.checkpoint import RunStopped
+
+CROPS_HELP = "crops per image: 1 centre, 2 centre and mirror, 10 TenCrop, 144 the paper's (default: 1)"
 
 
 def summary(model: str, input_size: int, format: str, naive: bool, width: float) -> str:
@@ -128,7 +131,7 @@ def evaluate(
     table3: bool,
     optimize: bool = True,
 ) -> None:
-    """Top-1 / top-5 of one model or an ensemble with 1, 10 or 144 crops; or, with table3, the paper's Table 3."""
+    """Top-1 / top-5 of one model or an ensemble with 1, 2, 10 or 144 crops; or, with table3, the paper's Table 3."""
     import json
 
     from googlenet.evaluate import multicrop
@@ -175,8 +178,9 @@ def evaluate(
 def _evaluate_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "evaluate",
-        help="top-1 / top-5 with 1, 10 or 144 crops, of one model or an ensemble; the paper's Table 3",
-        description="Test as in section 7: each image is cut into 1 (centre), 10 (torchvision's TenCrop) or 144 "
+        help="top-1 / top-5 with 1, 2, 10 or 144 crops, of one model or an ensemble; the paper's Table 3",
+        description="Test as in section 7: each image is cut into 1 (centre), 2 (centre and its mirror), "
+        "10 (torchvision's TenCrop) or 144 "
         "crops (4 scales x 3 squares x (4 corners + centre + whole square) x 2 mirrors); the softmax "
         "probabilities are averaged over the crops and over all the given models (an ensemble). Prints top-1 "
         "accuracy and top-5 error; --json prints one JSON object (accuracies as fractions).",
@@ -188,7 +192,7 @@ def _evaluate_parser(commands: argparse._SubParsersAction) -> None:
         metavar="CKPT",
         help="inference weights (.safetensors with metadata, or a training run's folder); several = an ensemble",
     )
-    p.add_argument("--crops", type=int, default=1, choices=[1, 10, 144], help="crops per image (default: 1)")
+    p.add_argument("--crops", type=int, default=1, choices=CROP_COUNTS, help=CROPS_HELP)
     p.add_argument(
         "--pool",
         default="mean",
@@ -279,7 +283,7 @@ def _predict_parser(commands: argparse._SubParsersAction) -> None:
         "predict",
         help="classify image files: top classes and probabilities",
         description="Classify image files of any common format and mode (JPEG, PNG including grayscale, RGBA, "
-        "palette and 16-bit, BMP, TIFF, WebP, ...) with one model or an ensemble, from 1, 10 or 144 crops.",
+        "palette and 16-bit, BMP, TIFF, WebP, ...) with one model or an ensemble, from 1, 2, 10 or 144 crops.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument(
@@ -289,7 +293,7 @@ def _predict_parser(commands: argparse._SubParsersAction) -> None:
         metavar="CKPT",
         help="inference weights (.safetensors or a run's folder); repeat the option for an ensemble",
     )
-    p.add_argument("--crops", type=int, default=1, choices=[1, 10, 144], help="crops per image (default: 1)")
+    p.add_argument("--crops", type=int, default=1, choices=CROP_COUNTS, help=CROPS_HELP)
     p.add_argument("--topk", type=int, default=5, help="how many classes to show (default: 5)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
     p.add_argument("--json", action="store_true", help="print a JSON list: image, predictions (class, probability)")

@@ -1,4 +1,4 @@
-"""Test-time crops (paper section 7): 1 centre crop, torchvision's 10 crops, and the paper's 144 crops.
+"""Test-time crops (paper section 7): 1 centre crop (2: with its mirror), torchvision's 10 crops, the paper's 144.
 
 A crop is described by a `CropBox` (where it lies after the image is resized), so the geometry can be read,
 tested and de-duplicated apart from the pixels; `multi_crop` cuts the boxes out of one image.
@@ -13,7 +13,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-CROP_COUNTS = (1, 10, 144)
+CROP_COUNTS = (1, 2, 10, 144)
 PAPER_SCALES = (256, 288, 320, 352)  # shorter side for a 224 input (section 7)
 
 
@@ -85,9 +85,10 @@ def paper_boxes(height: int, width: int, size: int, scales: tuple[int, ...] = PA
 
 
 def boxes_for(crops: int, height: int, width: int, size: int, crop_pct: float = 0.875) -> list[CropBox]:
-    """The crop boxes of one image for 1, 10 or 144 crops."""
-    if crops == 1:
-        return centre_box(height, width, size, crop_pct)
+    """The crop boxes of one image for 1 (centre), 2 (centre and its mirror), 10 or 144 crops."""
+    if crops in (1, 2):
+        centre = centre_box(height, width, size, crop_pct)
+        return centre if crops == 1 else _with_mirrors(centre)
     if crops == 10:
         return ten_boxes(height, width, size)
     if crops == 144:
