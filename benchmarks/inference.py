@@ -84,12 +84,12 @@ def models() -> tuple[torch.nn.Module, torch.nn.Module]:
     tv = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).eval()
     ours = build_model("googlenet_tv", num_classes=1000, aux=False)
     ours.load_state_dict(torchvision_to_googlenet(tv.state_dict()))
+    ours.meta = ModelMeta(variant="googlenet_tv", num_classes=1000)  # what the exports carry
     return tv, ours.eval()
 
 
 def pytorch_paths(tv: torch.nn.Module, ours: torch.nn.Module, folder: Path, example: torch.Tensor) -> dict:
     """name -> model (images -> logits) for each PyTorch path; channels_last everywhere."""
-    ours.meta = ModelMeta(variant="googlenet_tv", num_classes=1000)
     optimized = optimize_for_inference(ours)
     # Inductor's freezing (constant weights, oneDNN-prepacked convolutions) must be set in its global config:
     # torch.compile(..., options={"freezing": True}) compiles without it (no mkldnn::_convolution_pointwise

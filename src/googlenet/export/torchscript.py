@@ -40,9 +40,9 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike, example: torch
 @contextlib.contextmanager
 def onednn_fusion(enabled: bool = True) -> Iterator[None]:
     """TorchScript's oneDNN Graph fuser on (or off) for the calls inside, restored afterwards: on the CPU it
-    runs each convolution with its bias, ReLU and the neighbouring operations as one oneDNN partition (1.5x
-    torchvision's eager GoogLeNet at batch 1 here, against 1.3x for the same file without it). The switch is
-    process-wide in torch.jit, hence the scope. It does not mix with `torch.jit.optimize_for_inference`."""
+    runs each convolution with its bias, ReLU and the neighbouring operations as one oneDNN partition (the
+    fastest PyTorch path at batch 1 in benchmarks/inference.py). The switch is process-wide in torch.jit, hence
+    the scope. It does not mix with `torch.jit.optimize_for_inference`."""
     before = torch.jit.onednn_fusion_enabled()
     torch.jit.enable_onednn_fusion(enabled)
     try:
