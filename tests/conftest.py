@@ -95,3 +95,42 @@ def trained_like(name, **options):
         for _ in range(3):
             model(torch.randn(4, 3, 64, 64) * 2 + 0.5)
     return model.eval()
+
+
+# How many times the eager float32 model's own rounding error another float32 computation of the same function
+# may be off by. Two float32 computations that add the same terms in other orders (oneDNN's kernels on another
+# CPU, onnxruntime's, a BatchNorm folded into the weights, another batch size) have rounding errors of one kind
+# and size, a few times apart (measured: ONNX, TorchScript, the oneDNN fuser and the fused inference model at
+# 0.5-1.5 times the eager model's, on AVX-512). A wrong computation (other weights, a missing layer, a wrong
+# average) is off by about the outputs themselves: 10^4-10^6 times the eager rounding.
+ROUNDING_FACTOR = 16
+UNIT_ROUNDOFF = torch.finfo(torch.float32).eps / 2  # 2**-24: the relative error of one float32 operation
+
+
+def float32_rounding(compute, module, *inputs):
+    """(exact result, float32 rounding error) of compute(module, *inputs): the result in float64 (on a float64
+    copy of the module; its own rounding is 2**29 times smaller, so it stands in for the exact one) and the
+    largest distance of the float32 result from it."""
+    import copy
+
+    with torch.no_grad():
+        ours = compute(module, *inputs).double()
+        exact = compute(copy.deepcopy(module).double(), *(x.double() for x in inputs))
+    return exact, float((ours - exact).abs().max())
+
+
+def assert_float32_close(got, compute, module, *inputs, terms=1):
+    """`got`, another float32 computation of compute(module, *inputs) (an exported file, the fused inference
+    model, other batches), is as close to the exact result as float32 rounding allows: ROUNDING_FACTOR times the
+    eager computation's own rounding error, measured on this CPU (not a figure tuned on one), plus `terms` unit
+    roundoffs of the largest output. That last part is the worst case of a final sum of `terms` like-signed
+    values added in another order (Higham's gamma_n: n unit roundoffs of the sum), such as a mean over crops."""
+    exact, rounding = float32_rounding(compute, module, *inputs)
+    allowed = ROUNDING_FACTOR * rounding + terms * UNIT_ROUNDOFF * float(exact.abs().max())
+    off = float((got.double() - exact).abs().max())
+    assert off <= allowed, f"off by {off:.3g} from float64: the float32 rounding error is {rounding:.3g}"
+
+
+def forward(module, *inputs):
+    """compute() for assert_float32_close: the module's forward."""
+    return module(*inputs)

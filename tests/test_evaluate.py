@@ -20,6 +20,8 @@ from googlenet.data.transforms import eval_transform
 from googlenet.evaluate.multicrop import CropEnsemble, CropSpec, collate, pool_crops, run
 from googlenet.evaluate.table3 import table3
 
+from conftest import assert_float32_close
+
 SIZE = 32
 
 
@@ -124,6 +126,11 @@ class _Images(torch.utils.data.Dataset):
         return self.items[i]
 
 
+def _crop_mean(model, cut):
+    """The mean softmax over one image's crops (uint8-valued floats / 255), normalised as the model's weights say."""
+    return model(F.normalize(cut, list(model.meta.mean), list(model.meta.std))).softmax(1).mean(0)
+
+
 @pytest.mark.parametrize("crops", [2, 10, 144])
 def test_evaluation_averages_softmax_over_all_crops_and_models(crops):
     """The evaluator's probabilities equal the plain mean over every crop (duplicates included) and model."""
@@ -137,8 +144,7 @@ def test_evaluation_averages_softmax_over_all_crops_and_models(crops):
             for i, (image, _) in enumerate(data):
                 pixels = F.to_image(image)
                 cut = multi_crop(pixels, boxes_for(crops, *pixels.shape[-2:], SIZE, 1.0), SIZE).float() / 255
-                expected = model(F.normalize(cut, list(model.meta.mean), list(model.meta.std))).softmax(1).mean(0)
-                assert torch.allclose(got[m, i], expected, atol=1e-5)
+                assert_float32_close(got[m, i], _crop_mean, model, cut, terms=len(cut))
     targets = torch.tensor([label for _, label in data])
     ensemble = got.mean(0)
     assert evaluator.evaluate()["top1"] == (ensemble.argmax(1) == targets).float().mean().item()

@@ -7,7 +7,7 @@ from torch import nn
 from googlenet.model.inference import FusedInception, concat_convs, fold_block, optimize_for_inference
 from googlenet.model.layers import ConvBlock, Inception
 
-from conftest import trained_like
+from conftest import assert_float32_close, forward, trained_like
 
 
 @pytest.mark.parametrize("name", ["googlenet", "googlenet_bn", "googlenet_tv"])
@@ -16,13 +16,12 @@ def test_optimized_model_gives_the_same_logits_features_and_head(name):
     fast = optimize_for_inference(model)
     x = torch.randn(3, 3, 64, 64)
     with torch.inference_mode():
-        logits, features = model(x), model.forward_features(x)
-        assert logits.abs().max() > 0.1  # something to compare
-        assert torch.allclose(fast(x), logits, atol=1e-4, rtol=0)
-        assert torch.allclose(fast(x.contiguous(memory_format=torch.channels_last)), logits, atol=1e-4, rtol=0)
-        assert torch.allclose(fast.forward_features(x), features, atol=1e-4, rtol=0)
-        pooled = model.forward_head(features, pre_logits=True)
-        assert torch.allclose(fast.forward_head(fast.forward_features(x), pre_logits=True), pooled, atol=1e-4)
+        assert model(x).abs().max() > 0.1  # something to compare
+        assert_float32_close(fast(x), forward, model, x)
+        assert_float32_close(fast(x.contiguous(memory_format=torch.channels_last)), forward, model, x)
+        assert_float32_close(fast.forward_features(x), lambda m, x: m.forward_features(x), model, x)
+        pooled = fast.forward_head(fast.forward_features(x), pre_logits=True)
+        assert_float32_close(pooled, lambda m, x: m.forward_head(m.forward_features(x), pre_logits=True), model, x)
 
 
 def test_optimized_model_has_no_batchnorm_and_one_wide_1x1_per_inception():
@@ -48,7 +47,11 @@ def test_fold_and_concat_are_exact_per_layer():
     block.eval()
     x = torch.randn(2, 8, 9, 9)
     with torch.no_grad():
-        assert torch.allclose(fold_block(block)(x), block(x), atol=1e-5)
-        convs = [nn.Conv2d(8, n, 1, bias=n != 3) for n in (4, 3, 5)]
-        wide = concat_convs(convs)(x)
-        assert torch.allclose(wide, torch.cat([c(x) for c in convs], 1), atol=1e-6)
+        folded = fold_block(block)
+        assert_float32_close(folded(x), forward, block, x)
+        folded[0].weight.mul_(1 + 1e-4)  # a folding that is off by one part in 10^4 is caught
+        with pytest.raises(AssertionError, match="off by"):
+            assert_float32_close(folded(x), forward, block, x)
+        convs = nn.ModuleList(nn.Conv2d(8, n, 1, bias=n != 3) for n in (4, 3, 5))
+        wide = concat_convs(list(convs))(x)
+        assert_float32_close(wide, lambda convs, x: torch.cat([c(x) for c in convs], 1), convs, x)

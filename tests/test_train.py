@@ -178,8 +178,9 @@ def test_ensemble_members_share_initial_weights_but_not_sampling(fmnist, tmp_pat
     assert torch.equal(first["a"][1], first["other"][1])
 
 
-def _torchrun(nproc, data_root, out):
-    """The paper variant (no BatchNorm, no dropout: nothing that depends on the per-process batch)."""
+def _torchrun(nproc, data_root, out, entry=("-m", "googlenet")):
+    """The paper variant (no BatchNorm, no dropout: nothing that depends on the per-process batch), in float64.
+    Returns (results, the logged losses, the raw weights)."""
     overrides = tiny(
         data_root,
         out,
@@ -193,6 +194,7 @@ def _torchrun(nproc, data_root, out):
             "optim.epochs": "1",
             "run.checkpoint_every": "0",
             "run.threads": "1",
+            "run.dtype": "float64",
         },
     )
     command = [
@@ -201,30 +203,46 @@ def _torchrun(nproc, data_root, out):
         "torch.distributed.run",
         "--standalone",
         f"--nproc_per_node={nproc}",
-        "-m",
-        "googlenet",
+        *entry,
         "train",
         *[f"--{k}={v}" for k, v in overrides.items()],
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((Path(out) / "results.json").read_text())
+    out = Path(out)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    losses = [json.loads(line)["loss"] for line in lines if '"kind": "step"' in line]  # global-batch means
+    weights = torch.load(out / "checkpoint.pt", weights_only=True)["model"]  # float64, not averaged
+    return json.loads((out / "results.json").read_text()), losses, weights
 
 
-def test_torchrun_two_processes_match_one(fmnist, tmp_path):
-    two = _torchrun(2, fmnist, tmp_path / "two")
-    one = _torchrun(1, fmnist, tmp_path / "one")
+def _largest_relative_difference(a, b):
+    """max over tensors of max|a - b| / max|a|: how far apart two sets of weights are, in units of their size."""
+    return max(float((a[k] - b[k]).abs().max() / a[k].abs().max().clamp_min(1e-30)) for k in a)
+
+
+def test_torchrun_two_processes_match_one_and_a_wrong_gradient_average_does_not(fmnist, tmp_path):
+    """Two processes of 8 images each, gradients averaged by DDP, train as one process of 16 does.
+
+    Both sides run in float64 (run.dtype), so they differ by rounding alone: DDP adds the two halves'
+    gradients in another order than one process does. Measured after these 6 steps: 3e-16 of the weights'
+    size in float64; in float32, where oneDNN's kernels also split the batch differently, 2e-4 to 3e-4 (on
+    AVX-512 CPUs, about 4,500 float32 unit roundoffs of 6e-8: the 20 layers and 6 steps amplify it). Even
+    that amplification of float64's unit roundoff (1.1e-16) gives 5e-13, so 1e-9 leaves 2,000 times as
+    much for any CPU's kernels. A wrong DDP moves the weights by about as much as training does: summed
+    instead of averaged gradients (tests/ddp_summing_gradients.py) by 0.8 of their size, another data
+    order by 0.7 (measured).
+    """
+    two, two_losses, two_weights = _torchrun(2, fmnist, tmp_path / "two")
+    one, one_losses, one_weights = _torchrun(1, fmnist, tmp_path / "one")
     assert one["processes"] == 1 and two["processes"] == 2 and two["ranks_identical"] is True
-    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
-    for key in a:  # the same global batches, gradients averaged over 2 x 8 instead of 16 samples
-        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
-    losses = [
-        [
-            json.loads(line)["loss"]
-            for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
-            if '"kind": "step"' in line
-        ]
-        for name in ("one", "two")
-    ]
-    assert len(losses[0]) == 6 and losses[0] == pytest.approx(losses[1], rel=1e-4)  # global-batch means
+    assert len(one_losses) == 6 and one_losses == pytest.approx(two_losses, rel=1e-9)
+    assert _largest_relative_difference(one_weights, two_weights) < 1e-9
+    # The control: the same comparison fails on a DDP that sums the processes' gradients.
+    summed, summed_losses, summed_weights = _torchrun(
+        2, fmnist, tmp_path / "summed", entry=[str(ROOT / "tests" / "ddp_summing_gradients.py")]
+    )
+    assert summed["ranks_identical"] is True  # the ranks agree with each other, and are wrong together
+    assert summed_losses[0] == pytest.approx(one_losses[0], rel=1e-9)  # the first step's loss precedes the bug
+    assert _largest_relative_difference(one_weights, summed_weights) > 1e-3

@@ -250,7 +250,7 @@ class MultiBoxTask(Task):
         )
         loss_sum = covered = objects = count = 0.0
         for images, truths in loader:
-            images = images.to(run.ctx.device)
+            images = images.to(run.ctx.device, run.dtype)
             boxes, logits = model(images)
             truths = [t.to(run.ctx.device) for t in truths]
             loss_sum += matching_loss(boxes.float(), logits.float(), truths, cfg.multibox.alpha).item() * len(images)

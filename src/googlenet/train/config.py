@@ -92,6 +92,7 @@ class RunConfig:
     device: str = _f("auto", "auto | cpu | cuda")
     threads: int = _f(0, "torch CPU threads per process (0 = PyTorch's default)")
     amp: bool = _f(True, "mixed precision (bfloat16 autocast) on CUDA; ignored on CPU")
+    dtype: str = _f("float32", "float32 | float64: the weights' and inputs' type (float64: for numerical checks, slow)")
     channels_last: bool = _f(True, "channels_last memory format (faster convolutions on CUDA and on the CPU)")
     checkpoint_every: int = _f(
         500, "save a checkpoint every K steps as well as at each epoch end (0 = epoch ends only)"
@@ -272,6 +273,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (cfg.optim.polyak in ("ema", "mean", "off"), "optim.polyak must be ema, mean or off"),
         (0 < cfg.optim.polyak_decay < 1, "optim.polyak_decay must be in (0, 1)"),
         (cfg.run.device in ("auto", "cpu", "cuda"), "run.device must be auto, cpu or cuda"),
+        (cfg.run.dtype in ("float32", "float64"), "run.dtype must be float32 or float64"),
         (cfg.run.log_every > 0, "run.log_every must be positive"),
         (0 <= cfg.data.max_bad_fraction <= 1, "data.max_bad_fraction must be in [0, 1]"),
         (cfg.run.max_nonfinite >= 1, "run.max_nonfinite must be at least 1"),

@@ -88,6 +88,11 @@ class Run:
     stop: int = 0  # the signal (SIGTERM, SIGINT) that asked the run to checkpoint and stop
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The weights' and inputs' floating-point type (run.dtype)."""
+        return getattr(torch, self.cfg.run.dtype)
+
+    @property
     def per_rank_batch(self) -> int:
         return self.cfg.data.batch_size // self.ctx.world_size
 
@@ -155,8 +160,8 @@ def _autocast(run: Run):
 
 
 def _to_device(run: Run, images: torch.Tensor) -> torch.Tensor:
-    memory = torch.channels_last if run.cfg.run.channels_last else None
-    return images.to(run.ctx.device, non_blocking=True, memory_format=memory or torch.contiguous_format)
+    memory = torch.channels_last if run.cfg.run.channels_last else torch.contiguous_format
+    return images.to(run.ctx.device, run.dtype, non_blocking=True, memory_format=memory)
 
 
 @dataclass
@@ -553,7 +558,7 @@ def setup(cfg: TrainConfig, task: Task | None = None) -> Run:
         torch.set_num_threads(cfg.run.threads)
     torch.manual_seed(cfg.run.seed if cfg.run.init_seed is None else cfg.run.init_seed)
     parts = task.build(cfg)
-    model = parts.model.to(ctx.device)
+    model = parts.model.to(ctx.device, getattr(torch, cfg.run.dtype))
     if cfg.run.init_seed not in (None, cfg.run.seed):  # the paper's ensembles: same start, different sampling
         torch.manual_seed(cfg.run.seed)
     if cfg.run.channels_last:  # faster convolutions with cuDNN and with oneDNN on the CPU (benchmarks/inference.py)
