@@ -34,8 +34,8 @@ import torchvision
 
 from googlenet import build_model
 from googlenet.export import write
-from googlenet.export.onnx import OnnxClassifier, export_onnx, quantize_int8
-from googlenet.export.torchscript import TorchScriptClassifier
+from googlenet.export.onnx import export_onnx, quantize_int8
+from googlenet.model.exported import OnnxClassifier, TorchScriptClassifier
 from googlenet.model.inference import optimize_for_inference
 from googlenet.model.summary import table1
 from googlenet.model.weights import ModelMeta, torchvision_to_googlenet

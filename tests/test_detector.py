@@ -9,8 +9,9 @@ import torch
 
 from googlenet.cli import main
 from googlenet.data.detection import VOCDetection
-from googlenet.detect.classifier import BalancedSampler, Windows, warp_pixels
+from googlenet.detect.classifier import BalancedSampler, Windows
 from googlenet.detect.detector import RegionEnsemble, select
+from googlenet.detect.regions import warp_pixels
 from googlenet.model import build_model
 
 

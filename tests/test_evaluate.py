@@ -15,9 +15,9 @@ from googlenet import build_model, save_weights
 from googlenet.cli import main
 from googlenet.data.fashion_mnist import CLASSES
 from googlenet.data.images import load_image
-from googlenet.data.multicrop import PAPER_SCALES, boxes_for, multi_crop, paper_boxes, ten_boxes, unique
+from googlenet.data.multicrop import PAPER_SCALES, CropSpec, boxes_for, multi_crop, paper_boxes, ten_boxes, unique
 from googlenet.data.transforms import eval_transform
-from googlenet.evaluate.multicrop import CropEnsemble, CropSpec, collate, pool_crops, run
+from googlenet.evaluate.multicrop import CropEnsemble, collate, pool_crops, run
 from googlenet.evaluate.table3 import table3
 
 from conftest import assert_float32_close

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from googlenet import GoogLeNetOutputs, build_model, load_model
+from googlenet import GoogLeNetOutputs, build_model, load_model, save_weights
+from googlenet.data import eval_transform
 from googlenet.data.loaders import train_loader
 from googlenet.train import config as train_config
 from googlenet.train.loop import compute_loss, make_averaged, param_groups, setup, train
@@ -156,6 +157,24 @@ def test_run_outputs(fmnist, tmp_path):
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["config"]["model"]["width"] == 0.125 and checkpoint["step"] == 6
     assert set(checkpoint) >= {"model", "averaged", "optimizer", "rng", "step", "epoch", "config"}
+
+
+def test_fine_tuning_normalises_inputs_as_the_initial_weights_record_says(fmnist, tmp_path):
+    """model.weights brings its input scale (another variant default would feed it inputs it never saw);
+    data.mean/std, where set, still win."""
+    start = build_model("googlenet_bn", num_classes=10, width=0.125)
+    start.meta.mean, start.meta.std = (0.1, 0.2, 0.3), (0.4, 0.5, 0.6)
+    weights = save_weights(start, tmp_path / "start.safetensors")
+    run = setup(tiny_config(fmnist, tmp_path / "tuned", **{"model.weights": str(weights)}))
+    assert (run.mean, run.std) == ((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
+    image = run.val_data.dataset[0][0]  # the evaluation transform normalises with the same record
+    assert torch.equal(run.val_data[0][0], eval_transform(32, (0.1, 0.2, 0.3), (0.4, 0.5, 0.6), 1.0)(image))
+    fresh = setup(tiny_config(fmnist, tmp_path / "fresh"))
+    assert fresh.mean == build_model("googlenet_bn").meta.mean  # no weights: the variant's
+    chosen = setup(
+        tiny_config(fmnist, tmp_path / "set", **{"model.weights": str(weights), "data.mean": "[0.5, 0.5, 0.5]"})
+    )
+    assert chosen.mean == (0.5, 0.5, 0.5) and chosen.std == (0.4, 0.5, 0.6)
 
 
 def test_ensemble_members_share_initial_weights_but_not_sampling(fmnist, tmp_path):

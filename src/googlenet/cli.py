@@ -10,9 +10,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from googlenet.data.multicrop import CROP_COUNTS
+from googlenet.data.loaders import dataset_for
+from googlenet.data.multicrop import CROP_COUNTS, CropSpec
 from googlenet.export import FORMATS
-from googlenet.model import VARIANTS, build_model
+from googlenet.model import VARIANTS, build_model, load_for_inference
 from googlenet.train.checkpoint import RunStopped
 
 CROPS_HELP = "crops per image: 1 centre, 2 centre and mirror, 10 TenCrop, 144 the paper's (default: 1)"
@@ -139,8 +140,8 @@ def evaluate(
 
     if limit < 0 or batch_size < 1 or workers < 0:
         raise ValueError("--limit and --workers must be >= 0 and --batch-size >= 1")
-    models = [multicrop.load_checkpoint(c, optimize) for c in checkpoints]
-    dataset = multicrop.dataset_for(data, split, root)
+    models = [load_for_inference(c, optimize) for c in checkpoints]
+    dataset = dataset_for(data, split, root)
     multicrop.check_classes(models, list(dataset.classes))
     options = dict(limit=limit, batch_size=batch_size, workers=workers)
     if table3:
@@ -149,7 +150,7 @@ def evaluate(
         print(json.dumps(result) if as_json else t3.render(result) + "written: " + ", ".join(map(str, written)))
         return
     evaluator = multicrop.CropEnsemble(models, pool, _device(device))
-    seconds = multicrop.run(evaluator, dataset, multicrop.CropSpec.of(models, crops), **options)
+    seconds = multicrop.run(evaluator, dataset, CropSpec.of(models, crops), **options)
     result = {
         **evaluator.evaluate(),
         "crops": crops,
@@ -267,7 +268,7 @@ def predict(
 
     if topk < 1:
         raise ValueError("--topk must be at least 1")
-    models = [multicrop.load_checkpoint(c, optimize) for c in checkpoints]
+    models = [load_for_inference(c, optimize) for c in checkpoints]
     results = multicrop.predict(models, images, crops, topk, _device(device))
     if as_json:
         print(json.dumps(results))
@@ -320,14 +321,13 @@ def export(
     import json
 
     from googlenet import export as ex
-    from googlenet.evaluate import multicrop
     from googlenet.model import GoogLeNet
 
     if check_images < 1 or calibration_images < 1 or tolerance <= 0 or not 0 < min_agreement <= 1:
         raise ValueError(
             "--check-images and --calibration-images must be >= 1, --tolerance > 0, --min-agreement in (0, 1]"
         )
-    model = multicrop.load_checkpoint(checkpoint, optimize=False)
+    model = load_for_inference(checkpoint, optimize=False)
     if not isinstance(model, GoogLeNet):
         raise ValueError(f"{checkpoint} is already an export; pass the .safetensors weights")
     images = ex.sample_images(model.meta, data, split, root, check_images)
@@ -688,7 +688,7 @@ def fit_bbox(a: argparse.Namespace) -> None:
 
     from googlenet.data.detection import VOCDetection
     from googlenet.detect import bbox
-    from googlenet.detect.classifier import load_regions
+    from googlenet.detect.detector import load_regions
     from googlenet.detect.proposals import dataset_proposals, joined
 
     if a.limit < 0 or a.max_windows < 1 or not 0 < a.iou < 1:
@@ -788,7 +788,7 @@ def _train_multibox_parser(sub: argparse._SubParsersAction) -> None:
     _add_training_options(t, "YAML file (see configs/multibox_scenes.yaml)")
 
     def run(a: argparse.Namespace) -> None:
-        from googlenet.detect.multibox import MultiBoxTask
+        from googlenet.detect.multibox_training import MultiBoxTask
 
         train(a.config, a.out, a.resume, train_config.overrides_from(a), task=MultiBoxTask())
 

@@ -7,7 +7,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms import v2
 
 
 class UnreadableImage(ValueError):
@@ -64,3 +66,8 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     except Exception as err:  # Pillow's decoders raise many types for damaged data (its own fuzzers catch all)
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UnreadableImage(f"{path} is not a readable image ({reason})", path) from None
+
+
+def image_tensor(path: str | os.PathLike) -> torch.Tensor:
+    """An image file as a float (3, H, W) tensor in [0, 1] (any mode converted to RGB)."""
+    return v2.functional.to_dtype(v2.functional.pil_to_tensor(load_image(path)), torch.float32, scale=True)

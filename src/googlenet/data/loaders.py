@@ -212,3 +212,14 @@ def eval_loader(
         generator=torch.Generator().manual_seed(0),
         worker_init_fn=leave_stop_signals_to_main,
     )
+
+
+def dataset_for(data: str, split: str = "test", root: str | None = None) -> Dataset:
+    """`fashion_mnist` (its `split`, read from `root` or found as in training), or the path of an ImageFolder
+    split: a folder with one subfolder of images per class (e.g. ImageNet's val/)."""
+    if data == "fashion_mnist":
+        return build_dataset("fashion_mnist", root, split)
+    folder = Path(data)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--data {data}: not fashion_mnist and not a folder (ImageFolder: <class>/<image>)")
+    return build_dataset("imagefolder", str(folder.parent), folder.name)

@@ -1,4 +1,5 @@
-"""Test-time crops (paper section 7): 1 centre crop (2: with its mirror), torchvision's 10 crops, the paper's 144.
+"""Test-time crops (paper section 7): 1 centre crop (2: with its mirror), torchvision's 10 crops, the paper's 144;
+`CropSpec` cuts an image into them for a model's input size.
 
 A crop is described by a `CropBox` (where it lies after the image is resized), so the geometry can be read,
 tested and de-duplicated apart from the pixels; `multi_crop` cuts the boxes out of one image.
@@ -8,10 +9,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
+
+if TYPE_CHECKING:
+    from googlenet.model import GoogLeNet
 
 CROP_COUNTS = (1, 2, 10, 144)
 PAPER_SCALES = (256, 288, 320, 352)  # shorter side for a 224 input (section 7)
@@ -118,3 +124,27 @@ def multi_crop(image: torch.Tensor, boxes: list[CropBox], size: int) -> torch.Te
             crop = F.resize(crop, [size, size], InterpolationMode.BILINEAR, antialias=True)
         crops.append(F.horizontal_flip(crop) if box.mirror else crop)
     return torch.stack(crops)
+
+
+@dataclass
+class CropSpec:
+    """How each image is cut into crops: 1, 10 or 144 crops of `size` (1 crop: centre of size / crop_pct)."""
+
+    crops: int
+    size: int
+    crop_pct: float = 0.875
+
+    @classmethod
+    def of(cls, models: list[GoogLeNet], crops: int) -> CropSpec:
+        """The spec shared by an ensemble's models (they must agree on input size and crop fraction)."""
+        sizes = {(m.meta.input_size, m.meta.crop_pct) for m in models}
+        if len(sizes) > 1:
+            raise ValueError(f"the models differ in input size / crop fraction {sorted(sizes)}; ensemble like models")
+        size, crop_pct = sizes.pop()
+        return cls(crops, size, crop_pct)
+
+    def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """One PIL image -> (its distinct crops as uint8 (n, 3, size, size), how often each one counts)."""
+        pixels = F.to_image(image)
+        boxes, counts = unique(boxes_for(self.crops, *pixels.shape[-2:], self.size, self.crop_pct))
+        return multi_crop(pixels, boxes, self.size), torch.tensor(counts, dtype=torch.float32)

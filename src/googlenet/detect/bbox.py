@@ -14,7 +14,8 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from googlenet.data.detection import VOCDetection
-from googlenet.detect.classifier import image_tensor, warp_pixels
+from googlenet.data.images import image_tensor
+from googlenet.detect.regions import warp_pixels
 
 LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 

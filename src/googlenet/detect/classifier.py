@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,26 +15,13 @@ from torch.utils.data import Dataset, Sampler
 from torchvision.transforms import v2
 
 from googlenet.data.detection import VOCDetection
-from googlenet.data.images import load_image
-from googlenet.detect.regions import label_windows, warp_regions
-from googlenet.model import VARIANTS, GoogLeNet, ModelMeta, build_model, read_task_weights
+from googlenet.data.images import image_tensor
+from googlenet.detect.regions import label_windows, warp_pixels
+from googlenet.model import ModelMeta
 from googlenet.train.config import TrainConfig
-from googlenet.train.loop import Parts, Run, Task, _model_for
+from googlenet.train.loop import Parts, Run, Task, input_scaling, model_for
 
 BACKGROUND = "background"
-
-
-def image_tensor(path: str | os.PathLike) -> torch.Tensor:
-    """An image file as a float (3, H, W) tensor in [0, 1] (any mode converted to RGB)."""
-    return v2.functional.to_dtype(v2.functional.pil_to_tensor(load_image(path)), torch.float32, scale=True)
-
-
-def warp_pixels(
-    pixels: torch.Tensor, boxes: torch.Tensor, size: int, context: int, mean: tuple[float, ...]
-) -> torch.Tensor:
-    """`warp_regions` of an image in [0, 1]: the regions in [0, 1], their outside filled with the mean pixel."""
-    shift = torch.as_tensor(mean, dtype=pixels.dtype)[:, None, None]
-    return (warp_regions(pixels - shift, boxes, size, context) + shift).clamp(0, 1)
 
 
 class Windows(Dataset):
@@ -156,13 +142,9 @@ class RegionTask(Task):
         d = cfg.detect
         if not 0 < d.foreground < 1:
             raise ValueError(f"detect.foreground must be between 0 and 1, not {d.foreground}")
-        variant = VARIANTS.get(cfg.model.name)
-        if variant is None:
-            raise ValueError(f"unknown model.name {cfg.model.name!r}; choose from {', '.join(VARIANTS)}")
         train_data = VOCDetection(cfg.data.root, cfg.data.train_split).limit(cfg.data.train_subset)
-        model = _model_for(cfg, len(train_data.classes) + 1)  # a classification checkpoint brings its input scaling
-        scaling = model.meta if cfg.model.weights else variant
-        mean, std = tuple(cfg.data.mean or scaling.mean), tuple(cfg.data.std or scaling.std)
+        model = model_for(cfg, len(train_data.classes) + 1)
+        mean, std = input_scaling(cfg, model)
         sets = []
         for data in (train_data, VOCDetection(cfg.data.root, cfg.data.val_split).limit(cfg.data.val_subset)):
             found = training_proposals(data, d.proposals, max(cfg.data.workers, 1))
@@ -212,12 +194,3 @@ class RegionTask(Task):
             f"region classifier on {cfg.data.root} {results['split']} windows: accuracy {results['top1']:.2f}% "
             f"(raw weights {results['raw_top1']:.2f}%) over {results['images']} windows, after {results['step']} steps"
         )
-
-
-def load_regions(path: str | os.PathLike) -> GoogLeNet:
-    """A region classifier from its .safetensors file (as `googlenet detect train` writes it)."""
-    state, meta = read_task_weights(path, "regions", "region classifier (train one with `googlenet detect train`)")
-    model = build_model(meta.variant, num_classes=meta.num_classes, aux=False, **meta.options)
-    model.load_state_dict(state)
-    model.meta = meta
-    return model.eval()

@@ -17,12 +17,23 @@ from torchvision.ops import batched_nms, clip_boxes_to_image
 from tqdm import tqdm
 
 from googlenet.data.detection import VOCDetection
+from googlenet.data.images import image_tensor
 from googlenet.detect.bbox import apply as apply_regression
 from googlenet.detect.bbox import decode, features, regression_path
 from googlenet.detect.bbox import load as load_regression
-from googlenet.detect.classifier import image_tensor, load_regions, warp_pixels
 from googlenet.detect.evaluation import DetectionEvaluator
+from googlenet.detect.regions import warp_pixels
+from googlenet.model import GoogLeNet, build_model, read_task_weights
 from googlenet.model.inference import optimize_for_inference
+
+
+def load_regions(path: str | os.PathLike) -> GoogLeNet:
+    """A region classifier from its .safetensors file (as `googlenet detect train` writes it)."""
+    state, meta = read_task_weights(path, "regions", "region classifier (train one with `googlenet detect train`)")
+    model = build_model(meta.variant, num_classes=meta.num_classes, aux=False, **meta.options)
+    model.load_state_dict(state)
+    model.meta = meta
+    return model.eval()
 
 
 @dataclass

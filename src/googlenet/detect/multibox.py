@@ -12,15 +12,11 @@ import torch
 from scipy.cluster.vq import kmeans2
 from scipy.optimize import linear_sum_assignment
 from torch import nn
-from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.ops import box_iou, nms
+from torchvision.ops import nms
 from torchvision.transforms import v2
 
-from googlenet.model import VARIANTS, GoogLeNet, ModelMeta, build_model, read_task_weights, save_weights
-from googlenet.train import distributed
-from googlenet.train.config import TrainConfig
-from googlenet.train.loop import WEIGHTS, Parts, Run, Task, inference_model
+from googlenet.model import GoogLeNet, build_model, read_task_weights
 
 
 def kmeans_priors(boxes: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -174,124 +170,6 @@ class BoxTransform:
         )
         pixels, boxes = self.pipeline(image, boxes)
         return pixels, boxes.as_subclass(torch.Tensor) / self.size
-
-
-def collate_boxes(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Images stacked; each image's boxes kept apart (their numbers differ)."""
-    return torch.stack([image for image, _ in items]), [boxes for _, boxes in items]
-
-
-def _normalised_boxes(data) -> np.ndarray:
-    sizes = [np.array([a.width, a.height, a.width, a.height], np.float32) for a in data.annotations]
-    return np.concatenate([a.boxes / size for a, size in zip(data.annotations, sizes, strict=True)])
-
-
-class MultiBoxTask(Task):
-    """MultiBox training in the shared loop: VOC-layout data, k-means priors from the training boxes, an
-    Inception backbone (from `model.weights`, a classification checkpoint, when given), the matching loss;
-    evaluated by the loss and the recall at IoU 0.5 of its top boxes after NMS."""
-
-    name = "multibox"
-    joint = True
-    raw_keys = ("recall",)
-    collate = staticmethod(collate_boxes)
-
-    def build(self, cfg: TrainConfig) -> Parts:
-        from googlenet.data.detection import VOCDetection
-
-        if cfg.data.dataset != "voc":
-            raise ValueError("MultiBox trains on detection data: set data.dataset to voc and data.root")
-        if not cfg.data.root:
-            raise ValueError("data.root is required: a folder in VOC layout (googlenet data scenes makes one)")
-        train_set = VOCDetection(cfg.data.root, cfg.data.train_split).limit(cfg.data.train_subset)
-        val_set = VOCDetection(cfg.data.root, cfg.data.val_split).limit(cfg.data.val_subset)
-        variant = VARIANTS.get(cfg.model.name)
-        if variant is None:
-            raise ValueError(f"unknown model.name {cfg.model.name!r}; choose from {', '.join(VARIANTS)}")
-        options = dict(width=cfg.model.width, dropout=cfg.model.dropout, aux=False)
-        if cfg.model.weights:  # a classification checkpoint: its input scaling comes with it
-            backbone = build_model(cfg.model.name, weights=cfg.model.weights, **options)
-            variant = backbone.meta
-        else:
-            backbone = build_model(cfg.model.name, num_classes=len(train_set.classes), **options)
-        mean, std = tuple(cfg.data.mean or variant.mean), tuple(cfg.data.std or variant.std)
-        priors = kmeans_priors(_normalised_boxes(train_set), cfg.multibox.priors, seed=cfg.run.seed)
-        size, a = cfg.model.input_size, cfg.augment
-        return Parts(
-            MultiBox(backbone, torch.from_numpy(priors), cfg.multibox.grid),
-            train_set,
-            val_set,
-            BoxTransform(size, mean, std, True, a.photometric, a.hflip),
-            BoxTransform(size, mean, std, False),
-            train_set.classes,
-            mean,
-            std,
-        )
-
-    def loss(self, net: nn.Module, images: torch.Tensor, targets: Any, cfg: TrainConfig) -> tuple[Any, ...]:
-        boxes, logits = net(images)
-        truths = [t.to(images.device) for t in targets]
-        loss = matching_loss(boxes.float(), logits.float(), truths, cfg.multibox.alpha)
-        return loss, loss, (boxes, logits)
-
-    def batch_stats(self, output: Any, targets: Any) -> dict[str, float]:
-        return {}
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, data: Dataset, run: Run) -> dict[str, float]:
-        """Matching loss and the recall at IoU 0.5 of each image's top boxes after NMS (IoU is the same in
-        normalised and in pixel coordinates), summed over all processes."""
-        from googlenet.data.loaders import eval_loader
-
-        model.eval()
-        cfg = run.cfg
-        loader = eval_loader(
-            data, run.per_rank_batch, run.ctx.rank, run.ctx.world_size, cfg.data.workers, collate_fn=collate_boxes
-        )
-        loss_sum = covered = objects = count = 0.0
-        for images, truths in loader:
-            images = images.to(run.ctx.device, run.dtype)
-            boxes, logits = model(images)
-            truths = [t.to(run.ctx.device) for t in truths]
-            loss_sum += matching_loss(boxes.float(), logits.float(), truths, cfg.multibox.alpha).item() * len(images)
-            for b, z, g in zip(boxes, logits, truths, strict=True):
-                kept = top_boxes(b, z, cfg.multibox.top, cfg.multibox.nms)
-                if len(g) and len(kept):
-                    covered += int((box_iou(g, kept).max(dim=1).values >= 0.5).sum())
-                objects += len(g)
-            count += len(images)
-        loss_sum, covered, objects, count = distributed.all_reduce_sum([loss_sum, covered, objects, count], run.ctx)
-        return {"loss": loss_sum / count, "recall": 100 * covered / max(objects, 1), "images": int(count)}
-
-    def export(self, run: Run, results: dict[str, Any]) -> None:
-        cfg = run.cfg
-        model = inference_model(run)
-        meta = ModelMeta(
-            variant=cfg.model.name,
-            num_classes=model.backbone.num_classes,
-            options=dict(width=cfg.model.width),
-            input_size=cfg.model.input_size,
-            mean=run.mean,
-            std=run.std,
-            class_names=run.classes,
-            metrics={f"{cfg.data.root}/{cfg.data.val_split}": results},
-            task="multibox",
-            head=dict(
-                priors=cfg.multibox.priors,
-                top=cfg.multibox.top,
-                nms=cfg.multibox.nms,
-                grid=cfg.multibox.grid,
-                tiles=cfg.multibox.tiles,
-            ),
-        )
-        save_weights(model, run.out / WEIGHTS, meta)
-
-    def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:
-        return (
-            f"MultiBox on {cfg.data.root} {results['split']}: recall at IoU 0.5 of the top {cfg.multibox.top} "
-            f"boxes {results['recall']:.1f}% (raw weights {results['raw_recall']:.1f}%), matching loss "
-            f"{results['loss']:.3f}, after {results['step']} steps"
-        )
 
 
 def load_multibox(path: str | os.PathLike) -> MultiBox:

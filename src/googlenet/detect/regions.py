@@ -41,3 +41,11 @@ def label_windows(
         hit = (best >= threshold).numpy()
         labels[hit] = np.asarray(truth_labels)[which.numpy()[hit]] + 1
     return labels
+
+
+def warp_pixels(
+    pixels: torch.Tensor, boxes: torch.Tensor, size: int, context: int, mean: tuple[float, ...]
+) -> torch.Tensor:
+    """`warp_regions` of an image in [0, 1]: the regions in [0, 1], their outside filled with the mean pixel."""
+    shift = torch.as_tensor(mean, dtype=pixels.dtype)[:, None, None]
+    return (warp_regions(pixels - shift, boxes, size, context) + shift).clamp(0, 1)

@@ -3,71 +3,22 @@ image and over all the models, then top-1 accuracy and top-5 error."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
-from torch import nn
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
 from googlenet.data.images import UnreadableImage
 from googlenet.data.loaders import eval_loader
-from googlenet.data.multicrop import boxes_for, multi_crop, unique
+from googlenet.data.multicrop import CropSpec
 from googlenet.evaluate.metrics import topk_correct
-from googlenet.model import GoogLeNet, load_model
-from googlenet.model.inference import optimize_for_inference
+from googlenet.model import GoogLeNet
 
 POOLS = ("mean", "max")
-
-
-def load_checkpoint(path: str | os.PathLike, optimize: bool = True) -> nn.Module:
-    """A model with its metadata record (`meta`) from inference weights (.safetensors, or a training run's
-    folder), or from an exported file (.onnx for onnxruntime, TorchScript .pt; see googlenet.export).
-
-    Weights come back as the inference model (`optimize_for_inference`: same logits, computed faster); with
-    `optimize=False` as the eager GoogLeNet they were trained as."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix in (".onnx", ".pt"):
-        from googlenet.export import load_exported
-
-        return load_exported(path)
-    model = load_model(path).eval()
-    return optimize_for_inference(model) if optimize else model
-
-
-@dataclass
-class CropSpec:
-    """How each image is cut into crops: 1, 10 or 144 crops of `size` (1 crop: centre of size / crop_pct)."""
-
-    crops: int
-    size: int
-    crop_pct: float = 0.875
-
-    @classmethod
-    def of(cls, models: list[GoogLeNet], crops: int) -> CropSpec:
-        """The spec shared by an ensemble's models (they must agree on input size and crop fraction)."""
-        sizes = {(m.meta.input_size, m.meta.crop_pct) for m in models}
-        if len(sizes) > 1:
-            raise ValueError(f"the models differ in input size / crop fraction {sorted(sizes)}; ensemble like models")
-        size, crop_pct = sizes.pop()
-        return cls(crops, size, crop_pct)
-
-    def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
-        """One PIL image -> (its distinct crops as uint8 (n, 3, size, size), how often each one counts)."""
-        pixels = F.to_image(image)
-        boxes, counts = unique(boxes_for(self.crops, *pixels.shape[-2:], self.size, self.crop_pct))
-        return multi_crop(pixels, boxes, self.size), torch.tensor(counts, dtype=torch.float32)
 
 
 class Cropped(Dataset):
@@ -196,19 +147,6 @@ def run(
     if not evaluator.targets:
         raise ValueError(f"none of the {len(dataset)} images could be read (see the warnings above)")
     return time.perf_counter() - start
-
-
-def dataset_for(data: str, split: str = "test", root: str | None = None) -> Dataset:
-    """`fashion_mnist` (its `split`, read from `root` or found as in training), or the path of an ImageFolder
-    split: a folder with one subfolder of images per class (e.g. ImageNet's val/)."""
-    from googlenet.data.loaders import build_dataset
-
-    if data == "fashion_mnist":
-        return build_dataset("fashion_mnist", root, split)
-    folder = Path(data)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--data {data}: not fashion_mnist and not a folder (ImageFolder: <class>/<image>)")
-    return build_dataset("imagefolder", str(folder.parent), folder.name)
 
 
 def predict(

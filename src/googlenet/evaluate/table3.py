@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from googlenet.evaluate.multicrop import CropEnsemble, CropSpec, run, scores
+from googlenet.data.multicrop import CropSpec
+from googlenet.evaluate.multicrop import CropEnsemble, run, scores
 from googlenet.model import GoogLeNet
 
 # Table 3 as printed (ILSVRC 2014 validation, 7 models): (models, crops, cost, top-5 error %).

@@ -13,8 +13,13 @@ from torch import nn
 from torch.utils.data import Subset
 from torchvision.transforms.v2 import functional as F
 
+from googlenet.data.loaders import dataset_for
+from googlenet.data.multicrop import CropSpec
+from googlenet.model.exported import load_exported
 from googlenet.model.inference import optimize_for_inference
 from googlenet.model.weights import ModelMeta
+
+__all__ = ["FORMATS", "check", "compare", "default_path", "export", "load_exported", "sample_images", "write"]
 
 FORMATS = ("onnx", "torchscript")
 
@@ -22,8 +27,6 @@ FORMATS = ("onnx", "torchscript")
 def sample_images(meta: ModelMeta, data: str, split: str | None, root: str | None, count: int) -> torch.Tensor:
     """The first `count` images of a dataset split as the model sees them at test time: one centre crop
     (as `googlenet evaluate --crops 1`), normalised with the weights' mean/std. (count, 3, S, S) float."""
-    from googlenet.evaluate.multicrop import CropSpec, dataset_for
-
     dataset = dataset_for(data, split or "test", root)
     spec = CropSpec(1, meta.input_size, meta.crop_pct)
     images = [spec(image)[0] for image, _ in Subset(dataset, range(min(count, len(dataset))))]
@@ -77,23 +80,6 @@ def write(
         return quantize_int8(fp32, path, calibration.split(32))
     finally:
         fp32.unlink(missing_ok=True)
-
-
-def load_exported(path: str | os.PathLike) -> nn.Module:
-    """An exported .onnx (onnxruntime) or TorchScript .pt file as a module: images -> logits, with `meta`."""
-    if Path(path).suffix == ".onnx":
-        from googlenet.export.onnx import OnnxClassifier
-
-        return OnnxClassifier(path)
-    from googlenet.export.torchscript import TorchScriptClassifier
-
-    try:
-        return TorchScriptClassifier(path)
-    except ValueError:
-        raise ValueError(
-            f"{path} is no exported TorchScript model (a training checkpoint? pass the run's folder or its "
-            "model.safetensors)"
-        ) from None
 
 
 def check(eager: nn.Module, path: Path, images: torch.Tensor, tolerance: float, min_agreement: float | None) -> dict:

@@ -1,5 +1,5 @@
-"""ONNX files for onnxruntime: export with torch.onnx, int8 post-training quantisation with onnxruntime's
-static quantiser, and a module that runs a file like a model (for `googlenet evaluate` and `predict`)."""
+"""ONNX files for onnxruntime: export with torch.onnx and int8 post-training quantisation with onnxruntime's
+static quantiser (googlenet.model.exported runs the files like a model)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from googlenet.model.exported import INPUT, OUTPUT
 from googlenet.model.weights import METADATA_KEY, ModelMeta
-
-INPUT, OUTPUT = "images", "logits"
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, meta: ModelMeta) -> Path:
@@ -80,26 +79,3 @@ def quantize_int8(
     quantized.metadata_props.extend(meta)
     onnx.save(quantized, str(path))
     return Path(path)
-
-
-class OnnxClassifier(nn.Module):
-    """An exported .onnx file run by onnxruntime on the CPU, used like a model: images -> logits, `meta`."""
-
-    def __init__(self, path: str | os.PathLike, threads: int = 0) -> None:
-        import onnxruntime as ort
-
-        super().__init__()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # 0: onnxruntime's default, one thread per physical core
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime raises its own exception types for unreadable files
-            raise ValueError(f"{path} is not a readable ONNX file ({type(err).__name__}: {err})") from None
-        record = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if record is None:
-            raise ValueError(f"{path} has no googlenet metadata record; export it with `googlenet export`")
-        self.meta = ModelMeta.from_json(record)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.session.run([OUTPUT], {INPUT: images.float().contiguous().cpu().numpy()})[0]
-        return torch.from_numpy(logits).to(images.device)

@@ -2,6 +2,7 @@
 
 from googlenet.model.googlenet import GoogLeNet, GoogLeNetOutputs
 from googlenet.model.layers import AuxHead, ConvBlock, Inception, NaiveInception
+from googlenet.model.loading import load_for_inference
 from googlenet.model.variants import VARIANTS, build_model, list_models, load_model
 from googlenet.model.weights import ModelMeta, read_task_weights, read_weights, save_weights
 
@@ -16,6 +17,7 @@ __all__ = [
     "NaiveInception",
     "build_model",
     "list_models",
+    "load_for_inference",
     "load_model",
     "read_task_weights",
     "read_weights",

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from googlenet.model.variants import VARIANTS
+
 
 def _f(default: Any, help: str) -> Any:
     """A config field with its help text (lists are copied per instance)."""
@@ -45,8 +47,10 @@ class DataConfig:
     val_subset: int = _f(0, "use only the first N evaluation images (0 = all)")
     batch_size: int = _f(128, "global batch size, split evenly over the torchrun processes")
     workers: int = _f(2, "DataLoader worker processes per training process (decoding and augmentation)")
-    mean: list[float] | None = _f(None, "per-channel mean of [0, 1] RGB; empty = the model variant's")
-    std: list[float] | None = _f(None, "per-channel std; empty = the variant's (the paper's: 1/255, Caffe scale)")
+    mean: list[float] | None = _f(
+        None, "per-channel mean of [0, 1] RGB; empty = the initial weights' record (model.weights), else the variant's"
+    )
+    std: list[float] | None = _f(None, "per-channel std; empty = as for mean (the paper's variant: 1/255, Caffe scale)")
     crop_pct: float = _f(0.875, "evaluation: resize the shorter side to input_size / crop_pct, centre crop")
     max_bad_fraction: float = _f(
         0.05,
@@ -272,6 +276,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (cfg.optim.decay_unit in ("epochs", "steps"), "optim.decay_unit must be epochs or steps"),
         (cfg.optim.polyak in ("ema", "mean", "off"), "optim.polyak must be ema, mean or off"),
         (0 < cfg.optim.polyak_decay < 1, "optim.polyak_decay must be in (0, 1)"),
+        (cfg.model.name in VARIANTS, f"model.name must be one of {', '.join(VARIANTS)}, not {cfg.model.name!r}"),
         (cfg.run.device in ("auto", "cpu", "cuda"), "run.device must be auto, cpu or cuda"),
         (cfg.run.dtype in ("float32", "float64"), "run.dtype must be float32 or float64"),
         (cfg.run.log_every > 0, "run.log_every must be positive"),

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from googlenet.data import (
     unreadable,
 )
 from googlenet.evaluate.metrics import topk_correct
-from googlenet.model import VARIANTS, GoogLeNet, ModelMeta, build_model, save_weights
+from googlenet.model import GoogLeNet, ModelMeta, build_model, save_weights
 from googlenet.train import distributed
 from googlenet.train.checkpoint import (
     RunStopped,
@@ -199,12 +199,13 @@ class Task:
 
     def build(self, cfg: TrainConfig) -> Parts:
         """Datasets, transforms and a fresh model (built under the run's init seed)."""
-        train_tf, eval_tf, mean, std = transforms_for(cfg)
         train_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.train_split, cfg.data.train_subset)
         val_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.val_split, cfg.data.val_subset)
         if len(train_set) < cfg.data.batch_size:
             raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.data.batch_size}")
-        model = _model_for(cfg, len(train_set.classes))
+        model = model_for(cfg, len(train_set.classes))
+        mean, std = input_scaling(cfg, model)
+        train_tf, eval_tf = transforms_for(cfg, mean, std)
         return Parts(model, train_set, val_set, train_tf, eval_tf, list(train_set.classes), mean, std)
 
     def loss(self, net: nn.Module, images: torch.Tensor, targets: Any, cfg: TrainConfig) -> tuple[Any, ...]:
@@ -510,7 +511,9 @@ def restore_state(run: Run, state: dict, source: Path) -> None:
     set_rng_state(state["rng"])
 
 
-def _model_for(cfg: TrainConfig, num_classes: int) -> GoogLeNet:
+def model_for(cfg: TrainConfig, num_classes: int) -> GoogLeNet:
+    """The model a task starts from: model.weights (its classifier reset to `num_classes` where they differ),
+    or a fresh `model.name` network."""
     options = dict(
         width=cfg.model.width,
         dropout=cfg.model.dropout,
@@ -525,12 +528,15 @@ def _model_for(cfg: TrainConfig, num_classes: int) -> GoogLeNet:
     return model
 
 
-def transforms_for(cfg: TrainConfig) -> tuple[Callable, Callable, tuple[float, ...], tuple[float, ...]]:
-    """The training and evaluation transforms a config asks for, and its mean/std (the variant's by default)."""
-    variant = VARIANTS.get(cfg.model.name)
-    if variant is None:
-        raise ValueError(f"unknown model.name {cfg.model.name!r}; choose from {', '.join(VARIANTS)}")
-    mean, std = tuple(cfg.data.mean or variant.mean), tuple(cfg.data.std or variant.std)
+def input_scaling(cfg: TrainConfig, model: GoogLeNet) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean/std the inputs are normalised with: data.mean/std where the config sets them, else the model's
+    own record: that of the initial weights (model.weights), so that a fine-tuned network sees the input scale
+    it was trained on, or the variant's for a fresh network."""
+    return tuple(cfg.data.mean or model.meta.mean), tuple(cfg.data.std or model.meta.std)
+
+
+def transforms_for(cfg: TrainConfig, mean: Sequence[float], std: Sequence[float]) -> tuple[Callable, Callable]:
+    """The training and evaluation transforms a config asks for, normalising with `mean` and `std`."""
     a, size = cfg.augment, cfg.model.input_size
     train_tf = train_transform(
         size,
@@ -544,7 +550,7 @@ def transforms_for(cfg: TrainConfig) -> tuple[Callable, Callable, tuple[float, .
         a.photometric,
         a.lighting,
     )
-    return train_tf, eval_transform(size, mean, std, cfg.data.crop_pct), mean, std
+    return train_tf, eval_transform(size, mean, std, cfg.data.crop_pct)
 
 
 def setup(cfg: TrainConfig, task: Task | None = None) -> Run:

@@ -1,0 +1,30 @@
+"""One way to get a classifier for testing from any file: inference weights, a training run's folder, or an
+exported .onnx / TorchScript file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch import nn
+
+from googlenet.model.exported import load_exported
+from googlenet.model.inference import optimize_for_inference
+from googlenet.model.variants import load_model
+
+
+def load_for_inference(path: str | os.PathLike, optimize: bool = True) -> nn.Module:
+    """A model with its metadata record (`meta`) from inference weights (.safetensors, or a training run's
+    folder), or from an exported file (.onnx for onnxruntime, TorchScript .pt; see googlenet.model.exported).
+
+    Weights come back as the inference model (`optimize_for_inference`: same logits, computed faster); with
+    `optimize=False` as the eager GoogLeNet they were trained as."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix in (".onnx", ".pt"):
+        return load_exported(path)
+    model = load_model(path).eval()
+    return optimize_for_inference(model) if optimize else model

@@ -1,0 +1,90 @@
+"""The package's rooms and the arrows between them: no import cycle between rooms (model, data, train, evaluate,
+export, detect, cli), and nothing that tests, predicts, exports or detects imports the training engine. Every
+import counts, the ones inside functions too: a lazy import hides a cycle, it does not remove it."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "googlenet"
+
+# The test-time paths: `evaluate`, `predict`, `export`, `detect predict` / `detect evaluate` and what they use.
+TEST_TIME = [
+    "googlenet.evaluate.multicrop",
+    "googlenet.evaluate.table3",
+    "googlenet.export",
+    "googlenet.model.loading",
+    "googlenet.detect.detector",
+    "googlenet.detect.proposals",
+]
+
+
+def _module_name(path):
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports():
+    """{module: the googlenet modules it imports}, from the source (`from x import y` counts x, and x.y where
+    that is a module), outside `if TYPE_CHECKING:` blocks."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        typing_only = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)
+        }
+        found = set()
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("googlenet")}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("googlenet"):
+                found.add(node.module)
+                found |= {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules}
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def _room(module):
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "googlenet"
+
+
+def _reachable(graph, start):
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_no_import_cycle_between_rooms():
+    graph = _imports()
+    rooms = {}
+    for module, imported in graph.items():
+        rooms.setdefault(_room(module), set()).update(_room(m) for m in imported if _room(m) != _room(module))
+    cycles = [
+        (a, b) for a in rooms for b in rooms[a] if a in _reachable(rooms, b) and a != "googlenet" and b != "googlenet"
+    ]
+    assert not cycles, f"rooms that import each other (directly or through others): {sorted(cycles)}"
+
+
+@pytest.mark.parametrize("start", TEST_TIME)
+def test_test_time_paths_do_not_import_the_training_engine(start):
+    graph = _imports()
+    assert start in graph
+    training = sorted(m for m in _reachable(graph, start) if _room(m) == "train")
+    assert not training, f"{start} reaches {training}"
+
+
+def test_the_walk_sees_lazy_imports():
+    """A check of the checker: the CLI imports the training loop only inside its functions."""
+    assert "googlenet.train.loop" in _imports()["googlenet.cli"]
