@@ -2,10 +2,12 @@ import dataclasses
 import json
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 
+from googlenet.model import VARIANTS
 from googlenet.train import config as train_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +42,23 @@ def test_overrides_take_yaml_syntax_and_are_typed():
     ]:
         with pytest.raises(ValueError, match=message):
             train_config.load(None, {key: value})
+
+
+def test_fixed_choices_are_literal_types_checked_in_one_place(tmp_path):
+    assert typing.get_args(train_config.ModelName) == tuple(VARIANTS)  # the config's list is the model's
+    for key, value in [("optim.polyak", "median"), ("model.name", "inception_v3"), ("run.dtype", "float16")]:
+        with pytest.raises(ValueError, match=rf"{key} must be one of .* not '{value}'"):
+            train_config.load(None, {key: value})
+    # YAML 1.2 booleans: `off` is the string it reads as, in a file and on the command line alike.
+    assert train_config.load(None, {"optim.polyak": "off"}).optim.polyak == "off"
+    (tmp_path / "off.yaml").write_text("optim:\n  polyak: off\naugment:\n  hflip: false\n")
+    cfg = train_config.load(tmp_path / "off.yaml")
+    assert cfg.optim.polyak == "off" and cfg.augment.hflip is False
+    with pytest.raises(ValueError, match="true or false"):  # yes/no/on/off are no booleans
+        train_config.load(None, {"augment.hflip": "yes"})
+    # A TrainConfig built in Python is checked by the same rule.
+    with pytest.raises(ValueError, match=r"run\.device must be one of"):
+        train_config.validate(train_config.TrainConfig(run=train_config.RunConfig(device="tpu")))
 
 
 def test_bad_files_name_the_problem(tmp_path):

@@ -4,15 +4,41 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from googlenet.model.variants import VARIANTS
+# The fixed sets of choices, checked in one place (_check) for YAML files and --section.field options alike.
+ModelName = Literal["googlenet", "googlenet_bn", "googlenet_tv"]  # the keys of googlenet.model.VARIANTS
+Dataset = Literal["imagefolder", "fashion_mnist", "voc"]
+DecayUnit = Literal["epochs", "steps"]
+Polyak = Literal["ema", "mean", "off"]
+Device = Literal["auto", "cpu", "cuda"]
+DType = Literal["float32", "float64"]
+
+
+class _YAML12(yaml.SafeLoader):
+    """YAML with the 1.2 booleans, true and false only: YAML 1.1 (PyYAML's default) also reads on/off/yes/no as
+    booleans, which would turn `optim.polyak: off` into False."""
+
+
+_YAML12.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YAML12.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def read_yaml(text: str) -> Any:
+    """YAML text as Python values (1.2 booleans)."""
+    return yaml.load(text, Loader=_YAML12)
 
 
 def _f(default: Any, help: str) -> Any:
@@ -24,7 +50,7 @@ def _f(default: Any, help: str) -> Any:
 
 @dataclass
 class ModelConfig:
-    name: str = _f("googlenet_bn", "variant: googlenet (the paper's, LRN) | googlenet_bn | googlenet_tv")
+    name: ModelName = _f("googlenet_bn", "variant: googlenet (the paper's, LRN) | googlenet_bn | googlenet_tv")
     width: float = _f(1.0, "width multiplier on every layer's filters (1.0 = Table 1)")
     input_size: int = _f(224, "square input side in pixels (>= 32)")
     dropout: float = _f(0.4, "dropout before the main classifier (paper: 40%)")
@@ -36,7 +62,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = _f(
+    dataset: Dataset = _f(
         "imagefolder",
         "imagefolder (root/train, root/val, one folder per class) | fashion_mnist | voc (detection: VOC layout)",
     )
@@ -78,10 +104,10 @@ class OptimConfig:
     weight_decay: float = _f(2e-4, "L2 weight decay on weights; biases and BatchNorm parameters get none")
     lr_decay: float = _f(0.96, "multiply the learning rate by this at each decay (paper: 0.96, i.e. -4%)")
     decay_every: float = _f(8, "decay interval, in decay_unit (paper: 8 epochs)")
-    decay_unit: str = _f("epochs", "epochs | steps (steps suit short runs)")
+    decay_unit: DecayUnit = _f("epochs", "epochs | steps (steps suit short runs)")
     warmup_steps: int = _f(0, "linear learning-rate warm-up steps (0 = none, as in the paper)")
     aux_weight: float = _f(0.3, "weight of each auxiliary loss (paper: 0.3; 0 = no auxiliary heads)")
-    polyak: str = _f("ema", "Polyak averaging of the weights: ema | mean (equal weights) | off")
+    polyak: Polyak = _f("ema", "Polyak averaging of the weights: ema | mean (equal weights) | off")
     polyak_decay: float = _f(0.999, "EMA decay per step (ramped up as min(decay, (1+n)/(10+n)))")
     polyak_start: int = _f(0, "step at which averaging starts")
 
@@ -93,10 +119,12 @@ class RunConfig:
     init_seed: int | None = _f(
         None, "seed for the initial weights (empty = seed); ensemble members share it and differ in seed"
     )
-    device: str = _f("auto", "auto | cpu | cuda")
+    device: Device = _f("auto", "auto | cpu | cuda")
     threads: int = _f(0, "torch CPU threads per process (0 = PyTorch's default)")
     amp: bool = _f(True, "mixed precision (bfloat16 autocast) on CUDA; ignored on CPU")
-    dtype: str = _f("float32", "float32 | float64: the weights' and inputs' type (float64: for numerical checks, slow)")
+    dtype: DType = _f(
+        "float32", "float32 | float64: the weights' and inputs' type (float64: for numerical checks, slow)"
+    )
     channels_last: bool = _f(True, "channels_last memory format (faster convolutions on CUDA and on the CPU)")
     checkpoint_every: int = _f(
         500, "save a checkpoint every K steps as well as at each epoch end (0 = epoch ends only)"
@@ -164,7 +192,7 @@ def _section_types() -> dict[str, type]:
 
 def _parse_value(text: str, kind: Any) -> Any:
     """A command-line string as the field's type: YAML syntax, so lists are [a, b] and null is empty."""
-    value = yaml.safe_load(text) if text != "" else None
+    value = read_yaml(text) if text != "" else None
     return _check(value, kind, text)
 
 
@@ -176,6 +204,8 @@ def _check(value: Any, kind: Any, shown: Any) -> Any:
         kind = next(a for a in args if a is not type(None))
         args = typing.get_args(kind)
     origin = typing.get_origin(kind) or kind
+    if origin is Literal:  # a str here; validate() checks it is one of the choices
+        origin = str
     if origin is list:
         if not isinstance(value, list):
             raise ValueError(f"expected a list such as [0.5, 1.0], got {shown!r}")
@@ -227,7 +257,7 @@ def load(path: str | Path | None, overrides: dict[str, str] | None = None) -> Tr
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = read_yaml(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ValueError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
     hints = {s: typing.get_type_hints(k) for s, k in _section_types().items()}
@@ -249,10 +279,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     checks = [
         (cfg.model.input_size >= 32, "model.input_size must be at least 32"),
         (cfg.model.width > 0, "model.width must be positive"),
-        (
-            cfg.data.dataset in ("imagefolder", "fashion_mnist", "voc"),
-            "data.dataset must be imagefolder, fashion_mnist or voc (detection)",
-        ),
         (cfg.data.batch_size > 0, "data.batch_size must be positive"),
         (cfg.data.workers >= 0, "data.workers must be 0 or more"),
         (0 < cfg.data.crop_pct <= 1, "data.crop_pct must be in (0, 1]"),
@@ -273,15 +299,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (cfg.optim.lr > 0, "optim.lr must be positive"),
         (0 < cfg.optim.lr_decay <= 1, "optim.lr_decay must be in (0, 1]"),
         (cfg.optim.decay_every > 0, "optim.decay_every must be positive"),
-        (cfg.optim.decay_unit in ("epochs", "steps"), "optim.decay_unit must be epochs or steps"),
-        (cfg.optim.polyak in ("ema", "mean", "off"), "optim.polyak must be ema, mean or off"),
         (0 < cfg.optim.polyak_decay < 1, "optim.polyak_decay must be in (0, 1)"),
-        (cfg.model.name in VARIANTS, f"model.name must be one of {', '.join(VARIANTS)}, not {cfg.model.name!r}"),
-        (cfg.run.device in ("auto", "cpu", "cuda"), "run.device must be auto, cpu or cuda"),
-        (cfg.run.dtype in ("float32", "float64"), "run.dtype must be float32 or float64"),
         (cfg.run.log_every > 0, "run.log_every must be positive"),
         (0 <= cfg.data.max_bad_fraction <= 1, "data.max_bad_fraction must be in [0, 1]"),
         (cfg.run.max_nonfinite >= 1, "run.max_nonfinite must be at least 1"),
+        *_choices(cfg),
         *_counts(cfg),
         *_fractions(cfg),
     ]
@@ -289,6 +311,19 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         if not ok:
             raise ValueError(message)
     return cfg
+
+
+def _choices(cfg: TrainConfig) -> list[tuple[bool, str]]:
+    """Every field typed as a Literal holds one of its choices."""
+    checks = []
+    for section, kind in _section_types().items():
+        for name, hint in typing.get_type_hints(kind).items():
+            if typing.get_origin(hint) is Literal:
+                value, choices = getattr(getattr(cfg, section), name), typing.get_args(hint)
+                checks.append(
+                    (value in choices, f"{section}.{name} must be one of {' | '.join(choices)}, not {value!r}")
+                )
+    return checks
 
 
 def _counts(cfg: TrainConfig) -> list[tuple[bool, str]]:
