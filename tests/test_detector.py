@@ -12,7 +12,7 @@ from googlenet.data.detection import VOCDetection
 from googlenet.detect.classifier import BalancedSampler, Windows
 from googlenet.detect.detector import RegionEnsemble, select
 from googlenet.detect.regions import warp_pixels
-from googlenet.model import build_model
+from googlenet.model import RegionHead, build_model
 
 
 def _labels(step=50):
@@ -112,7 +112,7 @@ def test_ensemble_averages_the_softmax(tmp_path):
         torch.manual_seed(seed)
         m = build_model("googlenet_bn", num_classes=3, width=0.125, aux=False).eval()
         m.meta.task, m.meta.input_size, m.meta.class_names = "regions", 32, ["background", "a", "b"]
-        m.meta.head = {"context": 4}
+        m.meta.head = RegionHead(context=4, proposals="ss", fg_iou=0.5)
         models.append(m)
     pixels, boxes = torch.rand(3, 60, 80), np.array([[0, 0, 40, 30], [10, 10, 70, 50]], np.float32)
     both = RegionEnsemble(models).probs(pixels, boxes)

@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -6,6 +7,7 @@ import torchvision
 from torch import nn
 
 from googlenet import ModelMeta, build_model, load_model, read_weights, save_weights
+from googlenet.model import MultiBoxHead, RegionHead
 
 
 def _random_torchvision(transform_input=False, aux_logits=True):
@@ -71,6 +73,16 @@ def test_safetensors_round_trip_keeps_weights_and_record(tmp_path):
 def test_meta_record_survives_json():
     meta = ModelMeta("googlenet_bn", 3, {"width": 2.0}, 64, (0.1, 0.2, 0.3), (1.0, 1.0, 1.0), "bicubic", 1.0, ["a"])
     assert ModelMeta.from_json(meta.to_json()) == meta
+
+
+def test_task_heads_are_typed_and_files_from_before_a_setting_keep_their_meaning():
+    regions = ModelMeta("googlenet_bn", 3, task="regions", head=RegionHead(context=8, proposals="ss", fg_iou=0.5))
+    assert ModelMeta.from_json(regions.to_json()) == regions
+    assert ModelMeta.from_json(ModelMeta("googlenet_bn", 10).to_json()).head is None  # a classifier has none
+    # A MultiBox file written before the grid and tiles settings existed pooled globally and ran on whole images.
+    record = json.loads(ModelMeta("googlenet_bn", 10, task="multibox").to_json())
+    record["head"] = {"priors": 100, "top": 200, "nms": 0.7}
+    assert ModelMeta.from_json(json.dumps(record)).head == MultiBoxHead(priors=100, top=200, nms=0.7, grid=0, tiles=1)
 
 
 def test_mismatched_weights_are_explained(tmp_path):

@@ -694,7 +694,7 @@ def fit_bbox(a: argparse.Namespace) -> None:
     if a.limit < 0 or a.max_windows < 1 or not 0 < a.iou < 1:
         raise ValueError("--limit must be >= 0, --max-windows >= 1 and --iou in (0, 1)")
     model = load_regions(a.checkpoint)
-    method = a.proposals or model.meta.head.get("proposals", "ss2x")
+    method = a.proposals or model.meta.head.proposals
     data = VOCDetection(a.data, a.split).limit(a.limit)
     boxes, _ = joined(dataset_proposals(data, method, a.cache, a.workers, None, not a.json))
     x, y, classes = bbox.collect(model, data, boxes, a.iou, a.max_windows, progress=not a.json)

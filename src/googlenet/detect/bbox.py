@@ -76,7 +76,7 @@ def collect(
     """Features, targets and class of proposals with IoU >= `iou` to an object (at most `max_windows`, drawn at
     random over the dataset)."""
     meta = model.meta
-    context = meta.head.get("context", 16)
+    context = meta.head.context
     mean, std = torch.tensor(meta.mean)[:, None, None], torch.tensor(meta.std)[:, None, None]
     picks = []
     for k, (found, annotation) in enumerate(zip(proposals, data.annotations, strict=True)):

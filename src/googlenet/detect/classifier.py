@@ -18,6 +18,7 @@ from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor
 from googlenet.detect.regions import label_windows, warp_pixels
 from googlenet.model import ModelMeta
+from googlenet.model.weights import RegionHead
 from googlenet.train.config import TrainConfig
 from googlenet.train.loop import Parts, Run, Task, input_scaling, model_for
 
@@ -186,7 +187,7 @@ class RegionTask(Task):
             super().metadata(run, results),
             metrics={f"{run.cfg.data.root}/{run.cfg.data.val_split}/windows": results},
             task="regions",
-            head=dict(context=d.context, proposals=d.proposals, fg_iou=d.fg_iou),
+            head=RegionHead(context=d.context, proposals=d.proposals, fg_iou=d.fg_iou),
         )
 
     def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:

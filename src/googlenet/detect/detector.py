@@ -69,8 +69,8 @@ class RegionEnsemble:
             raise ValueError("at least one region classifier is needed")
         first = models[0].meta
         for m in models[1:]:
-            same = (m.meta.input_size, m.meta.head.get("context"), m.meta.class_names, tuple(m.meta.mean))
-            if same != (first.input_size, first.head.get("context"), first.class_names, tuple(first.mean)):
+            same = (m.meta.input_size, m.meta.head.context, m.meta.class_names, tuple(m.meta.mean))
+            if same != (first.input_size, first.head.context, first.class_names, tuple(first.mean)):
                 raise ValueError("the region classifiers differ in input size, context, classes or mean")
         if bbox_regression and any(getattr(m, "bbox", None) is None for m in models):
             raise ValueError("bounding-box regression needs every classifier's regressors: googlenet detect fit-bbox")
@@ -110,7 +110,7 @@ class RegionEnsemble:
         boxes_t = torch.as_tensor(np.asarray(boxes, np.float32)).reshape(-1, 4)
         for start in range(0, len(boxes_t), self.batch):
             chunk = boxes_t[start : start + self.batch]
-            windows = warp_pixels(pixels, chunk, m.input_size, m.head.get("context", 16), m.mean)
+            windows = warp_pixels(pixels, chunk, m.input_size, m.head.context, m.mean)
             windows = ((windows - self.mean) / self.std).to(self.device, memory_format=torch.channels_last)
             for model in self.models:
                 pooled = features(model, windows)

@@ -124,7 +124,7 @@ def views(width: int, height: int, tiles: int = 1) -> list[tuple[int, int, int, 
 
 def tiles_of(model: MultiBox, tiles: int | None = None) -> int:
     """`tiles` if given, else the tiling the MultiBox model was trained to propose with (multibox.tiles)."""
-    return tiles or (model.meta.head or {}).get("tiles", 1)
+    return tiles or model.meta.head.tiles
 
 
 def image_proposals(
@@ -178,7 +178,7 @@ def load_multibox(path: str | os.PathLike) -> MultiBox:
         path, "multibox", "MultiBox weights (train them with `googlenet detect train-multibox`)"
     )
     backbone = build_model(meta.variant, num_classes=meta.num_classes, aux=False, **meta.options)
-    model = MultiBox(backbone, state["priors"], (meta.head or {}).get("grid", 0))
+    model = MultiBox(backbone, state["priors"], meta.head.grid)
     model.load_state_dict(state)
     model.meta = meta
     return model.eval()

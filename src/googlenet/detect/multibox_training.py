@@ -14,6 +14,7 @@ from torchvision.ops import box_iou
 
 from googlenet.detect.multibox import BoxTransform, MultiBox, kmeans_priors, matching_loss, top_boxes
 from googlenet.model import ModelMeta, build_model, save_weights
+from googlenet.model.weights import MultiBoxHead
 from googlenet.train import distributed
 from googlenet.train.config import TrainConfig
 from googlenet.train.loop import WEIGHTS, Parts, Run, Task, inference_model, input_scaling
@@ -115,7 +116,7 @@ class MultiBoxTask(Task):
             class_names=run.classes,
             metrics={f"{cfg.data.root}/{cfg.data.val_split}": results},
             task="multibox",
-            head=dict(
+            head=MultiBoxHead(
                 priors=cfg.multibox.priors,
                 top=cfg.multibox.top,
                 nms=cfg.multibox.nms,

@@ -219,7 +219,7 @@ def multibox_dataset(
     with tqdm(total=len(data), initial=len(data) - len(todo), desc="multibox", unit="img", disable=not progress) as bar:
         for k in todo:
             began = time.perf_counter()
-            boxes = image_proposals(model, data[k][0], transform, meta.head["top"], meta.head["nms"], tiles)
+            boxes = image_proposals(model, data[k][0], transform, meta.head.top, meta.head.nms, tiles)
             results[k] = (boxes, time.perf_counter() - began)
             if cache:
                 cache.put(data.ids[k], *results[k])
@@ -309,9 +309,7 @@ class Proposer:
                 from googlenet.detect.multibox import image_proposals
 
                 head = self.multibox.meta.head
-                found.append(
-                    image_proposals(self.multibox, image, self.transform, head["top"], head["nms"], self.tiles)
-                )
+                found.append(image_proposals(self.multibox, image, self.transform, head.top, head.nms, self.tiles))
             else:
                 found.append(METHODS[source](np.asarray(image)))
         return np.concatenate(found).astype(np.float32)

@@ -4,7 +4,7 @@ from googlenet.model.googlenet import GoogLeNet, GoogLeNetOutputs
 from googlenet.model.layers import AuxHead, ConvBlock, Inception, NaiveInception
 from googlenet.model.loading import load_for_inference
 from googlenet.model.variants import VARIANTS, build_model, list_models, load_model
-from googlenet.model.weights import ModelMeta, read_task_weights, read_weights, save_weights
+from googlenet.model.weights import ModelMeta, MultiBoxHead, RegionHead, read_task_weights, read_weights, save_weights
 
 __all__ = [
     "VARIANTS",
@@ -14,7 +14,9 @@ __all__ = [
     "GoogLeNetOutputs",
     "Inception",
     "ModelMeta",
+    "MultiBoxHead",
     "NaiveInception",
+    "RegionHead",
     "build_model",
     "list_models",
     "load_for_inference",

@@ -18,6 +18,36 @@ from safetensors.torch import save_file
 METADATA_KEY = "googlenet"
 
 
+@dataclass(frozen=True)
+class RegionHead:
+    """A region classifier's settings (task "regions"), as `googlenet detect train` trained it: the pixels of
+    context around each box after warping, the proposal method its windows came from, the IoU of an object
+    window."""
+
+    context: int
+    proposals: str
+    fg_iou: float
+
+
+@dataclass(frozen=True)
+class MultiBoxHead:
+    """A MultiBox model's settings (task "multibox"): its number of priors, the proposals kept per image after
+    NMS at IoU `nms`, the head's pooled grid (0: global average pool) and the tiles it runs on."""
+
+    priors: int
+    top: int
+    nms: float
+    grid: int
+    tiles: int
+
+
+HEADS = {"regions": RegionHead, "multibox": MultiBoxHead}
+# Files written before a head setting existed were trained without it: MultiBox pooled globally (grid 0) and
+# ran on the whole image (tiles 1). These say what such a file holds; the defaults for new training are the
+# config's (googlenet.train.config).
+_BEFORE = {"multibox": {"grid": 0, "tiles": 1}}
+
+
 @dataclass
 class ModelMeta:
     """What a set of weights needs besides its tensors: how to rebuild the model and feed it.
@@ -36,8 +66,8 @@ class ModelMeta:
     crop_pct: float = 0.875
     class_names: list[str] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    task: str = "classify"  # or "multibox": the backbone's variant and options above, the head's settings here
-    head: dict[str, Any] = field(default_factory=dict)
+    task: str = "classify"  # "regions", "multibox" (the backbone's variant and options above, its head's here)
+    head: RegionHead | MultiBoxHead | None = None  # HEADS[task]; None for a classifier
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -48,6 +78,8 @@ class ModelMeta:
         known = {f.name for f in dataclasses.fields(cls)}
         meta = cls(**{k: v for k, v in record.items() if k in known})
         meta.mean, meta.std = tuple(meta.mean), tuple(meta.std)
+        head = HEADS.get(meta.task)
+        meta.head = head(**{**_BEFORE.get(meta.task, {}), **record["head"]}) if head and record.get("head") else None
         return meta
 
 
