@@ -88,3 +88,9 @@ def test_test_time_paths_do_not_import_the_training_engine(start):
 def test_the_walk_sees_lazy_imports():
     """A check of the checker: the CLI imports the training loop only inside its functions."""
     assert "googlenet.train.loop" in _imports()["googlenet.cli"]
+
+
+def test_every_module_says_what_it_owns():
+    """Each module opens with a docstring whose first line says what it owns."""
+    missing = [p.name for p in PACKAGE.rglob("*.py") if not (ast.get_docstring(ast.parse(p.read_text())) or "").strip()]
+    assert not missing, f"modules without a docstring: {missing}"

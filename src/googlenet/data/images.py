@@ -1,4 +1,4 @@
-"""Reading one image file of any common format and mode as 8-bit RGB, with one-line errors."""
+"""Reading one image file of any common format and mode as 8-bit RGB (or a float tensor), with one-line errors."""
 
 from __future__ import annotations
 
