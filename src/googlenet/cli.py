@@ -733,6 +733,7 @@ def detect_predict(a: argparse.Namespace) -> None:
     """Detections of each image as text or JSON; with --out, each image saved with its boxes drawn."""
     import json
 
+    from googlenet.data.images import load_image
     from googlenet.detect.detector import draw
 
     if not 0 <= a.threshold <= 1:
@@ -743,12 +744,12 @@ def detect_predict(a: argparse.Namespace) -> None:
     detector, _ = _detector(a)
     records = []
     for path in a.images:
-        found = detector.detect(path)
-        shown = found.scores >= a.threshold
-        kept = type(found)(found.boxes[shown], found.scores[shown], found.labels[shown], found.seconds)
+        image = load_image(path)  # decoded once: for the proposals, the classifier and the drawing
+        found = detector.detect(image)
+        kept = found.above(a.threshold)
         record = {"image": path, "detections": kept.to_json(detector.classes), "seconds": found.seconds}
         if a.out:
-            record["drawn"] = str(draw(path, kept, detector.classes, Path(a.out) / (Path(path).stem + ".png")))
+            record["drawn"] = str(draw(image, kept, detector.classes, Path(a.out) / (Path(path).stem + ".png")))
         records.append(record)
         if not a.json:
             print(f"{path}: {len(record['detections'])} detections, {found.seconds['total']:.2f} s")

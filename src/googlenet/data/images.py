@@ -68,6 +68,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise UnreadableImage(f"{path} is not a readable image ({reason})", path) from None
 
 
-def image_tensor(path: str | os.PathLike) -> torch.Tensor:
-    """An image file as a float (3, H, W) tensor in [0, 1] (any mode converted to RGB)."""
-    return v2.functional.to_dtype(v2.functional.pil_to_tensor(load_image(path)), torch.float32, scale=True)
+def image_tensor(image: Image.Image | str | os.PathLike) -> torch.Tensor:
+    """An RGB image (decoded, or a file to decode) as a float (3, H, W) tensor in [0, 1]."""
+    image = image if isinstance(image, Image.Image) else load_image(image)
+    return v2.functional.to_dtype(v2.functional.pil_to_tensor(image), torch.float32, scale=True)

@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
 from tqdm import tqdm
 
 from googlenet.data.detection import VOCDetection
-from googlenet.data.images import image_tensor
+from googlenet.data.images import image_tensor, load_image
 from googlenet.detect.bbox import apply as apply_regression
 from googlenet.detect.bbox import decode, features, regression_path
 from googlenet.detect.bbox import load as load_regression
@@ -45,6 +46,11 @@ class Detections:
     scores: np.ndarray
     labels: np.ndarray
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def above(self, threshold: float) -> Detections:
+        """The detections scoring at least `threshold` (same timings)."""
+        kept = self.scores >= threshold
+        return Detections(self.boxes[kept], self.scores[kept], self.labels[kept], self.seconds)
 
     def to_json(self, classes: list[str]) -> list[dict[str, Any]]:
         return [
@@ -151,8 +157,8 @@ def select(
 
 
 class Detector:
-    """Proposals -> region softmax -> per-class NMS. `proposer(path, pixels)` gives one image's proposals
-    (see `googlenet.detect.proposals.Proposer`)."""
+    """Proposals -> region softmax -> per-class NMS. `proposer(image)` gives one decoded RGB image's proposals
+    as (N, 4) pixel boxes (see `googlenet.detect.proposals.Proposer`)."""
 
     def __init__(self, ensemble: RegionEnsemble, proposer: Any, nms: float = 0.3, max_detections: int = 100) -> None:
         self.ensemble, self.proposer, self.nms, self.max_detections = ensemble, proposer, nms, max_detections
@@ -161,13 +167,15 @@ class Detector:
     def classes(self) -> list[str]:
         return self.ensemble.classes
 
-    def detect(self, path: str | os.PathLike, proposals: np.ndarray | None = None) -> Detections:
-        """One image file's detections (with `proposals` given, they are used instead of the proposer's)."""
+    def detect(self, image: Image.Image | str | os.PathLike, proposals: np.ndarray | None = None) -> Detections:
+        """One image's detections: a decoded RGB image, or a file, decoded here once (timed as `load`). With
+        `proposals` given, they are used instead of the proposer's."""
         began = time.perf_counter()
-        pixels = image_tensor(path)
+        image = image if isinstance(image, Image.Image) else load_image(image)
+        pixels = image_tensor(image)
         loaded = time.perf_counter()
         if proposals is None:
-            proposals = self.proposer(path)
+            proposals = self.proposer(image)
         proposed = time.perf_counter()
         probs, deltas = self.ensemble.score(pixels, proposals)
         classified = time.perf_counter()
@@ -225,15 +233,14 @@ def plot_precision_recall(results: dict[str, Any], path: str | Path, title: str 
 
 
 def draw(
-    path: str | os.PathLike, detections: Detections, classes: list[str], out: str | os.PathLike, threshold: float = 0.5
+    image: Image.Image, detections: Detections, classes: list[str], out: str | os.PathLike, threshold: float = 0.5
 ) -> Path:
-    """The image with its detections at or above `threshold` drawn (box, class, score), saved to `out`."""
+    """The decoded RGB image with its detections at or above `threshold` drawn (box, class, score), saved to
+    `out`."""
     from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
     from torchvision.utils import draw_bounding_boxes
 
-    from googlenet.data.images import load_image
-
-    image = pil_to_tensor(load_image(path))
+    image = pil_to_tensor(image)
     kept = detections.scores >= threshold
     labels, scores = detections.labels[kept], detections.scores[kept]
     names = [f"{classes[int(c)]} {s:.2f}" for c, s in zip(labels, scores, strict=True)]

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.ops import box_iou
 from tqdm import tqdm
 
@@ -281,8 +282,8 @@ def joined(found: dict[str, tuple[list[np.ndarray], list[float]]]) -> tuple[list
 
 
 class Proposer:
-    """Proposals for one image file at a time (detection of new images): a Selective Search method, or the
-    paper's union with a MultiBox model."""
+    """Proposals for one decoded RGB image at a time (detection of new images): `proposer(image)` -> (N, 4)
+    pixel boxes from a Selective Search method, or the paper's union with a MultiBox model."""
 
     def __init__(
         self, method: str = "ss2x", multibox: str | os.PathLike | None = None, tiles: int | None = None
@@ -299,10 +300,7 @@ class Proposer:
             self.transform = BoxTransform(meta.input_size, meta.mean, meta.std, train=False)
             self.tiles = tiles_of(self.multibox, tiles)
 
-    def __call__(self, path: str | os.PathLike) -> np.ndarray:
-        from googlenet.data.images import load_image
-
-        image = load_image(path)
+    def __call__(self, image: Image.Image) -> np.ndarray:
         found = []
         for source in self.sources:
             if source == "multibox":
