@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,28 +143,47 @@ def _search_one(job: tuple[str, str]) -> tuple[np.ndarray, float]:
     return boxes, time.perf_counter() - start
 
 
-def search_dataset(
-    data: VOCDetection, method: str, cache: ProposalCache | None = None, workers: int = 1, progress: bool = True
+def _cached(
+    data: VOCDetection,
+    cache: ProposalCache | None,
+    desc: str,
+    find: Callable[[list[int]], Iterator[tuple[np.ndarray, float]]],
+    progress: bool,
 ) -> tuple[list[np.ndarray], list[float]]:
-    """Selective Search `method` on every image of `data`, in `workers` processes, cached: (boxes, seconds)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown Selective Search method {method!r}; choose from {', '.join(METHODS)}")
+    """Every image's (boxes, seconds): from `cache` where it has them, else from `find(indices)` (in order),
+    each result cached as it comes."""
     results: list[tuple[np.ndarray, float] | None] = [cache.get(i) if cache else None for i in data.ids]
     todo = [k for k, r in enumerate(results) if r is None]
-    jobs = [(str(data.image_path(k)), method) for k in todo]
-    with tqdm(total=len(data), initial=len(data) - len(todo), desc=method, unit="img", disable=not progress) as bar:
-        pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 and len(jobs) > 1 else None
+    found = find(todo)
+    with tqdm(total=len(data), initial=len(data) - len(todo), desc=desc, unit="img", disable=not progress) as bar:
         try:
-            found = pool.imap(_search_one, jobs) if pool else map(_search_one, jobs)
             for k, result in zip(todo, found, strict=True):
                 results[k] = result
                 if cache:
                     cache.put(data.ids[k], *result)
                 bar.update()
         finally:
+            found.close()  # the generator's own clean-up (a worker pool) runs now, not at garbage collection
+    return [r[0] for r in results], [r[1] for r in results]  # type: ignore[index]
+
+
+def search_dataset(
+    data: VOCDetection, method: str, cache: ProposalCache | None = None, workers: int = 1, progress: bool = True
+) -> tuple[list[np.ndarray], list[float]]:
+    """Selective Search `method` on every image of `data`, in `workers` processes, cached: (boxes, seconds)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown Selective Search method {method!r}; choose from {', '.join(METHODS)}")
+
+    def search(todo: list[int]) -> Iterator[tuple[np.ndarray, float]]:
+        jobs = [(str(data.image_path(k)), method) for k in todo]
+        pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 and len(jobs) > 1 else None
+        try:
+            yield from pool.imap(_search_one, jobs) if pool else map(_search_one, jobs)
+        finally:
             if pool:
                 pool.terminate()
-    return [r[0] for r in results], [r[1] for r in results]
+
+    return _cached(data, cache, method, search, progress)
 
 
 def coverage(
@@ -215,17 +235,14 @@ def multibox_dataset(
     meta = model.meta
     tiles = tiles_of(model, tiles)
     transform = BoxTransform(meta.input_size, meta.mean, meta.std, train=False)
-    results: list[tuple[np.ndarray, float] | None] = [cache.get(i) if cache else None for i in data.ids]
-    todo = [k for k, r in enumerate(results) if r is None]
-    with tqdm(total=len(data), initial=len(data) - len(todo), desc="multibox", unit="img", disable=not progress) as bar:
+
+    def propose(todo: list[int]) -> Iterator[tuple[np.ndarray, float]]:
         for k in todo:
             began = time.perf_counter()
             boxes = image_proposals(model, data[k][0], transform, meta.head.top, meta.head.nms, tiles)
-            results[k] = (boxes, time.perf_counter() - began)
-            if cache:
-                cache.put(data.ids[k], *results[k])
-            bar.update()
-    return [r[0] for r in results], [r[1] for r in results]
+            yield boxes, time.perf_counter() - began
+
+    return _cached(data, cache, "multibox", propose, progress)
 
 
 PAPER_SOURCES = ("ss2x", "multibox")  # the paper's proposals: Selective Search at 2x superpixels + MultiBox
