@@ -207,31 +207,29 @@ def _diff(ours: int, paper: int | None) -> str:
     return "" if not paper else f"{(ours - paper) / paper:+.0%}"
 
 
-def render(summary: dict[str, Any], fmt: str = "table") -> str:
-    """The summary as an aligned text table, a Markdown table or JSON."""
-    if fmt == "json":
-        return json.dumps(summary, indent=2)
-    naive = any("naive_params" in r for r in summary["rows"])
-    header = [
-        "name",
-        "type",
-        "patch/stride",
-        "output",
-        "depth",
-        "#1x1",
-        "#3x3 red",
-        "#3x3",
-        "#5x5 red",
-        "#5x5",
-        "pool proj",
-        "params",
-        "paper",
-        "diff",
-        "ops",
-        "paper",
-        "diff",
-    ]
-    header += ["naive params", "naive ops"] if naive else []
+HEADER = [
+    "name",
+    "type",
+    "patch/stride",
+    "output",
+    "depth",
+    "#1x1",
+    "#3x3 red",
+    "#3x3",
+    "#5x5 red",
+    "#5x5",
+    "pool proj",
+    "params",
+    "paper",
+    "diff",
+    "ops",
+    "paper",
+    "diff",
+]
+
+
+def _rows(summary: dict[str, Any], fmt: str, naive: bool) -> list[list[str]]:
+    """One list of cells per Table 1 row, then the total."""
     lines = []
     for r in summary["rows"]:
         mark = ("\\*" if fmt == "markdown" else "*") if r["differs_from_paper"] else ""
@@ -252,9 +250,12 @@ def render(summary: dict[str, Any], fmt: str = "table") -> str:
         _diff(summary["total_macs"], summary["paper_total_macs"]),
     ]
     total += ["", ""] if naive else []
-    lines.append(total)
-    title = f"Table 1 of {summary['model']} at {summary['input_size']}x{summary['input_size']}"
-    notes = [
+    return [*lines, total]
+
+
+def _notes(summary: dict[str, Any]) -> list[str]:
+    """What the columns count, what the marks mean, and the parameters the table leaves out."""
+    return [
         "params: conv/linear weights (K = 1024; biases and BatchNorm not counted, as in the paper); "
         "ops: multiply-adds (M = 10^6).",
         f"* differs from the printed Table 1 by more than {TOLERANCE:.0%}: for `googlenet` at 224 these "
@@ -262,6 +263,16 @@ def render(summary: dict[str, Any], fmt: str = "table") -> str:
         f"All parameters (biases included, aux heads excluded): {summary['all_parameters']:,}. "
         + "; ".join(f"{a['name']} (training only): {_k(a['params'])}, {_m(a['macs'])}" for a in summary["aux"]),
     ]
+
+
+def render(summary: dict[str, Any], fmt: str = "table") -> str:
+    """The summary as an aligned text table, a Markdown table or JSON."""
+    if fmt == "json":
+        return json.dumps(summary, indent=2)
+    naive = any("naive_params" in r for r in summary["rows"])
+    header = HEADER + (["naive params", "naive ops"] if naive else [])
+    lines, notes = _rows(summary, fmt, naive), _notes(summary)
+    title = f"Table 1 of {summary['model']} at {summary['input_size']}x{summary['input_size']}"
     if fmt == "markdown":
         out = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(cells) + " |" for cells in lines]
