@@ -79,7 +79,7 @@ def test_multibox_trains_in_the_shared_loop(fmnist, tmp_path, capsys):
     assert main(args) == 0
     assert "MultiBox on" in capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    assert 0 <= results["recall"] <= 100 and results["step"] == 2 and "raw_recall" in results
+    assert 0 <= results["recall"] <= 1 and results["step"] == 2 and "raw_recall" in results
     model = load_multibox(out / "model.safetensors")
     assert model.priors.shape == (8, 4) and model.meta.head.top == 200
     transform = BoxTransform(model.meta.input_size, model.meta.mean, model.meta.std, train=False)

@@ -192,6 +192,6 @@ class RegionTask(Task):
 
     def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:
         return (
-            f"region classifier on {cfg.data.root} {results['split']} windows: accuracy {results['top1']:.2f}% "
-            f"(raw weights {results['raw_top1']:.2f}%) over {results['images']} windows, after {results['step']} steps"
+            f"region classifier on {cfg.data.root} {results['split']} windows: accuracy {results['top1']:.2%} "
+            f"(raw weights {results['raw_top1']:.2%}) over {results['images']} windows, after {results['step']} steps"
         )

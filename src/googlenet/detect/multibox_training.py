@@ -101,7 +101,7 @@ class MultiBoxTask(Task):
                 objects += len(g)
             count += len(images)
         loss_sum, covered, objects, count = distributed.all_reduce_sum([loss_sum, covered, objects, count], run.ctx)
-        return {"loss": loss_sum / count, "recall": 100 * covered / max(objects, 1), "images": int(count)}
+        return {"loss": loss_sum / count, "recall": covered / max(objects, 1), "images": int(count)}
 
     def export(self, run: Run, results: dict[str, Any]) -> None:
         cfg = run.cfg
@@ -129,6 +129,6 @@ class MultiBoxTask(Task):
     def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:
         return (
             f"MultiBox on {cfg.data.root} {results['split']}: recall at IoU 0.5 of the top {cfg.multibox.top} "
-            f"boxes {results['recall']:.1f}% (raw weights {results['raw_recall']:.1f}%), matching loss "
+            f"boxes {results['recall']:.1%} (raw weights {results['raw_recall']:.1%}), matching loss "
             f"{results['loss']:.3f}, after {results['step']} steps"
         )

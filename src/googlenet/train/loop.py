@@ -214,7 +214,7 @@ class Task:
         return compute_loss(net, images, targets, cfg.optim.aux_weight)
 
     def batch_stats(self, output: Any, targets: Any) -> dict[str, float]:
-        """Sums over this process's batch, logged as percentages of the global batch."""
+        """Sums over this process's batch, logged as fractions of the global batch."""
         return {"batch_top1": topk_correct(output.float(), targets.to(output.device), (1,))[1]}
 
     def evaluate(self, model: nn.Module, data: Dataset, run: Run) -> dict[str, float]:
@@ -244,8 +244,8 @@ class Task:
 
     def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:
         return (
-            f"{cfg.data.dataset} {results['split']}: top-1 {results['top1']:.2f}%  top-5 {results['top5']:.2f}%  "
-            f"(Polyak-averaged weights; raw weights top-1 {results['raw_top1']:.2f}%) after {results['step']} steps"
+            f"{cfg.data.dataset} {results['split']}: top-1 {results['top1']:.2%}  top-5 {results['top5']:.2%}  "
+            f"(Polyak-averaged weights; raw weights top-1 {results['raw_top1']:.2%}) after {results['step']} steps"
         )
 
 
@@ -332,7 +332,7 @@ def log_step(run: Run, lr: float, values: list[float], stat_names: list[str], se
             "lr": lr,
             "loss": total / run.ctx.world_size,
             "loss_main": main_total / run.ctx.world_size,
-            **{k: 100 * v / batch for k, v in zip(stat_names, sums, strict=True)},
+            **{k: v / batch for k, v in zip(stat_names, sums, strict=True)},
             "images_per_s": run.cfg.run.log_every * batch / seconds,
         }
     )
@@ -429,7 +429,7 @@ def report_unreadable(run: Run) -> None:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Transformed, run: Run) -> dict[str, float]:
-    """Loss, top-1 and top-5 accuracy (%) of `model` on `data`, summed over all processes."""
+    """Loss, top-1 and top-5 accuracy (fractions) of `model` on `data`, summed over all processes."""
     model.eval()
     loader = eval_loader(
         data,
@@ -450,8 +450,8 @@ def evaluate(model: nn.Module, data: Transformed, run: Run) -> dict[str, float]:
     loss_sum, correct1, correct5, count = distributed.all_reduce_sum([loss_sum, correct1, correct5, count], run.ctx)
     return {
         "loss": loss_sum / count,
-        "top1": 100 * correct1 / count,
-        "top5": 100 * correct5 / count,
+        "top1": correct1 / count,
+        "top5": correct5 / count,
         "images": int(count),
     }
 

@@ -34,7 +34,7 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str = "")
     left.legend()
     curves = (("top1", "top-1 accuracy"), ("top5", "top-5 accuracy"), ("recall", "recall at IoU 0.5 (MultiBox)"))
     for key, label in curves:
-        points = [(r["epoch"], r[key]) for r in evals if key in r]
+        points = [(r["epoch"], 100 * r[key]) for r in evals if key in r]  # fractions in the log, % for people
         if points:
             right.plot(*zip(*points, strict=True), marker="o", label=label)
     right.set(xlabel="epoch", ylabel="%", title="evaluation (Polyak-averaged weights)")
