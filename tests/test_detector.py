@@ -177,7 +177,7 @@ def test_detect_commands_reject_bad_input(tmp_path, capsys):
     save_weights(build_model("googlenet_bn", num_classes=3, width=0.125, aux=False), weights)
     (tmp_path / "x.jpg").write_bytes(b"")
     assert main(["detect", "predict", "--checkpoint", str(weights), str(tmp_path / "x.jpg")]) == 2
-    assert "no region classifier" in capsys.readouterr().err
+    assert "not a region classifier" in capsys.readouterr().err
 
 
 def test_box_regression_targets_round_trip_and_fit_recovers_a_linear_map():

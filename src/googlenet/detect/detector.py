@@ -24,17 +24,14 @@ from googlenet.detect.bbox import decode, features, regression_path
 from googlenet.detect.bbox import load as load_regression
 from googlenet.detect.evaluation import DetectionEvaluator
 from googlenet.detect.regions import warp_pixels
-from googlenet.model import GoogLeNet, build_model, read_task_weights
+from googlenet.model import GoogLeNet, load_model
 from googlenet.model.inference import optimize_for_inference
 
 
 def load_regions(path: str | os.PathLike) -> GoogLeNet:
-    """A region classifier from its .safetensors file (as `googlenet detect train` writes it)."""
-    state, meta = read_task_weights(path, "regions", "region classifier (train one with `googlenet detect train`)")
-    model = build_model(meta.variant, num_classes=meta.num_classes, aux=False, **meta.options)
-    model.load_state_dict(state)
-    model.meta = meta
-    return model.eval()
+    """A region classifier from its .safetensors file (as `googlenet detect train` writes it), without its
+    auxiliary heads."""
+    return load_model(path, task="regions", aux=False).eval()
 
 
 @dataclass

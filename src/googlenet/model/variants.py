@@ -101,13 +101,18 @@ def build_model(
     return model
 
 
-def load_model(path: str | os.PathLike, **options: Any) -> GoogLeNet:
-    """Rebuild a model from one of our .safetensors files alone: variant, classes and options come from it."""
+# The tasks whose weights are a plain GoogLeNet, and what a file of the wrong task is told it is not.
+TASKS = {"classify": "a classifier", "regions": "a region classifier (train one with `googlenet detect train`)"}
+
+
+def load_model(path: str | os.PathLike, task: str = "classify", **options: Any) -> GoogLeNet:
+    """Rebuild a model from one of our .safetensors files alone: variant, classes and options come from it.
+    `task` "regions" loads a region classifier (the same network over its K + 1 window classes)."""
     _, meta = read_weights(path)
     if meta is None:
         raise ValueError(f"{path} has no googlenet metadata record; use build_model(name, weights=...)")
-    if meta.task != "classify":
-        raise ValueError(f"{path} holds {meta.task} weights, not a classifier")
+    if meta.task != task:
+        raise ValueError(f"{path} holds {meta.task} weights, not {TASKS[task]}")
     return build_model(meta.variant, weights=path, **options)
 
 
