@@ -14,7 +14,7 @@ import time
 from googlenet.data import Augmented, build_dataset, train_loader
 from googlenet.model import VARIANTS
 from googlenet.train import config as train_config
-from googlenet.train.loop import transforms_for
+from googlenet.train.loop import input_scaling, transforms_for
 
 
 def main() -> None:
@@ -24,8 +24,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     cfg = train_config.load(args.config)
-    variant = VARIANTS[cfg.model.name]
-    transform = transforms_for(cfg, cfg.data.mean or variant.mean, cfg.data.std or variant.std)[0]
+    transform = transforms_for(cfg, *input_scaling(cfg, VARIANTS[cfg.model.name]))[0]
     dataset = Augmented(
         build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.train_split, args.images), transform, cfg.run.seed
     )

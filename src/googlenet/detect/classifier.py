@@ -145,7 +145,7 @@ class RegionTask(Task):
             raise ValueError(f"detect.foreground must be between 0 and 1, not {d.foreground}")
         train_data = VOCDetection(cfg.data.root, cfg.data.train_split).limit(cfg.data.train_subset)
         model = model_for(cfg, len(train_data.classes) + 1)
-        mean, std = input_scaling(cfg, model)
+        mean, std = input_scaling(cfg, model.meta)
         sets = []
         for data in (train_data, VOCDetection(cfg.data.root, cfg.data.val_split).limit(cfg.data.val_subset)):
             found = training_proposals(data, d.proposals, max(cfg.data.workers, 1))

@@ -54,7 +54,7 @@ class MultiBoxTask(Task):
             backbone = build_model(cfg.model.name, weights=cfg.model.weights, **options)
         else:
             backbone = build_model(cfg.model.name, num_classes=len(train_set.classes), **options)
-        mean, std = input_scaling(cfg, backbone)
+        mean, std = input_scaling(cfg, backbone.meta)
         priors = kmeans_priors(_normalised_boxes(train_set), cfg.multibox.priors, seed=cfg.run.seed)
         size, a = cfg.model.input_size, cfg.augment
         return Parts(

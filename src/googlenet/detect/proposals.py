@@ -164,7 +164,8 @@ def _cached(
                 bar.update()
         finally:
             found.close()  # the generator's own clean-up (a worker pool) runs now, not at garbage collection
-    return [r[0] for r in results], [r[1] for r in results]  # type: ignore[index]
+    done = [r for r in results if r is not None]  # every one, after the loop
+    return [r[0] for r in done], [r[1] for r in done]
 
 
 def search_dataset(

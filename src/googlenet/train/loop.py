@@ -204,7 +204,7 @@ class Task:
         if len(train_set) < cfg.data.batch_size:
             raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.data.batch_size}")
         model = model_for(cfg, len(train_set.classes))
-        mean, std = input_scaling(cfg, model)
+        mean, std = input_scaling(cfg, model.meta)
         train_tf, eval_tf = transforms_for(cfg, mean, std)
         return Parts(model, train_set, val_set, train_tf, eval_tf, list(train_set.classes), mean, std)
 
@@ -528,11 +528,11 @@ def model_for(cfg: TrainConfig, num_classes: int) -> GoogLeNet:
     return model
 
 
-def input_scaling(cfg: TrainConfig, model: GoogLeNet) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The mean/std the inputs are normalised with: data.mean/std where the config sets them, else the model's
-    own record: that of the initial weights (model.weights), so that a fine-tuned network sees the input scale
-    it was trained on, or the variant's for a fresh network."""
-    return tuple(cfg.data.mean or model.meta.mean), tuple(cfg.data.std or model.meta.std)
+def input_scaling(cfg: TrainConfig, record: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean/std the inputs are normalised with: data.mean/std where the config sets them, else `record`'s
+    (anything with mean and std): a model's `meta`, which is the initial weights' record (model.weights), so
+    that a fine-tuned network sees the input scale it was trained on, or the variant's for a fresh network."""
+    return tuple(cfg.data.mean or record.mean), tuple(cfg.data.std or record.std)
 
 
 def transforms_for(cfg: TrainConfig, mean: Sequence[float], std: Sequence[float]) -> tuple[Callable, Callable]:
