@@ -82,8 +82,10 @@ class FashionMNIST(torch.utils.data.Dataset):
             raise ValueError(f"Fashion-MNIST split must be 'train' or 'test', not {split!r}")
         directory = locate(root, download)
         images_stem, labels_stem = FILES[split]
-        self.images = read_idx(_find(directory, images_stem))
-        self.targets = read_idx(_find(directory, labels_stem)).astype(np.int64)
+        images, labels = _find(directory, images_stem), _find(directory, labels_stem)
+        assert images is not None and labels is not None  # locate() returns a folder that holds all four files
+        self.images = read_idx(images)
+        self.targets = read_idx(labels).astype(np.int64)
         if self.images.ndim != 3 or len(self.images) != len(self.targets):
             raise ValueError(f"{directory}: {split} images {self.images.shape} and labels {self.targets.shape} differ")
 

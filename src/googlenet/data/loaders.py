@@ -7,9 +7,9 @@ import json
 import random
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
@@ -37,8 +37,9 @@ def build_dataset(name: str, root: str | None, split: str, subset: int = 0) -> D
         raise ValueError(f"unknown dataset {name!r}; choose imagefolder or fashion_mnist")
     classes = list(dataset.classes)
     if subset:
-        dataset = Subset(dataset, range(min(subset, len(dataset))))
-        dataset.classes = classes
+        part = Subset(dataset, range(min(subset, len(dataset))))
+        part.classes = classes  # type: ignore[attr-defined]  # torch's Subset declares no `classes`; ours carries it
+        return part
     return dataset
 
 
@@ -56,7 +57,7 @@ class SkipUnreadable(Dataset):
         self.classes = getattr(dataset, "classes", None)
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(cast(Sized, self.dataset))  # map-style datasets are sized; torch's Dataset type is not
 
     def __getitem__(self, index: int) -> Any:
         draw, candidate = random.Random(index), index
@@ -66,7 +67,7 @@ class SkipUnreadable(Dataset):
             except (UnreadableImage, FileNotFoundError) as err:
                 self._record(candidate, err)
                 last = err
-            candidate = draw.randrange(len(self.dataset))
+            candidate = draw.randrange(len(cast(Sized, self.dataset)))
         raise ValueError(f"{self.attempts} {self.split} items in a row were unreadable, the last: {last}")
 
     def _record(self, index: int, err: Exception) -> None:
@@ -121,7 +122,7 @@ class Augmented(Dataset):
         self.dataset, self.transform, self.seed, self.joint = dataset, transform, seed, joint
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(cast(Sized, self.dataset))  # map-style datasets are sized; torch's Dataset type is not
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, Any]:
         index, epoch = key
@@ -143,7 +144,7 @@ class Transformed(Dataset):
         self.dataset, self.transform, self.joint = dataset, transform, joint
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(cast(Sized, self.dataset))  # map-style datasets are sized; torch's Dataset type is not
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
         image, label = self.dataset[index]
@@ -205,7 +206,7 @@ def eval_loader(
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=list(range(rank, len(dataset), world)),
+        sampler=list(range(rank, len(cast(Sized, dataset)), world)),
         num_workers=workers,
         pin_memory=pin_memory,
         collate_fn=collate_fn,

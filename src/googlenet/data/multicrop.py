@@ -146,5 +146,6 @@ class CropSpec:
     def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
         """One PIL image -> (its distinct crops as uint8 (n, 3, size, size), how often each one counts)."""
         pixels = F.to_image(image)
-        boxes, counts = unique(boxes_for(self.crops, *pixels.shape[-2:], self.size, self.crop_pct))
+        height, width = pixels.shape[-2:]
+        boxes, counts = unique(boxes_for(self.crops, height, width, self.size, self.crop_pct))
         return multi_crop(pixels, boxes, self.size), torch.tensor(counts, dtype=torch.float32)

@@ -47,7 +47,9 @@ def _article(rng: np.random.Generator, pixels: np.ndarray, side: float) -> tuple
     """One article resized to about `side` px (longer side) with aspect jitter: (colour (h, w, 3), alpha (h, w))."""
     aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
     w, h = max(2, round(side * math.sqrt(aspect))), max(2, round(side / math.sqrt(aspect)))
-    gray = np.asarray(Image.fromarray(pixels).resize((w, h), Image.BILINEAR), np.float32)
+    # Pillow sets Image.BILINEAR at import time, unseen by its type hints; their Image.Resampling.BILINEAR needs
+    # Pillow 9.1, newer than the pillow>=8.4 this package supports.
+    gray = np.asarray(Image.fromarray(pixels).resize((w, h), Image.BILINEAR), np.float32)  # type: ignore[attr-defined]
     alpha = np.clip(gray / 24.0, 0, 1)  # the articles lie on black: dark = background
     tint = rng.uniform(0.4, 1.0, 3) if rng.random() < 0.5 else np.ones(3)
     colour = gray[..., None] * tint + rng.uniform(0, 60)
@@ -68,7 +70,8 @@ def make_scene(
     IoU `max_overlap`; each box bounds the visible-or-not pixels of its article (alpha >= 0.5)."""
     width, height = int(rng.integers(300, 501)), int(rng.integers(300, 376))
     image = _background(rng, width, height)
-    boxes, labels = [], []
+    boxes: list[tuple[float, ...]] = []
+    labels: list[int] = []
     for _ in range(int(rng.integers(1, max_objects + 1))):
         for _attempt in range(20):
             side = math.exp(rng.uniform(math.log(20), math.log(min(width, height) / 2)))

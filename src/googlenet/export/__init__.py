@@ -5,17 +5,18 @@ the weights' metadata record and checked against the eager model on real images 
 from __future__ import annotations
 
 import os
+from collections.abc import Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
-from torch.utils.data import Subset
 from torchvision.transforms.v2 import functional as F
 
 from googlenet.data.loaders import dataset_for
 from googlenet.data.multicrop import CropSpec
 from googlenet.model.exported import load_exported
+from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.inference import optimize_for_inference
 from googlenet.model.weights import ModelMeta
 
@@ -29,7 +30,8 @@ def sample_images(meta: ModelMeta, data: str, split: str | None, root: str | Non
     (as `googlenet evaluate --crops 1`), normalised with the weights' mean/std. (count, 3, S, S) float."""
     dataset = dataset_for(data, split or "test", root)
     spec = CropSpec(1, meta.input_size, meta.crop_pct)
-    images = [spec(image)[0] for image, _ in Subset(dataset, range(min(count, len(dataset))))]
+    first = range(min(count, len(cast(Sized, dataset))))  # map-style: sized, though torch's Dataset type is not
+    images = [spec(image)[0] for image, _ in (dataset[i] for i in first)]
     pixels = F.to_dtype(torch.cat(images), torch.float32, scale=True)
     return F.normalize(pixels, list(meta.mean), list(meta.std))
 
@@ -54,7 +56,7 @@ def default_path(checkpoint: str | os.PathLike, format: str, int8: bool) -> Path
 
 
 def write(
-    model: nn.Module, format: str, path: Path, example: torch.Tensor, calibration: torch.Tensor | None = None
+    model: GoogLeNet, format: str, path: Path, example: torch.Tensor, calibration: torch.Tensor | None = None
 ) -> Path:
     """`model`'s inference form (BN folded; 1x1s fused for TorchScript) as `format` at `path`; int8 ONNX when
     `calibration` images are given (batches of 32 calibrate onnxruntime's quantiser)."""
@@ -104,7 +106,7 @@ def check(eager: nn.Module, path: Path, images: torch.Tensor, tolerance: float, 
 
 
 def export(
-    eager: nn.Module,
+    eager: GoogLeNet,
     format: str,
     path: str | os.PathLike,
     check_images: torch.Tensor,

@@ -29,6 +29,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
         external_data=False,
         verbose=False,
     )
+    assert program is not None  # torch.onnx.export returns None only without dynamo=True
     program.model.metadata_props[METADATA_KEY] = meta.to_json()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import nn
 
 from googlenet.model.layers import AuxHead, ConvBlock, Inception, local_response_norm
+
+if TYPE_CHECKING:
+    from googlenet.model.weights import ModelMeta
 
 
 class GoogLeNetOutputs(NamedTuple):
@@ -46,6 +49,8 @@ class GoogLeNet(nn.Module):
             or "trunc_normal" (torchvision: truncated normal, std 0.01).
     """
 
+    meta: ModelMeta  # the metadata record, set by build_model and load_model (a bare GoogLeNet() has none)
+
     def __init__(
         self,
         num_classes: int = 1000,
@@ -77,10 +82,11 @@ class GoogLeNet(nn.Module):
 
         ch = c(192)  # the stem's output width, updated by each inception row below
 
-        def inception(*columns: int) -> Inception:
+        def inception(n1x1: int, n3x3_reduce: int, n3x3: int, n5x5_reduce: int, n5x5: int, pool_proj: int) -> Inception:
             """One Table 1 row; its input is whatever the previous row produced."""
             nonlocal ch
-            module = Inception(ch, *(c(n) for n in columns), conv=conv, kernel_5x5=kernel_5x5)
+            widths = c(n1x1), c(n3x3_reduce), c(n3x3), c(n5x5_reduce), c(n5x5), c(pool_proj)
+            module = Inception(ch, *widths, conv=conv, kernel_5x5=kernel_5x5)
             ch = module.out_channels
             return module
 

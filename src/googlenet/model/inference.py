@@ -10,6 +10,7 @@ oneDNN convolutions of PyTorch's CPU build run fastest. The result is still a `G
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.layers import ConvBlock, Inception
 
 
-def fold_block(block: nn.Sequential) -> nn.Sequential:
+def fold_block(block: ConvBlock) -> nn.Sequential:
     """conv, [bn], relu -> conv (BatchNorm folded into its weights and bias), relu."""
     conv = block.conv if "bn" not in block._modules else fuse_conv_bn_eval(block.conv, block.bn)
     return nn.Sequential(conv, nn.ReLU(inplace=True))
@@ -28,18 +29,21 @@ def fold_block(block: nn.Sequential) -> nn.Sequential:
 def concat_convs(convs: list[nn.Conv2d]) -> nn.Conv2d:
     """One convolution whose output channels are those of `convs` (same input and geometry) in order."""
     first = convs[0]
+    # A Conv2d's geometry is pairs (padding: or a string); torch types the attributes as tuple[int, ...].
+    pair = tuple[int, int]
     fused = nn.Conv2d(
         first.in_channels,
         sum(c.out_channels for c in convs),
-        first.kernel_size,
-        first.stride,
-        first.padding,
+        cast(pair, first.kernel_size),
+        cast(pair, first.stride),
+        cast("str | tuple[int, int]", first.padding),
         bias=True,
         device=first.weight.device,
         dtype=first.weight.dtype,
     )
     with torch.no_grad():
         fused.weight.copy_(torch.cat([c.weight for c in convs]))
+        assert fused.bias is not None  # bias=True
         fused.bias.copy_(torch.cat([c.weight.new_zeros(c.out_channels) if c.bias is None else c.bias for c in convs]))
     return fused
 
@@ -53,12 +57,15 @@ class FusedInception(nn.Module):
 
     def __init__(self, module: Inception) -> None:
         super().__init__()
-        reduces = [fold_block(b) for b in (module.branch1x1, module.branch3x3.reduce, module.branch5x5.reduce)]
-        self.splits = [block[0].out_channels for block in reduces]
-        self.reduce = nn.Sequential(concat_convs([block[0] for block in reduces]), nn.ReLU(inplace=True))
-        self.conv3x3 = fold_block(module.branch3x3.conv)
-        self.conv5x5 = fold_block(module.branch5x5.conv)
-        self.branch_pool = nn.Sequential(module.branch_pool.pool, fold_block(module.branch_pool.proj))
+        # Inception's branches hold ConvBlocks (and a MaxPool2d), which nn.Sequential's attributes do not show.
+        b3x3, b5x5, pool = module.branch3x3, module.branch5x5, module.branch_pool
+        reduces = [fold_block(cast(ConvBlock, b)) for b in (module.branch1x1, b3x3.reduce, b5x5.reduce)]
+        convs = [cast(nn.Conv2d, block[0]) for block in reduces]  # fold_block's conv, before its ReLU
+        self.splits = [conv.out_channels for conv in convs]
+        self.reduce = nn.Sequential(concat_convs(convs), nn.ReLU(inplace=True))
+        self.conv3x3 = fold_block(cast(ConvBlock, b3x3.conv))
+        self.conv5x5 = fold_block(cast(ConvBlock, b5x5.conv))
+        self.branch_pool = nn.Sequential(cast(nn.Module, pool.pool), fold_block(cast(ConvBlock, pool.proj)))
         self.out_channels = module.out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +91,9 @@ def optimize_for_inference(model: GoogLeNet, channels_last: bool = True, fuse_1x
     _replace_blocks(optimized, fuse_1x1)
     if channels_last:
         optimized = optimized.to(memory_format=torch.channels_last)
-    optimized.meta = getattr(model, "meta", None)
+    # The record itself, shared with `model`; None for a GoogLeNet built directly, which has no record (`meta` is
+    # typed for the models of build_model and load_model).
+    optimized.meta = getattr(model, "meta", None)  # type: ignore[assignment]
     return optimized.requires_grad_(False)
 
 

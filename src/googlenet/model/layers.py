@@ -17,6 +17,10 @@ class ConvBlock(nn.Sequential):
     With BatchNorm the convolution has no bias, as the BN shift replaces it.
     """
 
+    conv: nn.Conv2d
+    bn: nn.BatchNorm2d  # only with `bn_eps`
+    relu: nn.ReLU
+
     def __init__(
         self,
         in_channels: int,
@@ -41,6 +45,11 @@ ConvFactory = Callable[..., ConvBlock]
 class ParallelBranches(nn.Module):
     """Figure 2's shape: 1x1, 3x3, 5x5 and pooling paths side by side, outputs concatenated on channels."""
 
+    branch1x1: nn.Module
+    branch3x3: nn.Module
+    branch5x5: nn.Module
+    branch_pool: nn.Module
+
     def branches(self) -> list[nn.Module]:
         """The four parallel paths, in the order their outputs are concatenated."""
         return [self.branch1x1, self.branch3x3, self.branch5x5, self.branch_pool]
@@ -55,6 +64,11 @@ class Inception(ParallelBranches):
     Arguments are the Table 1 columns: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
     `kernel_5x5=3` gives torchvision's layout, whose "5x5" branch is a 3x3 convolution.
     """
+
+    branch1x1: ConvBlock
+    branch3x3: nn.Sequential  # reduce, conv: ConvBlocks
+    branch5x5: nn.Sequential  # reduce, conv: ConvBlocks
+    branch_pool: nn.Sequential  # pool: MaxPool2d, proj: ConvBlock
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ Only the paper's *printed* params/ops are typed in here, as a reference column; 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -36,28 +36,32 @@ TOLERANCE = 0.01
 FILTER_COLUMNS = ("1x1", "3x3_reduce", "3x3", "5x5_reduce", "5x5", "pool_proj")
 
 
-def _weighted(module: nn.Module) -> list[nn.Module]:
+def _weighted(module: nn.Module) -> list[nn.Conv2d | nn.Linear]:
     return [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
 def _out_channels(block: nn.Module) -> int:
-    return _weighted(block)[-1].out_channels
+    """The output channels of a convolution block (its last weighted layer is a Conv2d)."""
+    return cast(nn.Conv2d, _weighted(block)[-1]).out_channels
 
 
 def _filters(module: nn.Module) -> dict[str, int]:
     """The Table 1 filter columns, read from the convolutions themselves."""
+    # The blocks inside nn.Sequential are modules, which its attributes do not show (Tensor | Module).
     if isinstance(module, Inception):
+        b3x3, b5x5, pool = module.branch3x3, module.branch5x5, module.branch_pool
         counts = (
             _out_channels(module.branch1x1),
-            _out_channels(module.branch3x3.reduce),
-            _out_channels(module.branch3x3.conv),
-            _out_channels(module.branch5x5.reduce),
-            _out_channels(module.branch5x5.conv),
-            _out_channels(module.branch_pool.proj),
+            _out_channels(cast(nn.Module, b3x3.reduce)),
+            _out_channels(cast(nn.Module, b3x3.conv)),
+            _out_channels(cast(nn.Module, b5x5.reduce)),
+            _out_channels(cast(nn.Module, b5x5.conv)),
+            _out_channels(cast(nn.Module, pool.proj)),
         )
         return dict(zip(FILTER_COLUMNS, counts, strict=True))
     if isinstance(module, nn.Sequential) and hasattr(module, "reduce"):  # conv2: reduce, then 3x3
-        return {"3x3_reduce": _out_channels(module.reduce), "3x3": _out_channels(module.conv)}
+        reduce, conv = cast(nn.Module, module.reduce), cast(nn.Module, module.conv)
+        return {"3x3_reduce": _out_channels(reduce), "3x3": _out_channels(conv)}
     return {}
 
 
@@ -99,7 +103,7 @@ class _Counter:
     def watch_shapes(self, module: nn.Module) -> None:
         self._handles.append(module.register_forward_hook(self._shape))
 
-    def _count(self, layer: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+    def _count(self, layer: nn.Conv2d | nn.Linear, inputs: tuple, output: torch.Tensor) -> None:
         per_output = layer.weight[0].numel()  # in_channels/groups * kh * kw, or in_features
         positions = output.shape[-2] * output.shape[-1] if isinstance(layer, nn.Conv2d) else 1
         self.macs[layer] = self.macs.get(layer, 0) + per_output * layer.weight.shape[0] * positions

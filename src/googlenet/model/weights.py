@@ -9,7 +9,7 @@ import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -60,8 +60,8 @@ class ModelMeta:
     num_classes: int
     options: dict[str, Any] = field(default_factory=dict)
     input_size: int = 224
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # one per RGB channel
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
     interpolation: str = "bilinear"
     crop_pct: float = 0.875
     class_names: list[str] | None = None
@@ -90,7 +90,7 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, meta: ModelMet
     half-written file under the final name.
     """
     path = Path(path)
-    meta = meta if meta is not None else model.meta
+    meta = meta if meta is not None else cast(ModelMeta, model.meta)
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)

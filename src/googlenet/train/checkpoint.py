@@ -65,7 +65,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def rng_state() -> dict[str, Any]:
     """The RNG states that training draws from (dropout): CPU and, where present, CUDA."""
-    state = {"torch": torch.get_rng_state()}
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
