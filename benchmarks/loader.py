@@ -14,7 +14,8 @@ import time
 from googlenet.data import Augmented, build_dataset, train_loader
 from googlenet.model import VARIANTS
 from googlenet.train import config as train_config
-from googlenet.train.loop import input_scaling, transforms_for
+from googlenet.train.classification import transforms_for
+from googlenet.train.task import input_scaling
 
 
 def main() -> None:

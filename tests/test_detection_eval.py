@@ -10,9 +10,9 @@ from googlenet.detect.evaluation import DetectionEvaluator, ilsvrc_thresholds, i
 def _case_one_class(metric):
     ev = DetectionEvaluator(["thing"], metric)
     # Image A: one object, found (0.9) and found again (0.8: a duplicate, a false positive).
-    ev.process([[0, 0, 100, 100], [2, 2, 100, 100]], [0.9, 0.8], [0, 0], [[0, 0, 100, 100]], [0])
+    ev.add([[0, 0, 100, 100], [2, 2, 100, 100]], [0.9, 0.8], [0, 0], [[0, 0, 100, 100]], [0])
     # Image B: two objects, one found (0.7), one missed.
-    ev.process([[0, 0, 50, 50]], [0.7], [0], [[0, 0, 50, 50], [200, 200, 300, 300]], [0, 0])
+    ev.add([[0, 0, 50, 50]], [0.7], [0], [[0, 0, 50, 50], [200, 200, 300, 300]], [0, 0])
     return ev.evaluate()
 
 
@@ -36,7 +36,7 @@ def test_small_object_under_its_own_threshold():
     assert iou_matrix(np.array(detection, float), truth)[0, 0] == pytest.approx(0.4)
     for metric, expected in (("ilsvrc", 1.0), ("voc2010", 0.0)):
         ev = DetectionEvaluator(["small"], metric)
-        ev.process(detection, [0.5], [0], truth, [0])
+        ev.add(detection, [0.5], [0], truth, [0])
         assert ev.evaluate()["ap"]["small"] == pytest.approx(expected)
 
 
@@ -44,11 +44,11 @@ def test_two_classes_and_a_wrong_label():
     ev = DetectionEvaluator(["cat", "dog"])
     truths, labels = [[0, 0, 40, 40], [50, 50, 90, 90]], [0, 1]
     # The cat is found; the dog box is labelled cat (a cat false positive) and found as dog at a lower score.
-    ev.process([[0, 0, 40, 40], [50, 50, 90, 90], [50, 50, 90, 90]], [0.9, 0.8, 0.3], [0, 0, 1], truths, labels)
+    ev.add([[0, 0, 40, 40], [50, 50, 90, 90], [50, 50, 90, 90]], [0.9, 0.8, 0.3], [0, 0, 1], truths, labels)
     result = ev.evaluate()
     assert result["ap"] == pytest.approx({"cat": 1.0, "dog": 1.0})  # the FP ranks after the cat's only TP
     ev.reset()
-    ev.process([[50, 50, 90, 90], [0, 0, 40, 40], [50, 50, 90, 90]], [0.9, 0.8, 0.3], [0, 0, 1], truths, labels)
+    ev.add([[50, 50, 90, 90], [0, 0, 40, 40], [50, 50, 90, 90]], [0.9, 0.8, 0.3], [0, 0, 1], truths, labels)
     result = ev.evaluate()  # now the cat FP ranks first: precision 1/2 at recall 1
     assert result["ap"]["cat"] == pytest.approx(0.5) and result["map"] == pytest.approx(0.75)
 
@@ -58,9 +58,9 @@ def test_ilsvrc_takes_the_best_unmatched_object_voc_the_best_object():
     truths = [[0, 0, 100, 100], [20, 0, 120, 100]]
     boxes, scores = [[10, 0, 110, 100], [20, 0, 120, 100]], [0.9, 0.8]
     ilsvrc = DetectionEvaluator(["x"], "ilsvrc")
-    ilsvrc.process(boxes, scores, [0, 0], truths, [0, 0])
+    ilsvrc.add(boxes, scores, [0, 0], truths, [0, 0])
     voc = DetectionEvaluator(["x"], "voc2010")
-    voc.process(boxes, scores, [0, 0], truths, [0, 0])
+    voc.add(boxes, scores, [0, 0], truths, [0, 0])
     # Detection 1 has IoU 0.818 with both; it takes object 0 (first of the tie). Detection 2 then matches
     # object 1 exactly in both metrics.
     assert ilsvrc.evaluate()["ap"]["x"] == pytest.approx(1.0) and voc.evaluate()["ap"]["x"] == pytest.approx(1.0)
@@ -68,15 +68,15 @@ def test_ilsvrc_takes_the_best_unmatched_object_voc_the_best_object():
     # object 0; ILSVRC gives it the still-unmatched object 1.
     boxes = [[0, 0, 100, 100], [10, 0, 90, 100]]
     ilsvrc.reset(), voc.reset()
-    ilsvrc.process(boxes, scores, [0, 0], [[0, 0, 100, 100], [30, 0, 110, 100]], [0, 0])
-    voc.process(boxes, scores, [0, 0], [[0, 0, 100, 100], [30, 0, 110, 100]], [0, 0])
+    ilsvrc.add(boxes, scores, [0, 0], [[0, 0, 100, 100], [30, 0, 110, 100]], [0, 0])
+    voc.add(boxes, scores, [0, 0], [[0, 0, 100, 100], [30, 0, 110, 100]], [0, 0])
     assert ilsvrc.evaluate()["ap"]["x"] == pytest.approx(1.0)
     assert voc.evaluate()["ap"]["x"] == pytest.approx(0.5)
 
 
 def test_voc_difficult_objects_are_ignored():
     ev = DetectionEvaluator(["x"], "voc2010")
-    ev.process(
+    ev.add(
         [[0, 0, 10, 10], [20, 20, 40, 40]],
         [0.9, 0.8],
         [0, 0],
@@ -121,7 +121,7 @@ def test_agrees_with_torchmetrics_mean_average_precision(seed):
     ours = DetectionEvaluator(["a", "b", "c"], "ilsvrc")
     theirs = torchmetrics.MeanAveragePrecision(iou_thresholds=[0.5], class_metrics=True, backend="pycocotools")
     for boxes, scores, labels, truths, truth_labels in images:
-        ours.process(boxes, scores, labels, truths, truth_labels)
+        ours.add(boxes, scores, labels, truths, truth_labels)
         theirs.update(
             [{"boxes": torch.tensor(boxes), "scores": torch.tensor(scores), "labels": torch.tensor(labels)}],
             [{"boxes": torch.tensor(truths), "labels": torch.tensor(truth_labels)}],

@@ -136,9 +136,10 @@ def test_evaluation_averages_softmax_over_all_crops_and_models(crops):
     """The evaluator's probabilities equal the plain mean over every crop (duplicates included) and model."""
     models = _tiny_models(2)
     data = _Images([(28, 28), (30, 50), (50, 30)])
-    evaluator = CropEnsemble(models, "mean")
-    run(evaluator, data, CropSpec.of(models, crops), batch_size=2, workers=0, progress=False)
-    got = evaluator.model_probs()
+    collected, _ = run(
+        CropEnsemble(models, "mean"), data, CropSpec.of(models, crops), batch_size=2, workers=0, progress=False
+    )
+    got = collected.model_probs()
     with torch.no_grad():
         for m, model in enumerate(models):
             for i, (image, _) in enumerate(data):
@@ -147,7 +148,7 @@ def test_evaluation_averages_softmax_over_all_crops_and_models(crops):
                 assert_float32_close(got[m, i], _crop_mean, model, cut, terms=len(cut))
     targets = torch.tensor([label for _, label in data])
     ensemble = got.mean(0)
-    assert evaluator.evaluate()["top1"] == (ensemble.argmax(1) == targets).float().mean().item()
+    assert collected.evaluate()["top1"] == (ensemble.argmax(1) == targets).float().mean().item()
 
 
 def test_max_pooling_over_crops():

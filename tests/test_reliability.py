@@ -29,7 +29,8 @@ from googlenet.data.detection import read_xml
 from googlenet.data.images import UnreadableImage, load_image
 from googlenet.train import config as train_config
 from googlenet.train.checkpoint import RunStopped, load_checkpoint, save_checkpoint
-from googlenet.train.loop import Task, train
+from googlenet.train.classification import Classification
+from googlenet.train.loop import train
 from test_train import _weights, tiny
 
 from conftest import make_fashion_mnist
@@ -385,7 +386,7 @@ def test_sigterm_and_sigint_save_a_checkpoint_and_exit_cleanly(uninterrupted, tm
         _same_weights(out, expected)
 
 
-class NaNLoss(Task):
+class NaNLoss(Classification):
     """Classification whose loss is NaN at the given (1-based) steps, as a diverging run's would be."""
 
     def __init__(self, steps):

@@ -12,7 +12,8 @@ from googlenet import GoogLeNetOutputs, build_model, load_model, save_weights
 from googlenet.data import eval_transform
 from googlenet.data.loaders import train_loader
 from googlenet.train import config as train_config
-from googlenet.train.loop import compute_loss, make_averaged, param_groups, setup, train
+from googlenet.train.classification import compute_loss
+from googlenet.train.loop import make_averaged, param_groups, setup, train
 from googlenet.train.schedule import lr_at
 
 ROOT = Path(__file__).resolve().parents[1]

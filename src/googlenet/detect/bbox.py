@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor
-from googlenet.detect.regions import warp_pixels
+from googlenet.detect.regions import load_regions, warp_pixels
 
 LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 
@@ -129,6 +129,40 @@ def fit(
     identity = float((y[held] ** 2).sum()) / max(int(held.sum()), 1)
     report = {"lambda": best, "heldout_error": errors[best], "heldout_error_without": identity, "windows": len(x)}
     return weights.float(), report
+
+
+def fit_for(
+    checkpoint: str,
+    data: str,
+    split: str = "train",
+    proposals: str | None = None,
+    iou: float = 0.6,
+    max_windows: int = 20000,
+    limit: int = 0,
+    workers: int = 1,
+    cache: str | None = None,
+    progress: bool = True,
+) -> dict[str, object]:
+    """`googlenet detect fit-bbox`: the region classifier `checkpoint`'s regressors, fitted on a VOC-layout
+    split's `proposals` (default: the method it was trained on) and written beside it. Returns the report."""
+    from googlenet.detect.proposals import dataset_proposals, joined
+
+    if limit < 0 or max_windows < 1 or not 0 < iou < 1:
+        raise ValueError("--limit must be >= 0, --max-windows >= 1 and --iou in (0, 1)")
+    model = load_regions(checkpoint)
+    method = proposals or model.meta.head.proposals
+    dataset = VOCDetection(data, split).limit(limit)
+    boxes, _ = joined(dataset_proposals(dataset, method, cache, workers, None, progress))
+    x, y, classes = collect(model, dataset, boxes, iou, max_windows, progress=progress)
+    weights, report = fit(x, y, classes, model.meta.num_classes - 1)
+    path = save(weights, regression_path(checkpoint), report)
+    return {
+        **report,
+        "path": str(path),
+        "proposals": method,
+        "images": len(dataset),
+        "classes": model.meta.num_classes - 1,
+    }
 
 
 def save(weights: torch.Tensor, path: str | os.PathLike, report: dict[str, float]) -> Path:

@@ -19,8 +19,10 @@ from googlenet.data.images import image_tensor
 from googlenet.detect.regions import label_windows, warp_pixels
 from googlenet.model import ModelMeta
 from googlenet.model.weights import RegionHead
+from googlenet.train.classification import Classification
 from googlenet.train.config import TrainConfig
-from googlenet.train.loop import Parts, Run, Task, input_scaling, model_for
+from googlenet.train.loop import Run
+from googlenet.train.task import Parts, input_scaling, model_for
 
 BACKGROUND = "background"
 
@@ -123,14 +125,14 @@ def window_transform(mean, std, train: bool, photometric: float = 0.0, hflip: bo
 
 def training_proposals(data: VOCDetection, method: str, workers: int) -> list[np.ndarray]:
     """The cached proposals of `method` for every image of `data` (computed and cached when missing)."""
-    from googlenet.detect.proposals import METHODS, ProposalCache, search_dataset
+    from googlenet.detect.proposals import METHODS, dataset_proposals
 
     if method not in METHODS:
         raise ValueError(f"detect.proposals must be one of {', '.join(METHODS)}, not {method!r}")
-    return search_dataset(data, method, ProposalCache(data.root / "proposals", method), workers)[0]
+    return dataset_proposals(data, method, workers=workers)[method][0]
 
 
-class RegionTask(Task):
+class RegionTask(Classification):
     """The region classifier in the shared loop: a classification network over K + 1 classes (background
     first), started from a classification checkpoint, trained on `Windows` with `BalancedSampler` batches and
     evaluated by window accuracy on a fixed set of validation windows."""

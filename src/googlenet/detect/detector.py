@@ -15,7 +15,6 @@ import torch
 from PIL import Image
 from torch import nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
-from tqdm import tqdm
 
 from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor, load_image
@@ -23,15 +22,10 @@ from googlenet.detect.bbox import apply as apply_regression
 from googlenet.detect.bbox import decode, features, regression_path
 from googlenet.detect.bbox import load as load_regression
 from googlenet.detect.evaluation import DetectionEvaluator
-from googlenet.detect.regions import warp_pixels
-from googlenet.model import GoogLeNet, load_model
+from googlenet.detect.proposals import Proposer, dataset_proposals, joined, proposer_for
+from googlenet.detect.regions import load_regions, warp_pixels
+from googlenet.evaluate.driver import inference_on_dataset, progress_bar, resolve_device
 from googlenet.model.inference import optimize_for_inference
-
-
-def load_regions(path: str | os.PathLike) -> GoogLeNet:
-    """A region classifier from its .safetensors file (as `googlenet detect train` writes it), without its
-    auxiliary heads."""
-    return load_model(path, task="regions", aux=False).eval()
 
 
 @dataclass
@@ -155,10 +149,35 @@ def select(
 
 class Detector:
     """Proposals -> region softmax -> per-class NMS. `proposer(image)` gives one decoded RGB image's proposals
-    as (N, 4) pixel boxes (see `googlenet.detect.proposals.Proposer`)."""
+    as (N, 4) pixel boxes (a `googlenet.detect.proposals.Proposer`)."""
 
-    def __init__(self, ensemble: RegionEnsemble, proposer: Any, nms: float = 0.3, max_detections: int = 100) -> None:
+    def __init__(
+        self, ensemble: RegionEnsemble, proposer: Proposer, nms: float = 0.3, max_detections: int = 100
+    ) -> None:
         self.ensemble, self.proposer, self.nms, self.max_detections = ensemble, proposer, nms, max_detections
+
+    @classmethod
+    def load(
+        cls,
+        checkpoints: list[str],
+        proposals: str | None = None,
+        multibox: str | None = None,
+        tiles: int | None = None,
+        nms: float = 0.3,
+        max_detections: int = 100,
+        bbox_regression: bool = False,
+        device: str = "auto",
+        optimize: bool = True,
+    ) -> Detector:
+        """The detector of region classifier(s) `checkpoints` with `proposals` (default: the paper's with a
+        `multibox` model, else ss2x); its proposal method is `detector.method`."""
+        if not 0 < nms <= 1 or max_detections < 1:
+            raise ValueError("--nms must be in (0, 1] and --max-detections >= 1")
+        method = proposals or ("paper" if multibox else "ss2x")
+        ensemble = RegionEnsemble.load(checkpoints, resolve_device(device), bbox_regression, optimize)
+        detector = cls(ensemble, proposer_for(method, multibox, tiles), nms, max_detections)
+        detector.method, detector.multibox, detector.tiles = method, multibox, tiles
+        return detector
 
     @property
     def classes(self) -> list[str]:
@@ -189,22 +208,109 @@ class Detector:
         return Detections(boxes, scores, labels, seconds)
 
 
+class DetectionScores(DetectionEvaluator):
+    """mAP of whole images through the evaluation driver: inputs are (index, annotation, labels) of an image,
+    outputs its `Detections`, whose timings are kept too."""
+
+    def reset(self) -> None:
+        super().reset()
+        self.seconds: list[float] = []
+
+    def process(self, inputs: tuple[int, Any, np.ndarray], outputs: Detections) -> None:
+        _, annotation, labels = inputs
+        self.add(outputs.boxes, outputs.scores, outputs.labels, annotation.boxes, labels, annotation.difficult)
+        self.seconds.append(outputs.seconds["total"])
+
+
 def evaluate_dataset(
     detector: Detector, data: VOCDetection, proposals: list[np.ndarray], metric: str = "ilsvrc", progress: bool = True
-) -> tuple[dict[str, Any], list[Detections]]:
-    """Detect every image of `data` on its (cached) `proposals` and score the detections with `metric`."""
+) -> tuple[dict[str, Any], list[float]]:
+    """Detect every image of `data` on its (cached) `proposals` and score the detections with `metric`:
+    (the evaluator's record, each image's seconds of detection)."""
     if list(data.classes) != detector.classes:
         raise ValueError(f"the dataset's classes {list(data.classes)} differ from the classifier's {detector.classes}")
-    evaluator = DetectionEvaluator(detector.classes, metric)
-    found = []
-    for k in tqdm(range(len(data)), desc="detect", unit="img", disable=not progress):
-        result = detector.detect(data.image_path(k), proposals[k])
-        annotation = data.annotations[k]
-        evaluator.process(
-            result.boxes, result.scores, result.labels, annotation.boxes, data.labels(k), annotation.difficult
-        )
-        found.append(result)
-    return evaluator.evaluate(), found
+    collected = DetectionScores(detector.classes, metric)
+    images = ((k, data.annotations[k], data.labels(k)) for k in range(len(data)))
+
+    def run(inputs: tuple[int, Any, np.ndarray]) -> Detections:
+        return detector.detect(data.image_path(inputs[0]), proposals[inputs[0]])
+
+    with progress_bar(len(data), "detect", progress) as bar:
+        results, _ = inference_on_dataset(run, images, collected, lambda _: 1, bar)
+    return results, collected.seconds
+
+
+def evaluate_detector(
+    checkpoints: list[str],
+    data: str,
+    split: str = "test",
+    proposals: str | None = None,
+    multibox: str | None = None,
+    tiles: int | None = None,
+    nms: float = 0.3,
+    max_detections: int = 100,
+    bbox_regression: bool = False,
+    device: str = "auto",
+    optimize: bool = True,
+    metric: str = "ilsvrc",
+    limit: int = 0,
+    workers: int = 1,
+    cache: str | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`googlenet detect evaluate`: the detector's mAP and per-class AP over a VOC-layout dataset with timings
+    (the record), and the evaluator's results with the precision-recall curves (for `plot_precision_recall`)."""
+    if limit < 0 or workers < 1:
+        raise ValueError("--limit must be >= 0 and --workers >= 1")
+    detector = Detector.load(
+        checkpoints, proposals, multibox, tiles, nms, max_detections, bbox_regression, device, optimize
+    )
+    dataset = VOCDetection(data, split).limit(limit)
+    started = time.perf_counter()
+    found = dataset_proposals(dataset, detector.method, cache, workers, multibox, progress, tiles)
+    boxes, seconds = joined(found)
+    results, classify = evaluate_dataset(detector, dataset, boxes, metric, progress)
+    images = max(len(dataset), 1)
+    record = {
+        "map": results["map"],
+        "ap": results["ap"],
+        "metric": metric,
+        "images": len(dataset),
+        "proposals": detector.method,
+        "proposals_per_image": sum(len(b) for b in boxes) / max(len(boxes), 1),
+        "models": len(checkpoints),
+        "bbox_regression": bbox_regression,
+        "seconds_per_image": (sum(seconds) + sum(classify)) / images,
+        "classify_seconds_per_image": sum(classify) / images,
+        "proposal_seconds_per_image": sum(seconds) / images,
+        "wall_seconds": time.perf_counter() - started,
+        "checkpoints": checkpoints,
+    }
+    return record, results
+
+
+def detect_images(
+    images: list[str], threshold: float = 0.5, out: str | None = None, **detector: Any
+) -> list[dict[str, Any]]:
+    """`googlenet detect predict`: each image's detections scoring at least `threshold`, with timings, by the
+    detector that `Detector.load(**detector)` makes; with `out`, each image saved there as PNG with its boxes
+    drawn (path under `drawn`). The arguments are checked before anything is loaded."""
+    if not 0 <= threshold <= 1:
+        raise ValueError("--threshold must be in [0, 1]")
+    for path in images:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"image not found: {path}")
+    found_by = Detector.load(**detector)
+    records = []
+    for path in images:
+        image = load_image(path)  # decoded once: for the proposals, the classifier and the drawing
+        found = found_by.detect(image)
+        kept = found.above(threshold)
+        record: dict[str, Any] = {"image": path, "detections": kept.to_json(found_by.classes), "seconds": found.seconds}
+        if out:
+            record["drawn"] = str(draw(image, kept, found_by.classes, Path(out) / (Path(path).stem + ".png")))
+        records.append(record)
+    return records
 
 
 def plot_precision_recall(results: dict[str, Any], path: str | Path, title: str = "") -> None:

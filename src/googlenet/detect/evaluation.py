@@ -87,8 +87,9 @@ def average_precision(
 
 @dataclass
 class DetectionEvaluator:
-    """mAP in the reset / process / evaluate style: `process` one image's detections and ground truth at a
-    time; `evaluate` gives AP per class and their mean."""
+    """mAP in the reset / process / evaluate style: `add` one image's detections and ground truth at a time
+    (`googlenet.detect.detector.DetectionScores.process` does it for the evaluation driver); `evaluate` gives
+    AP per class and their mean."""
 
     classes: list[str]
     metric: str = "ilsvrc"
@@ -106,7 +107,7 @@ class DetectionEvaluator:
         self._scores = [[] for _ in self.classes]
         self._positives = np.zeros(len(self.classes), np.int64)
 
-    def process(
+    def add(
         self,
         boxes: np.ndarray,
         scores: np.ndarray,

@@ -5,6 +5,7 @@ matching loss. Its top boxes after NMS are the paper's extra 200 proposals per i
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -170,6 +171,30 @@ class BoxTransform:
         )
         pixels, boxes = self.pipeline(image, boxes)
         return pixels, boxes.as_subclass(torch.Tensor) / self.size
+
+
+class MultiBoxProposer:
+    """A trained MultiBox model as a proposer: one decoded RGB image -> its top boxes in pixels, from the whole
+    image and `tiles` x `tiles` crops (default: the tiling the model was trained to propose with)."""
+
+    parallel = False  # the network runs in this process, batched over the views of one image
+
+    def __init__(self, model: MultiBox, tiles: int | None = None, cache_name: str = "multibox") -> None:
+        meta = model.meta
+        self.model, self.tiles, self.cache_name = model, tiles_of(model, tiles), cache_name
+        self.transform = BoxTransform(meta.input_size, meta.mean, meta.std, train=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, tiles: int | None = None) -> MultiBoxProposer:
+        """From MultiBox weights; proposals are cached per weights file and tiling."""
+        model = load_multibox(path)
+        tiles = tiles_of(model, tiles)
+        name = f"multibox-{Path(path).resolve().parent.name}" + (f"-tiles{tiles}" if tiles > 1 else "")
+        return cls(model, tiles, name)
+
+    def __call__(self, image: Any) -> np.ndarray:
+        head = self.model.meta.head
+        return image_proposals(self.model, image, self.transform, head.top, head.nms, self.tiles)
 
 
 def load_multibox(path: str | os.PathLike) -> MultiBox:

@@ -4,6 +4,7 @@ googlenet.detect.multibox, which test time uses without this module."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,11 +14,13 @@ from torch.utils.data import Dataset
 from torchvision.ops import box_iou
 
 from googlenet.detect.multibox import BoxTransform, MultiBox, kmeans_priors, matching_loss, top_boxes
+from googlenet.evaluate.driver import inference_on_dataset
 from googlenet.model import ModelMeta, build_model, save_weights
 from googlenet.model.weights import MultiBoxHead
 from googlenet.train import distributed
 from googlenet.train.config import TrainConfig
-from googlenet.train.loop import WEIGHTS, Parts, Run, Task, inference_model, input_scaling
+from googlenet.train.loop import Run
+from googlenet.train.task import WEIGHTS, Parts, Task, inference_model, input_scaling
 
 
 def collate_boxes(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -28,6 +31,35 @@ def collate_boxes(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch
 def _normalised_boxes(data) -> np.ndarray:
     sizes = [np.array([a.width, a.height, a.width, a.height], np.float32) for a in data.annotations]
     return np.concatenate([a.boxes / size for a, size in zip(data.annotations, sizes, strict=True)])
+
+
+class MultiBoxRecall:
+    """Evaluator (reset / process / evaluate) of MultiBox: the matching loss and the recall at IoU 0.5 of each
+    image's `top` boxes after NMS at `nms` (IoU is the same in normalised and in pixel coordinates). `reduce`
+    sums the running totals over processes."""
+
+    def __init__(self, alpha: float, top: int, nms: float, reduce: Callable[[list[float]], list[float]]) -> None:
+        self.alpha, self.top, self.nms, self.reduce = alpha, top, nms, reduce
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss_sum = self.covered = self.objects = self.count = 0.0
+
+    def process(self, inputs: tuple[torch.Tensor, list[torch.Tensor]], outputs: tuple[torch.Tensor, ...]) -> None:
+        """A batch (images, ground-truth boxes per image) and the model's (boxes, confidence logits)."""
+        images, truths = inputs
+        boxes, logits = outputs
+        self.loss_sum += matching_loss(boxes.float(), logits.float(), truths, self.alpha).item() * len(images)
+        for b, z, g in zip(boxes, logits, truths, strict=True):
+            kept = top_boxes(b, z, self.top, self.nms)
+            if len(g) and len(kept):
+                self.covered += int((box_iou(g, kept).max(dim=1).values >= 0.5).sum())
+            self.objects += len(g)
+        self.count += len(images)
+
+    def evaluate(self) -> dict[str, float]:
+        loss_sum, covered, objects, count = self.reduce([self.loss_sum, self.covered, self.objects, self.count])
+        return {"loss": loss_sum / count, "recall": covered / max(objects, 1), "images": int(count)}
 
 
 class MultiBoxTask(Task):
@@ -74,13 +106,10 @@ class MultiBoxTask(Task):
         loss = matching_loss(boxes.float(), logits.float(), truths, cfg.multibox.alpha)
         return loss, loss, (boxes, logits)
 
-    def batch_stats(self, output: Any, targets: Any) -> dict[str, float]:
-        return {}
-
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: Dataset, run: Run) -> dict[str, float]:
-        """Matching loss and the recall at IoU 0.5 of each image's top boxes after NMS (IoU is the same in
-        normalised and in pixel coordinates), summed over all processes."""
+        """Matching loss and the recall at IoU 0.5 of each image's top boxes after NMS, summed over all
+        processes."""
         from googlenet.data.loaders import eval_loader
 
         model.eval()
@@ -88,20 +117,10 @@ class MultiBoxTask(Task):
         loader = eval_loader(
             data, run.per_rank_batch, run.ctx.rank, run.ctx.world_size, cfg.data.workers, collate_fn=collate_boxes
         )
-        loss_sum = covered = objects = count = 0.0
-        for images, truths in loader:
-            images = images.to(run.ctx.device, run.dtype)
-            boxes, logits = model(images)
-            truths = [t.to(run.ctx.device) for t in truths]
-            loss_sum += matching_loss(boxes.float(), logits.float(), truths, cfg.multibox.alpha).item() * len(images)
-            for b, z, g in zip(boxes, logits, truths, strict=True):
-                kept = top_boxes(b, z, cfg.multibox.top, cfg.multibox.nms)
-                if len(g) and len(kept):
-                    covered += int((box_iou(g, kept).max(dim=1).values >= 0.5).sum())
-                objects += len(g)
-            count += len(images)
-        loss_sum, covered, objects, count = distributed.all_reduce_sum([loss_sum, covered, objects, count], run.ctx)
-        return {"loss": loss_sum / count, "recall": covered / max(objects, 1), "images": int(count)}
+        batches = ((x.to(run.ctx.device, run.dtype), [t.to(run.ctx.device) for t in truths]) for x, truths in loader)
+        m = cfg.multibox
+        recall = MultiBoxRecall(m.alpha, m.top, m.nms, lambda sums: distributed.all_reduce_sum(sums, run.ctx))
+        return inference_on_dataset(lambda batch: model(batch[0]), batches, recall)[0]
 
     def export(self, run: Run, results: dict[str, Any]) -> None:
         cfg = run.cfg

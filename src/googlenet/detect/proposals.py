@@ -6,10 +6,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -18,6 +18,13 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from googlenet.data.detection import VOCDetection
+
+
+class Proposer(Protocol):
+    """Anything that proposes regions: one decoded RGB image -> (N, 4) float32 pixel boxes (x1, y1, x2, y2).
+    `parallel` proposers are run one image per worker process over a dataset."""
+
+    def __call__(self, image: Image.Image) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -34,10 +41,13 @@ class SelectiveSearch:
     width: int = 500
     min_side: int = 20
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """Boxes (N, 4) float32 (x1, y1, x2, y2) in the pixels of `image` (H, W, 3) uint8 RGB."""
+    parallel = True  # one image per worker process (see `propose_dataset`)
+
+    def __call__(self, image: Image.Image | np.ndarray) -> np.ndarray:
+        """Boxes (N, 4) float32 (x1, y1, x2, y2) in the pixels of `image` (RGB; (H, W, 3) uint8 as an array)."""
         import cv2
 
+        image = np.asarray(image)
         seg = cv2.ximgproc.segmentation
         height, width = image.shape[:2]
         scale = self.width / width if self.width else 1.0
@@ -129,62 +139,49 @@ class ProposalCache:
         tmp.replace(self.path(ident))
 
 
-def _search_one(job: tuple[str, str]) -> tuple[np.ndarray, float]:
-    """Selective Search on one image file in a worker process (OpenCV on one thread: one core per worker)."""
+def _propose_one(job: tuple[str, Proposer]) -> tuple[np.ndarray, float]:
+    """One image file's proposals and the seconds they took, in a worker process (OpenCV on one thread: one
+    core per worker)."""
     import cv2
 
     from googlenet.data.images import load_image
 
     cv2.setNumThreads(1)
-    path, method = job
-    pixels = np.asarray(load_image(path))
+    path, proposer = job
+    image = load_image(path)
     start = time.perf_counter()
-    boxes = METHODS[method](pixels)
+    boxes = proposer(image)
     return boxes, time.perf_counter() - start
 
 
-def _cached(
+def propose_dataset(
     data: VOCDetection,
-    cache: ProposalCache | None,
-    desc: str,
-    find: Callable[[list[int]], Iterator[tuple[np.ndarray, float]]],
-    progress: bool,
+    proposer: Proposer,
+    cache: ProposalCache | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    desc: str = "proposals",
 ) -> tuple[list[np.ndarray], list[float]]:
-    """Every image's (boxes, seconds): from `cache` where it has them, else from `find(indices)` (in order),
-    each result cached as it comes."""
+    """Every image's (boxes, seconds) from `proposer`: from `cache` where it has them, else computed (in
+    `workers` processes when the proposer runs apart, as Selective Search does) and cached as they come."""
     results: list[tuple[np.ndarray, float] | None] = [cache.get(i) if cache else None for i in data.ids]
     todo = [k for k, r in enumerate(results) if r is None]
-    found = find(todo)
-    with tqdm(total=len(data), initial=len(data) - len(todo), desc=desc, unit="img", disable=not progress) as bar:
-        try:
+    jobs = [(str(data.image_path(k)), proposer) for k in todo]
+    apart = getattr(proposer, "parallel", False) and workers > 1 and len(jobs) > 1
+    pool = multiprocessing.get_context("spawn").Pool(workers) if apart else None
+    try:
+        found = pool.imap(_propose_one, jobs) if pool else map(_propose_one, jobs)
+        with tqdm(total=len(data), initial=len(data) - len(todo), desc=desc, unit="img", disable=not progress) as bar:
             for k, result in zip(todo, found, strict=True):
                 results[k] = result
                 if cache:
                     cache.put(data.ids[k], *result)
                 bar.update()
-        finally:
-            found.close()  # the generator's own clean-up (a worker pool) runs now, not at garbage collection
+    finally:
+        if pool:
+            pool.terminate()
     done = [r for r in results if r is not None]  # every one, after the loop
     return [r[0] for r in done], [r[1] for r in done]
-
-
-def search_dataset(
-    data: VOCDetection, method: str, cache: ProposalCache | None = None, workers: int = 1, progress: bool = True
-) -> tuple[list[np.ndarray], list[float]]:
-    """Selective Search `method` on every image of `data`, in `workers` processes, cached: (boxes, seconds)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown Selective Search method {method!r}; choose from {', '.join(METHODS)}")
-
-    def search(todo: list[int]) -> Iterator[tuple[np.ndarray, float]]:
-        jobs = [(str(data.image_path(k)), method) for k in todo]
-        pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 and len(jobs) > 1 else None
-        try:
-            yield from pool.imap(_search_one, jobs) if pool else map(_search_one, jobs)
-        finally:
-            if pool:
-                pool.terminate()
-
-    return _cached(data, cache, method, search, progress)
 
 
 def coverage(
@@ -222,30 +219,6 @@ def plot_recall(results: dict[str, dict[str, Any]], path: str | Path) -> None:
     plt.close(fig)
 
 
-def multibox_dataset(
-    data: VOCDetection,
-    model: torch.nn.Module,
-    cache: ProposalCache | None = None,
-    tiles: int | None = None,
-    progress: bool = True,
-) -> tuple[list[np.ndarray], list[float]]:
-    """MultiBox's top boxes after NMS for every image of `data` (whole image plus `tiles` x `tiles` crops;
-    default: the model's setting), cached: (boxes, seconds)."""
-    from googlenet.detect.multibox import BoxTransform, image_proposals, tiles_of
-
-    meta = model.meta
-    tiles = tiles_of(model, tiles)
-    transform = BoxTransform(meta.input_size, meta.mean, meta.std, train=False)
-
-    def propose(todo: list[int]) -> Iterator[tuple[np.ndarray, float]]:
-        for k in todo:
-            began = time.perf_counter()
-            boxes = image_proposals(model, data[k][0], transform, meta.head.top, meta.head.nms, tiles)
-            yield boxes, time.perf_counter() - began
-
-    return _cached(data, cache, "multibox", propose, progress)
-
-
 PAPER_SOURCES = ("ss2x", "multibox")  # the paper's proposals: Selective Search at 2x superpixels + MultiBox
 
 
@@ -257,9 +230,36 @@ def sources_of(method: str) -> tuple[str, ...]:
     return PAPER_SOURCES if method == "paper" else (method,)
 
 
-def multibox_cache_name(checkpoint: str | os.PathLike, tiles: int = 1) -> str:
-    """Cache folder name of one MultiBox model's proposals (named after its run folder and the tiling)."""
-    return f"multibox-{Path(checkpoint).resolve().parent.name}" + (f"-tiles{tiles}" if tiles > 1 else "")
+class Joined:
+    """The union of several proposers' boxes for one image, in order (the paper's: Selective Search, then
+    MultiBox); `sources` maps each source's name to its proposer."""
+
+    def __init__(self, sources: dict[str, Proposer]) -> None:
+        self.sources = sources
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        return np.concatenate([propose(image) for propose in self.sources.values()]).astype(np.float32)
+
+
+def proposer_for(method: str = "ss2x", multibox: str | os.PathLike | None = None, tiles: int | None = None) -> Joined:
+    """The proposer of `method`: a Selective Search method, `multibox` (a trained MultiBox model's top boxes,
+    on the whole image and `tiles` x `tiles` crops; default: the model's tiling) or the paper's union of both."""
+    sources: dict[str, Proposer] = {}
+    for source in sources_of(method):
+        if source != "multibox":
+            sources[source] = METHODS[source]
+            continue
+        if not multibox:
+            raise ValueError(f"proposals {method!r} need a MultiBox checkpoint (from googlenet detect train-multibox)")
+        from googlenet.detect.multibox import MultiBoxProposer
+
+        sources[source] = MultiBoxProposer.load(multibox, tiles)
+    return Joined(sources)
+
+
+def cache_name(source: str, proposer: Proposer) -> str:
+    """The cache folder of one source's proposals (a MultiBox model's is named after its weights)."""
+    return getattr(proposer, "cache_name", source)
 
 
 def dataset_proposals(
@@ -271,24 +271,14 @@ def dataset_proposals(
     progress: bool = True,
     tiles: int | None = None,
 ) -> dict[str, tuple[list[np.ndarray], list[float]]]:
-    """Every image's proposals from each source of `method` (see `sources_of`), cached under `folder` (default
-    DATA/proposals): {source: (boxes per image, seconds per image)}."""
-    sources = sources_of(method)
-    if "multibox" in sources and not multibox:
-        raise ValueError(f"proposals {method!r} need a MultiBox checkpoint (from googlenet detect train-multibox)")
+    """Every image's proposals from each source of `method` (see `proposer_for`), cached under `folder`
+    (default DATA/proposals): {source: (boxes per image, seconds per image)}."""
     folder = Path(folder) if folder else data.root / "proposals"
-    found = {}
-    for source in sources:
-        if source == "multibox":
-            from googlenet.detect.multibox import load_multibox, tiles_of
-
-            model = load_multibox(multibox)
-            tiles = tiles_of(model, tiles)
-            store = ProposalCache(folder, multibox_cache_name(multibox, tiles))
-            found[source] = multibox_dataset(data, model, store, tiles, progress)
-        else:
-            found[source] = search_dataset(data, source, ProposalCache(folder, source), workers, progress)
-    return found
+    sources = proposer_for(method, multibox, tiles).sources
+    return {
+        source: propose_dataset(data, p, ProposalCache(folder, cache_name(source, p)), workers, progress, source)
+        for source, p in sources.items()
+    }
 
 
 def joined(found: dict[str, tuple[list[np.ndarray], list[float]]]) -> tuple[list[np.ndarray], list[float]]:
@@ -299,33 +289,35 @@ def joined(found: dict[str, tuple[list[np.ndarray], list[float]]]) -> tuple[list
     return boxes, seconds
 
 
-class Proposer:
-    """Proposals for one decoded RGB image at a time (detection of new images): `proposer(image)` -> (N, 4)
-    pixel boxes from a Selective Search method, or the paper's union with a MultiBox model."""
-
-    def __init__(
-        self, method: str = "ss2x", multibox: str | os.PathLike | None = None, tiles: int | None = None
-    ) -> None:
-        self.sources = sources_of(method)
-        self.multibox = None
-        if "multibox" in self.sources:
-            if not multibox:
-                raise ValueError(f"proposals {method!r} need --multibox CKPT (from googlenet detect train-multibox)")
-            from googlenet.detect.multibox import BoxTransform, load_multibox, tiles_of
-
-            self.multibox = load_multibox(multibox)
-            meta = self.multibox.meta
-            self.transform = BoxTransform(meta.input_size, meta.mean, meta.std, train=False)
-            self.tiles = tiles_of(self.multibox, tiles)
-
-    def __call__(self, image: Image.Image) -> np.ndarray:
-        found = []
-        for source in self.sources:
-            if source == "multibox":
-                from googlenet.detect.multibox import image_proposals
-
-                head = self.multibox.meta.head
-                found.append(image_proposals(self.multibox, image, self.transform, head.top, head.nms, self.tiles))
-            else:
-                found.append(METHODS[source](np.asarray(image)))
-        return np.concatenate(found).astype(np.float32)
+def proposal_report(
+    data: str,
+    split: str = "test",
+    methods: Sequence[str] = ("ss2x",),
+    limit: int = 0,
+    workers: int = 1,
+    cache: str | None = None,
+    multibox: str | None = None,
+    tiles: int | None = None,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """`googlenet detect proposals`: per method, the boxes per image, the recall of the ground truth at IoU 0.5
+    (also with each image's first n boxes) and the seconds per image; a union also per source."""
+    if limit < 0 or workers < 1 or (tiles is not None and tiles < 1):
+        raise ValueError("--limit must be >= 0, --workers >= 1 and --tiles >= 1")
+    if {"multibox", "paper"} & set(methods) and not multibox:
+        raise ValueError("--method multibox and paper need --multibox CKPT (from googlenet detect train-multibox)")
+    dataset = VOCDetection(data, split).limit(limit)
+    found: dict[str, tuple[list, list]] = {}
+    for method in methods:
+        for source in sources_of(method):
+            if source not in found:
+                found.update(dataset_proposals(dataset, source, cache, workers, multibox, progress, tiles))
+    results = {}
+    for method in methods:
+        parts = {m: found[m] for m in sources_of(method)}
+        boxes, seconds = joined(parts)
+        results[method] = {"method": method, "images": len(dataset), **coverage(boxes, dataset)}
+        results[method]["seconds_per_image"] = sum(seconds) / max(len(seconds), 1)
+        if len(parts) > 1:
+            results[method]["sources"] = {m: coverage(p[0], dataset) for m, p in parts.items()}
+    return results

@@ -1,10 +1,21 @@
-"""R-CNN's region warp and window labels: what the Inception region classifier sees of each proposal."""
+"""The Inception region classifier's inputs and weights: R-CNN's region warp and window labels (what it sees of
+each proposal), and loading its .safetensors file."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import torch
 from torchvision.ops import box_iou, roi_align
+
+from googlenet.model import GoogLeNet, load_model
+
+
+def load_regions(path: str | os.PathLike) -> GoogLeNet:
+    """A region classifier from its .safetensors file (as `googlenet detect train` writes it), without its
+    auxiliary heads."""
+    return load_model(path, task="regions", aux=False).eval()
 
 
 def context_boxes(boxes: torch.Tensor, size: int, padding: int = 16) -> torch.Tensor:

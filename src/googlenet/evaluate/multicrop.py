@@ -4,19 +4,19 @@ image and over all the models, then top-1 accuracy and top-5 error."""
 from __future__ import annotations
 
 import sys
-import time
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms.v2 import functional as F
-from tqdm import tqdm
 
-from googlenet.data.images import UnreadableImage
-from googlenet.data.loaders import eval_loader
+from googlenet.data.images import UnreadableImage, load_image
+from googlenet.data.loaders import dataset_for, eval_loader
 from googlenet.data.multicrop import CropSpec
+from googlenet.evaluate.driver import inference_on_dataset, progress_bar, resolve_device
 from googlenet.evaluate.metrics import topk_correct
-from googlenet.model import GoogLeNet
+from googlenet.model import GoogLeNet, load_for_inference
 
 POOLS = ("mean", "max")
 
@@ -65,37 +65,56 @@ def pool_crops(probs: torch.Tensor, weights: torch.Tensor, owner: torch.Tensor, 
 
 
 class CropEnsemble:
-    """Evaluator in the reset / process / evaluate style: each model's crop-pooled softmax probabilities
-    per image are kept, so ensembles of any subset of the models can be scored afterwards."""
+    """The models at test time: a batch from `collate` -> each model's softmax probabilities pooled over each
+    image's crops, (models, images, classes) on the CPU. Evaluators (`CropScores`) only collect them."""
 
     def __init__(self, models: list[GoogLeNet], pool: str = "mean", device: str = "cpu", chunk: int = 256) -> None:
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {pool!r}")
         self.models = [m.to(device).eval() for m in models]
         self.pool, self.device, self.chunk = pool, torch.device(device), chunk
+
+    @torch.inference_mode()
+    def __call__(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        crops, weights, owner, targets = batch
+        crops = F.to_dtype(crops.to(self.device, non_blocking=True), torch.float32, scale=True)
+        weights, owner = weights.to(self.device), owner.to(self.device)
+        pooled = []
+        for model in self.models:
+            x = F.normalize(crops, list(model.meta.mean), list(model.meta.std))
+            probs = torch.cat([model(part).float().softmax(dim=1) for part in x.split(self.chunk)])
+            pooled.append(pool_crops(probs, weights, owner, len(targets), self.pool).cpu())
+        return torch.stack(pooled)
+
+
+class CropScores:
+    """Evaluator in the reset / process / evaluate style: each model's crop-pooled probabilities per image are
+    kept, so ensembles of any subset of the models can be scored afterwards."""
+
+    def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.probs: list[list[torch.Tensor]] = [[] for _ in self.models]
+        self.probs: list[torch.Tensor] = []
         self.targets: list[torch.Tensor] = []
 
-    @torch.inference_mode()
-    def process(self, crops: torch.Tensor, weights: torch.Tensor, owner: torch.Tensor, targets: torch.Tensor) -> None:
-        """One batch from `collate`: every model's pooled probabilities for its images."""
-        crops = F.to_dtype(crops.to(self.device, non_blocking=True), torch.float32, scale=True)
-        weights, owner = weights.to(self.device), owner.to(self.device)
-        for model, kept in zip(self.models, self.probs, strict=True):
-            x = F.normalize(crops, list(model.meta.mean), list(model.meta.std))
-            probs = torch.cat([model(part).float().softmax(dim=1) for part in x.split(self.chunk)])
-            kept.append(pool_crops(probs, weights, owner, len(targets), self.pool).cpu())
-        self.targets.append(targets)
+    def process(self, inputs: tuple[torch.Tensor, ...], outputs: torch.Tensor) -> None:
+        """One batch from `collate` and the ensemble's (models, images, classes) probabilities for it."""
+        self.probs.append(outputs)
+        self.targets.append(inputs[3])
+
+    @property
+    def images(self) -> int:
+        return sum(len(t) for t in self.targets)
 
     def model_probs(self) -> torch.Tensor:
         """(models, images, classes) crop-pooled probabilities."""
-        return torch.stack([torch.cat(p) for p in self.probs])
+        return torch.cat(self.probs, dim=1)
 
     def evaluate(self, members: list[int] | None = None) -> dict[str, Any]:
         """Top-1 / top-5 accuracy (fractions) of the ensemble of `members` (default: all models)."""
+        if not self.targets:
+            return {}
         probs = self.model_probs()
         return scores(probs[members if members is not None else slice(None)].mean(dim=0), torch.cat(self.targets))
 
@@ -120,52 +139,91 @@ def check_classes(models: list[GoogLeNet], classes: list[str] | None) -> None:
 
 
 def run(
-    evaluator: CropEnsemble,
+    ensemble: CropEnsemble,
     dataset: Dataset,
     spec: CropSpec,
     limit: int = 0,
     batch_size: int = 32,
     workers: int = 1,
     progress: bool = True,
-) -> float:
-    """Feed the first `limit` images (0 = all) of `dataset`, cut by `spec`, through `evaluator`.
-
-    Returns the seconds taken."""
+) -> tuple[CropScores, float]:
+    """The first `limit` images (0 = all) of `dataset`, cut by `spec`, through `ensemble`: the collected
+    `CropScores` and the seconds taken."""
     if limit:
         dataset = Subset(dataset, range(min(limit, len(dataset))))
     loader = eval_loader(
-        Cropped(dataset, spec), batch_size, 0, 1, workers, evaluator.device.type == "cuda", collate_fn=collate
+        Cropped(dataset, spec), batch_size, 0, 1, workers, ensemble.device.type == "cuda", collate_fn=collate
     )
-    evaluator.reset()
-    start = time.perf_counter()
-    label = f"{len(evaluator.models)} model(s) x {spec.crops} crop(s)"
-    with tqdm(total=len(dataset), unit="img", desc=label, disable=not progress, file=sys.stderr) as bar:
-        for batch in loader:
-            if batch is not None:
-                evaluator.process(*batch)
-                bar.update(len(batch[3]))
-    if not evaluator.targets:
+    collected = CropScores()
+    label = f"{len(ensemble.models)} model(s) x {spec.crops} crop(s)"
+    with progress_bar(len(dataset), label, progress) as bar:
+        _, seconds = inference_on_dataset(ensemble, loader, collected, lambda batch: len(batch[3]), bar)
+    if not collected.targets:
         raise ValueError(f"none of the {len(dataset)} images could be read (see the warnings above)")
-    return time.perf_counter() - start
+    return collected, seconds
+
+
+def evaluate(
+    checkpoints: list[str],
+    crops: int = 1,
+    pool: str = "mean",
+    data: str = "fashion_mnist",
+    split: str = "test",
+    root: str | None = None,
+    limit: int = 0,
+    batch_size: int = 32,
+    workers: int = 1,
+    device: str = "auto",
+    optimize: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """`googlenet evaluate`: top-1 / top-5 (fractions) of one model or the ensemble of `checkpoints` with
+    `crops` crops per image, with each model's own scores, the images read and the seconds taken."""
+    if limit < 0 or batch_size < 1 or workers < 0:
+        raise ValueError("--limit and --workers must be >= 0 and --batch-size >= 1")
+    models = [load_for_inference(c, optimize) for c in checkpoints]
+    dataset = dataset_for(data, split, root)
+    check_classes(models, list(dataset.classes))
+    ensemble = CropEnsemble(models, pool, resolve_device(device))
+    collected, seconds = run(ensemble, dataset, CropSpec.of(models, crops), limit, batch_size, workers, progress)
+    return {
+        **collected.evaluate(),
+        "crops": crops,
+        "pool": pool,
+        "models": len(models),
+        "images": collected.images,
+        "unreadable": min(limit or len(dataset), len(dataset)) - collected.images,
+        "per_model": [{"checkpoint": c, **collected.evaluate([i])} for i, c in enumerate(checkpoints)],
+        "seconds": round(seconds, 2),
+        "data": data if data == "fashion_mnist" else str(Path(data).resolve()),
+        "split": split if data == "fashion_mnist" else None,
+    }
 
 
 def predict(
-    models: list[GoogLeNet], images: list[str], crops: int = 1, topk: int = 5, device: str = "cpu"
+    checkpoints: list[str],
+    images: list[str],
+    crops: int = 1,
+    topk: int = 5,
+    device: str = "auto",
+    optimize: bool = True,
 ) -> list[dict[str, Any]]:
-    """The `topk` classes and probabilities of each image file (all files are read first: a bad one fails
-    before any work is done)."""
-    from googlenet.data.images import load_image
-
+    """`googlenet predict`: the `topk` classes and probabilities of each image file (all files are read first:
+    a bad one fails before any work is done)."""
+    if topk < 1:
+        raise ValueError("--topk must be at least 1")
+    models = [load_for_inference(c, optimize) for c in checkpoints]
     check_classes(models, None)
     pictures = [load_image(path) for path in images]
-    spec, evaluator = CropSpec.of(models, crops), CropEnsemble(models, "mean", device)
-    for picture in pictures:
+    spec, ensemble = CropSpec.of(models, crops), CropEnsemble(models, "mean", resolve_device(device))
+    probs = []
+    for picture in pictures:  # one image a batch: (crops, weights, owner, target)
         cut, weights = spec(picture)
-        evaluator.process(cut, weights, torch.zeros(len(weights), dtype=torch.long), torch.tensor([-1]))
+        probs.append(ensemble((cut, weights, torch.zeros(len(weights), dtype=torch.long), torch.tensor([-1])))[:, 0])
     names = models[0].meta.class_names or [str(i) for i in range(models[0].meta.num_classes)]
     results = []
-    for path, probs in zip(images, evaluator.model_probs().mean(dim=0), strict=True):
-        top = probs.topk(min(topk, len(probs)))
+    for path, mean in zip(images, torch.stack(probs, dim=1).mean(dim=0), strict=True):
+        top = mean.topk(min(topk, len(mean)))
         predictions = [
             {"class": names[i], "index": int(i), "probability": float(p)}
             for p, i in zip(top.values, top.indices, strict=True)

@@ -9,9 +9,11 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from googlenet.data.loaders import dataset_for
 from googlenet.data.multicrop import CropSpec
-from googlenet.evaluate.multicrop import CropEnsemble, run, scores
-from googlenet.model import GoogLeNet
+from googlenet.evaluate.driver import resolve_device
+from googlenet.evaluate.multicrop import CropEnsemble, check_classes, run, scores
+from googlenet.model import GoogLeNet, load_for_inference
 
 # Table 3 as printed (ILSVRC 2014 validation, 7 models): (models, crops, cost, top-5 error %).
 PAPER_TABLE3 = [
@@ -35,12 +37,12 @@ def table3(
     """Evaluate every model once per crop count, then score the best single model (highest 1-crop top-1,
     as the paper picks it) and the ensemble of all models at each crop count. Errors are fractions; each row's
     change is against the first row (1 model, 1 crop); cost = models x crops."""
-    evaluator = CropEnsemble(models, "mean", device)
+    ensemble = CropEnsemble(models, "mean", device)
     probs, seconds = {}, {}
     for n in crops:
-        seconds[n] = run(evaluator, dataset, CropSpec.of(models, n), **run_options)
-        probs[n] = evaluator.model_probs()
-    targets = torch.cat(evaluator.targets)
+        collected, seconds[n] = run(ensemble, dataset, CropSpec.of(models, n), **run_options)
+        probs[n] = collected.model_probs()
+    targets = torch.cat(collected.targets)
     singles = [scores(p, targets) for p in probs[crops[0]]]
     best = max(range(len(models)), key=lambda i: singles[i]["top1"])
     groups = [[best]] + ([list(range(len(models)))] if len(models) > 1 else [])
@@ -63,6 +65,28 @@ def table3(
             dict(zip(("models", "crops", "cost", "top5_error_pct"), r, strict=True)) for r in PAPER_TABLE3
         ],
     }
+
+
+def table3_of(
+    checkpoints: list[str],
+    data: str = "fashion_mnist",
+    split: str = "test",
+    root: str | None = None,
+    limit: int = 0,
+    batch_size: int = 32,
+    workers: int = 1,
+    device: str = "auto",
+    optimize: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """`googlenet evaluate --table3`: `table3` of the models in `checkpoints` on a dataset split."""
+    if limit < 0 or batch_size < 1 or workers < 0:
+        raise ValueError("--limit and --workers must be >= 0 and --batch-size >= 1")
+    models = [load_for_inference(c, optimize) for c in checkpoints]
+    dataset = dataset_for(data, split, root)
+    check_classes(models, list(dataset.classes))
+    options = dict(limit=limit, batch_size=batch_size, workers=workers, progress=progress)
+    return table3(models, checkpoints, dataset, device=resolve_device(device), **options)
 
 
 def _pct(x: float, signed: bool = False) -> str:

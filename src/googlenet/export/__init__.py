@@ -128,3 +128,40 @@ def export(
         "bytes": path.stat().st_size,
         **report,
     }
+
+
+def export_checkpoint(
+    checkpoint: str,
+    format: str = "onnx",
+    int8: bool = False,
+    out: str | None = None,
+    data: str = "fashion_mnist",
+    split: str = "test",
+    root: str | None = None,
+    check_images: int = 256,
+    calibration_images: int = 512,
+    calibration_data: str | None = None,
+    tolerance: float = 1e-4,
+    min_agreement: float = 0.97,
+) -> dict[str, Any]:
+    """`googlenet export`: the weights `checkpoint` written as `format` (int8 ONNX with `int8`, calibrated on
+    `calibration_data`, default: Fashion-MNIST's train split or the `data` folder) to `out` (default: beside
+    them), checked against the eager model on `data`'s first `check_images` images. Returns `export`'s report."""
+    from googlenet.model import GoogLeNet, load_for_inference
+
+    if check_images < 1 or calibration_images < 1 or tolerance <= 0 or not 0 < min_agreement <= 1:
+        raise ValueError(
+            "--check-images and --calibration-images must be >= 1, --tolerance > 0, --min-agreement in (0, 1]"
+        )
+    model = load_for_inference(checkpoint, optimize=False)
+    if not isinstance(model, GoogLeNet):
+        raise ValueError(f"{checkpoint} is already an export; pass the .safetensors weights")
+    images = sample_images(model.meta, data, split, root, check_images)
+    calibration = None
+    if int8:
+        source = calibration_data or data
+        calibration = sample_images(
+            model.meta, source, "train" if source == "fashion_mnist" else None, root, calibration_images
+        )
+    path = Path(out) if out else default_path(checkpoint, format, int8)
+    return export(model, format, path, images, calibration, tolerance, min_agreement)

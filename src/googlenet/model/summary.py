@@ -289,3 +289,14 @@ def render(summary: dict[str, Any], fmt: str = "table") -> str:
         )
 
     return "\n".join([title, fmt_row(header), *map(fmt_row, lines), *notes])
+
+
+def table1_for(
+    name: str = "googlenet", input_size: int = 224, naive: bool = False, width: float = 1.0
+) -> dict[str, Any]:
+    """`googlenet summary`: `table1` of the variant `name` built at `width` (with its auxiliary heads)."""
+    from googlenet.model.variants import build_model
+
+    if input_size < 32:
+        raise ValueError(f"--input-size must be at least 32, not {input_size}")
+    return table1(build_model(name, width=width, aux=True), input_size, naive=naive)

@@ -22,6 +22,9 @@ Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["float32", "float64"]
 
 
+CONFIG = "config.yaml"  # the config a run writes into run.out, beside its checkpoint
+
+
 class _YAML12(yaml.SafeLoader):
     """YAML with the 1.2 booleans, true and false only: YAML 1.1 (PyYAML's default) also reads on/off/yes/no as
     booleans, which would turn `optim.polyak: off` into False."""
@@ -272,6 +275,18 @@ def load(path: str | Path | None, overrides: dict[str, str] | None = None) -> Tr
             raw[section] = {}
         raw[section][name] = value
     return from_dict(raw, str(path) if path else "config")
+
+
+def for_run(
+    config: str | None, out: str | None = None, resume: bool = False, overrides: dict[str, str] | None = None
+) -> TrainConfig:
+    """The config of a `googlenet train` command: `config` with `overrides`, `out` as run.out; `resume` with
+    `out` and no `config` continues with that run's own config.yaml."""
+    if out is not None:
+        overrides = {**(overrides or {}), "run.out": out}
+    if config is None and resume and out is not None and (Path(out) / CONFIG).is_file():
+        config = str(Path(out) / CONFIG)
+    return load(config, overrides)
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:

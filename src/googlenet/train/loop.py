@@ -1,5 +1,6 @@
-"""The training loop (section 6): SGD with momentum 0.9, the 4%-every-8-epochs schedule, auxiliary losses
-weighted 0.3 and Polyak averaging, on one process or many under torchrun."""
+"""The training engine (section 6): SGD with momentum 0.9, the 4%-every-8-epochs schedule, Polyak averaging,
+checkpoints that resume exactly, on one process or many under torchrun; what is trained is a `Task`
+(default: `Classification`)."""
 
 from __future__ import annotations
 
@@ -10,33 +11,18 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from googlenet.data import (
-    Augmented,
-    EpochSampler,
-    SkipUnreadable,
-    Transformed,
-    build_dataset,
-    eval_loader,
-    eval_transform,
-    train_loader,
-    train_transform,
-    unreadable,
-)
-from googlenet.evaluate.metrics import topk_correct
-from googlenet.model import GoogLeNet, ModelMeta, build_model, save_weights
+from googlenet.data import Augmented, SkipUnreadable, Transformed, train_loader, unreadable
+from googlenet.model import GoogLeNet
 from googlenet.train import distributed
 from googlenet.train.checkpoint import (
     RunStopped,
@@ -46,19 +32,11 @@ from googlenet.train.checkpoint import (
     set_rng_state,
     write_atomic,
 )
-from googlenet.train.config import TrainConfig
+from googlenet.train.classification import Classification
+from googlenet.train.config import CONFIG, TrainConfig
 from googlenet.train.plot import plot_curves, read_metrics
 from googlenet.train.schedule import lr_at
-
-CHECKPOINT, WEIGHTS, METRICS, PLOT, CONFIG, RESULTS, UNREADABLE = (
-    "checkpoint.pt",
-    "model.safetensors",
-    "metrics.jsonl",
-    "curves.png",
-    "config.yaml",
-    "results.json",
-    "unreadable.jsonl",
-)
+from googlenet.train.task import CHECKPOINT, METRICS, PLOT, RESULTS, UNREADABLE, Task, inference_model
 
 
 @dataclass
@@ -91,6 +69,17 @@ class Run:
     def dtype(self) -> torch.dtype:
         """The weights' and inputs' floating-point type (run.dtype)."""
         return getattr(torch, self.cfg.run.dtype)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bfloat16 autocast on CUDA with run.amp, else nothing."""
+        if self.ctx.device.type == "cuda" and self.cfg.run.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def to_device(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch of images on this process's device, in the run's dtype and memory format."""
+        memory = torch.channels_last if self.cfg.run.channels_last else torch.contiguous_format
+        return images.to(self.ctx.device, self.dtype, non_blocking=True, memory_format=memory)
 
     @property
     def per_rank_batch(self) -> int:
@@ -141,114 +130,6 @@ def make_averaged(model: nn.Module, mode: str, decay: float) -> AveragedModel | 
     return AveragedModel(model, avg_fn=ema if mode == "ema" else mean, use_buffers=True)
 
 
-def compute_loss(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, aux_weight: float):
-    """Main cross-entropy plus `aux_weight` times each auxiliary head's (section 5). Returns (loss, main, logits)."""
-    if aux_weight == 0:
-        logits = net(images)
-        main = F.cross_entropy(logits, targets)
-        return main, main, logits
-    out = net(images, return_aux=True)
-    main = F.cross_entropy(out.logits, targets)
-    aux = F.cross_entropy(out.aux1, targets) + F.cross_entropy(out.aux2, targets)
-    return main + aux_weight * aux, main, out.logits
-
-
-def _autocast(run: Run):
-    if run.ctx.device.type == "cuda" and run.cfg.run.amp:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _to_device(run: Run, images: torch.Tensor) -> torch.Tensor:
-    memory = torch.channels_last if run.cfg.run.channels_last else torch.contiguous_format
-    return images.to(run.ctx.device, run.dtype, non_blocking=True, memory_format=memory)
-
-
-@dataclass
-class Parts:
-    """What a task builds for the loop: the model and the data (items: (PIL image, target))."""
-
-    model: nn.Module
-    train_set: Dataset
-    val_set: Dataset
-    train_transform: Callable
-    val_transform: Callable
-    classes: list[str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-
-class Task:
-    """What differs between the things this loop trains: image classification (here), MultiBox and the region
-    classifier (googlenet.detect). The loop itself (schedule, SGD, averaging, checkpoints, resume, logging,
-    torchrun) is shared."""
-
-    name = "classify"
-    collate: Callable | None = None  # the DataLoader's collate_fn (None = PyTorch's default)
-    joint = False  # the training transform takes (image, target), e.g. boxes that follow a flip
-    raw_keys: tuple[str, ...] = ("top1", "top5")  # metrics of the raw (not averaged) weights to report too
-
-    def epoch_size(self, train_set: Dataset) -> int:
-        """Training samples per epoch (all of them; the region classifier draws a fixed number of windows)."""
-        return len(train_set)
-
-    def sampler(self, data: Augmented, run: Run) -> EpochSampler | None:
-        """The order of this process's training samples ((index, epoch) keys, set_epoch, a resumable `skip`);
-        None = shuffled, this process's share (EpochSampler)."""
-        return None
-
-    def build(self, cfg: TrainConfig) -> Parts:
-        """Datasets, transforms and a fresh model (built under the run's init seed)."""
-        train_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.train_split, cfg.data.train_subset)
-        val_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.val_split, cfg.data.val_subset)
-        if len(train_set) < cfg.data.batch_size:
-            raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.data.batch_size}")
-        model = model_for(cfg, len(train_set.classes))
-        mean, std = input_scaling(cfg, model.meta)
-        train_tf, eval_tf = transforms_for(cfg, mean, std)
-        return Parts(model, train_set, val_set, train_tf, eval_tf, list(train_set.classes), mean, std)
-
-    def loss(self, net: nn.Module, images: torch.Tensor, targets: Any, cfg: TrainConfig) -> tuple[Any, ...]:
-        """(loss to minimise, main loss, output) for one batch."""
-        targets = targets.to(images.device, non_blocking=True)
-        return compute_loss(net, images, targets, cfg.optim.aux_weight)
-
-    def batch_stats(self, output: Any, targets: Any) -> dict[str, float]:
-        """Sums over this process's batch, logged as fractions of the global batch."""
-        return {"batch_top1": topk_correct(output.float(), targets.to(output.device), (1,))[1]}
-
-    def evaluate(self, model: nn.Module, data: Dataset, run: Run) -> dict[str, float]:
-        return evaluate(model, data, run)
-
-    def export(self, run: Run, results: dict[str, Any]) -> None:
-        """The inference weights (the averaged model without its aux heads) with their metadata record."""
-        cfg = run.cfg
-        exported = build_model(cfg.model.name, num_classes=len(run.classes), width=cfg.model.width, aux=False)
-        exported.load_state_dict(inference_model(run).state_dict(), strict=False)  # aux heads are left behind
-        save_weights(exported, run.out / WEIGHTS, self.metadata(run, results))
-
-    def metadata(self, run: Run, results: dict[str, Any]) -> ModelMeta:
-        """The metadata record saved with the inference weights."""
-        cfg = run.cfg
-        return ModelMeta(
-            variant=cfg.model.name,
-            num_classes=len(run.classes),
-            options=dict(width=cfg.model.width),
-            input_size=cfg.model.input_size,
-            mean=run.mean,
-            std=run.std,
-            crop_pct=cfg.data.crop_pct,
-            class_names=run.classes,
-            metrics={f"{cfg.data.dataset}/{cfg.data.val_split}": results},
-        )
-
-    def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:
-        return (
-            f"{cfg.data.dataset} {results['split']}: top-1 {results['top1']:.2%}  top-5 {results['top5']:.2%}  "
-            f"(Polyak-averaged weights; raw weights top-1 {results['raw_top1']:.2%}) after {results['step']} steps"
-        )
-
-
 def _epoch_loader(run: Run, done: int) -> torch.utils.data.DataLoader:
     """This process's batches for the rest of the current epoch, after the `done` steps a resumed run did."""
     loader, sampler = train_loader(
@@ -293,8 +174,8 @@ def train_one_epoch(run: Run) -> bool:
             )
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
-            images = _to_device(run, images)
-            with _autocast(run):
+            images = run.to_device(images)
+            with run.autocast():
                 loss, main, output = run.task.loss(run.net, images, targets, cfg)
             if finite(run, loss):
                 run.optimizer.zero_grad(set_to_none=True)
@@ -427,40 +308,6 @@ def report_unreadable(run: Run) -> None:
         run.log({"kind": "unreadable", "step": run.step, "epoch": run.epoch, **files})
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, data: Transformed, run: Run) -> dict[str, float]:
-    """Loss, top-1 and top-5 accuracy (fractions) of `model` on `data`, summed over all processes."""
-    model.eval()
-    loader = eval_loader(
-        data,
-        run.per_rank_batch * 2,
-        run.ctx.rank,
-        run.ctx.world_size,
-        run.cfg.data.workers,
-        pin_memory=run.ctx.device.type == "cuda",
-    )
-    loss_sum = correct1 = correct5 = count = 0.0
-    for images, targets in loader:
-        images, targets = _to_device(run, images), targets.to(run.ctx.device, non_blocking=True)
-        with _autocast(run):
-            logits = model(images).float()
-        loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
-        hits = topk_correct(logits, targets, (1, 5))
-        correct1, correct5, count = correct1 + hits[1], correct5 + hits[5], count + len(targets)
-    loss_sum, correct1, correct5, count = distributed.all_reduce_sum([loss_sum, correct1, correct5, count], run.ctx)
-    return {
-        "loss": loss_sum / count,
-        "top1": correct1 / count,
-        "top5": correct5 / count,
-        "images": int(count),
-    }
-
-
-def inference_model(run: Run) -> nn.Module:
-    """The model that is evaluated and exported: the Polyak average where there is one."""
-    return run.averaged.module if run.averaged is not None else run.model
-
-
 def save_state(run: Run) -> bool:
     """Checkpoint everything needed to continue exactly (rank 0 writes; every rank's state is identical).
 
@@ -511,52 +358,10 @@ def restore_state(run: Run, state: dict, source: Path) -> None:
     set_rng_state(state["rng"])
 
 
-def model_for(cfg: TrainConfig, num_classes: int) -> GoogLeNet:
-    """The model a task starts from: model.weights (its classifier reset to `num_classes` where they differ),
-    or a fresh `model.name` network."""
-    options = dict(
-        width=cfg.model.width,
-        dropout=cfg.model.dropout,
-        aux_dropout=cfg.model.aux_dropout,
-        aux=cfg.optim.aux_weight > 0,
-    )
-    if cfg.model.weights is None:
-        return build_model(cfg.model.name, num_classes=num_classes, **options)
-    model = build_model(cfg.model.name, weights=cfg.model.weights, **options)
-    if model.num_classes != num_classes:
-        model.reset_classifier(num_classes)
-    return model
-
-
-def input_scaling(cfg: TrainConfig, record: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The mean/std the inputs are normalised with: data.mean/std where the config sets them, else `record`'s
-    (anything with mean and std): a model's `meta`, which is the initial weights' record (model.weights), so
-    that a fine-tuned network sees the input scale it was trained on, or the variant's for a fresh network."""
-    return tuple(cfg.data.mean or record.mean), tuple(cfg.data.std or record.std)
-
-
-def transforms_for(cfg: TrainConfig, mean: Sequence[float], std: Sequence[float]) -> tuple[Callable, Callable]:
-    """The training and evaluation transforms a config asks for, normalising with `mean` and `std`."""
-    a, size = cfg.augment, cfg.model.input_size
-    train_tf = train_transform(
-        size,
-        mean,
-        std,
-        a.random_resized_crop,
-        a.crop_scale,
-        a.crop_ratio,
-        a.random_interpolation,
-        a.hflip,
-        a.photometric,
-        a.lighting,
-    )
-    return train_tf, eval_transform(size, mean, std, cfg.data.crop_pct)
-
-
 def setup(cfg: TrainConfig, task: Task | None = None) -> Run:
     """Data, model, optimizer and averaging for `cfg` and `task` (default: classification), on this process's
     device."""
-    task = task or Task()
+    task = task or Classification()
     ctx = distributed.setup(cfg.run.device)
     if cfg.data.batch_size % ctx.world_size:
         raise ValueError(f"data.batch_size {cfg.data.batch_size} must divide evenly over {ctx.world_size} processes")

@@ -1,0 +1,109 @@
+"""The model and its export (sections 4-5; small devices): `googlenet summary` and `googlenet export`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from googlenet.cli.options import Commands
+from googlenet.export import FORMATS
+from googlenet.model import VARIANTS
+
+
+def summary(a: argparse.Namespace) -> None:
+    """Table 1 computed from the built model."""
+    from googlenet.model.summary import render, table1_for
+
+    print(render(table1_for(a.model, a.input_size, a.naive, a.width), a.format))
+
+
+def add_summary(commands: Commands) -> None:
+    p = commands.add_parser(
+        "summary",
+        help="reproduce the paper's Table 1 from the model itself",
+        description="Walk the built model's modules and print Table 1: type, patch size/stride, output "
+        "size, depth, filter counts, weights and multiply-adds per row, beside the paper's printed figures. "
+        "Rows marked * differ from the printed table (for the paper's model at 224: the table's slips).",
+    )
+    p.add_argument("--model", default="googlenet", choices=list(VARIANTS), help="variant (default: googlenet)")
+    p.add_argument("--input-size", type=int, default=224, help="square input side in pixels, >= 32 (default: 224)")
+    p.add_argument("--format", default="table", choices=["table", "markdown", "json"], help="output format")
+    p.add_argument(
+        "--naive",
+        action="store_true",
+        help="add the cost of the naive module (Figure 2a) at the same widths beside each inception row",
+    )
+    p.add_argument("--width", type=float, default=1.0, help="width multiplier (1.0 = Table 1)")
+    p.set_defaults(run=summary)
+
+
+def export(a: argparse.Namespace) -> None:
+    """Write a checkpoint as an ONNX or TorchScript file (int8 ONNX with --int8), checked against eager."""
+    from googlenet.export import export_checkpoint
+
+    report = export_checkpoint(
+        checkpoint=a.checkpoint,
+        format=a.format,
+        int8=a.int8,
+        out=a.out,
+        data=a.data,
+        split=a.split,
+        root=a.root,
+        check_images=a.check_images,
+        calibration_images=a.calibration_images,
+        calibration_data=a.calibration_data,
+        tolerance=a.tolerance,
+        min_agreement=a.min_agreement,
+    )
+    if a.json:
+        print(json.dumps(report))
+        return
+    print(
+        f"{report['path']} ({report['bytes'] / 2**20:.1f} MiB, {a.format}{' int8' if a.int8 else ''}): against "
+        f"eager on {report['images']} {a.data} images, largest logit difference {report['max_abs_diff']:.2e} "
+        f"(relative {report['relative_diff']:.2e}), top-1 agreement {100 * report['top1_agreement']:.2f}%"
+    )
+
+
+def add_export(commands: Commands) -> None:
+    p = commands.add_parser(
+        "export",
+        help="write weights as ONNX (onnxruntime) or TorchScript (torch.jit), optionally int8, checked against eager",
+        description="Export the inference model (BatchNorm folded; for TorchScript also each Inception's 1x1 "
+        "convolutions fused, which onnxruntime runs slower than the separate ones) as a "
+        "file that runs without this package: ONNX for onnxruntime or TorchScript for torch.jit. The weights' "
+        "metadata record (class names, mean/std, input size, ...) travels in the file (ONNX metadata_props or the "
+        "TorchScript extra file, key/name googlenet). --int8 quantises the ONNX file with onnxruntime's static "
+        "post-training quantisation, calibrated on real images. The file's logits are then compared with the eager "
+        "model's on the first --check-images images of --data; an export that differs beyond the tolerance is "
+        "deleted and the command fails.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="weights (.safetensors or a run's folder)")
+    p.add_argument("--format", default="onnx", choices=list(FORMATS), help="file format (default: onnx)")
+    p.add_argument("--int8", action="store_true", help="int8 post-training quantisation (ONNX only)")
+    p.add_argument(
+        "--out", help="output file (default: beside the weights, model.onnx / model.int8.onnx / model.torchscript.pt)"
+    )
+    p.add_argument("--data", default="fashion_mnist", help="images to check on: fashion_mnist or an ImageFolder split")
+    p.add_argument("--split", default="test", help="Fashion-MNIST split to check on (default: test)")
+    p.add_argument("--root", help="folder with Fashion-MNIST's IDX files (default: as in training)")
+    p.add_argument("--check-images", type=int, default=256, help="images compared with eager (default: 256)")
+    p.add_argument(
+        "--calibration-data",
+        help="images that calibrate --int8 (default: Fashion-MNIST's train split, or the --data folder)",
+    )
+    p.add_argument("--calibration-images", type=int, default=512, help="calibration images (default: 512)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="fp32: largest logit difference allowed, relative to the largest logit (default: 1e-4)",
+    )
+    p.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.97,
+        help="int8: smallest fraction of check images whose top-1 class must match eager's (default: 0.97)",
+    )
+    p.add_argument("--json", action="store_true", help="print the check's report as one JSON object")
+    p.set_defaults(run=export)

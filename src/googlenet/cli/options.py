@@ -1,0 +1,88 @@
+"""Options that several test-time commands share, each written once: --device, --no-optimize, the detection
+dataset's and the detector's."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+CROPS_HELP = "crops per image: 1 centre, 2 centre and mirror, 10 TenCrop, 144 the paper's (default: 1)"
+
+Commands = Any  # argparse's subparsers action (argparse._SubParsersAction, a private name)
+
+
+def add_device_option(p: argparse.ArgumentParser, help: str = "default: cuda if available") -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=help)
+
+
+def add_no_optimize_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-optimize",
+        action="store_true",
+        help="run the eager model as trained, not the inference model (BatchNorm folded, 1x1s fused, "
+        "channels_last); for checking: the outputs are the same to float rounding",
+    )
+
+
+def add_voc_options(p: argparse.ArgumentParser, split: str = "test") -> None:
+    """--data, --split, --limit, --workers, --cache: the options of every command that reads a detection dataset."""
+    p.add_argument("--data", required=True, help="dataset folder in VOC layout (Annotations/, JPEGImages/, ...)")
+    p.add_argument("--split", default=split, help=f"image list ImageSets/Main/SPLIT.txt (default: {split})")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="the first N images only (0 = all)")
+    p.add_argument("--workers", type=int, default=1, help="Selective Search worker processes (default: 1)")
+    p.add_argument("--cache", help="proposal cache folder (default: DATA/proposals)")
+
+
+def add_tiles_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tiles",
+        type=int,
+        metavar="T",
+        help="MultiBox on the whole image plus a T x T grid of overlapping crops (3: nine half-size crops, for "
+        "small objects); default: the model's multibox.tiles",
+    )
+
+
+def add_detector_options(p: argparse.ArgumentParser, repeat: bool = False) -> None:
+    """Options of the commands that detect; `repeat`: --checkpoint takes one file per use (before positionals)."""
+    many: dict[str, Any] = dict(action="append") if repeat else dict(nargs="+")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="CKPT",
+        help="region classifier weights (model.safetensors of `googlenet detect train`); several = an ensemble "
+        f"that averages their softmax{' (repeat the option)' if repeat else ''}",
+        **many,
+    )
+    p.add_argument(
+        "--proposals",
+        choices=["ss", "ss2x", "opencv_fast", "opencv_quality", "paper"],
+        help="proposal method (default: paper with --multibox, else ss2x)",
+    )
+    p.add_argument("--multibox", metavar="CKPT", help="MultiBox weights, for the paper's proposals (ss2x + MultiBox)")
+    add_tiles_option(p)
+    p.add_argument("--nms", type=float, default=0.3, help="per-class NMS IoU (paper/R-CNN: 0.3)")
+    p.add_argument("--max-detections", type=int, default=100, help="detections kept per image (default: 100)")
+    p.add_argument(
+        "--bbox-regression",
+        action="store_true",
+        help="move each detection by R-CNN's class-specific box regression (an extension; the paper had none; "
+        "fit it first with `googlenet detect fit-bbox`)",
+    )
+    add_device_option(p, "device (default: auto)")
+    add_no_optimize_option(p)
+
+
+def detector_options(a: argparse.Namespace) -> dict[str, Any]:
+    """The detector's named arguments from the options `add_detector_options` added."""
+    return dict(
+        checkpoints=a.checkpoint,
+        proposals=a.proposals,
+        multibox=a.multibox,
+        tiles=a.tiles,
+        nms=a.nms,
+        max_detections=a.max_detections,
+        bbox_regression=a.bbox_regression,
+        device=a.device,
+        optimize=not a.no_optimize,
+    )

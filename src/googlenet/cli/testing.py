@@ -1,0 +1,140 @@
+"""Testing (section 7): `googlenet evaluate` (1, 2, 10 or 144 crops, ensembles, Table 3) and `googlenet predict`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from googlenet.cli.options import CROPS_HELP, Commands, add_device_option, add_no_optimize_option
+from googlenet.data.multicrop import CROP_COUNTS
+
+
+def evaluate(a: argparse.Namespace) -> None:
+    """Top-1 / top-5 of one model or an ensemble with 1, 2, 10 or 144 crops; or, with --table3, the paper's
+    Table 3."""
+    from googlenet.evaluate import multicrop, table3
+
+    options = dict(
+        checkpoints=a.checkpoint,
+        data=a.data,
+        split=a.split,
+        root=a.root,
+        limit=a.limit,
+        batch_size=a.batch_size,
+        workers=a.workers,
+        device=a.device,
+        optimize=not a.no_optimize,
+    )
+    if a.table3:
+        result = table3.table3_of(**options)
+        written = table3.write(result, a.out or "runs/table3")
+        print(json.dumps(result) if a.json else table3.render(result) + "written: " + ", ".join(map(str, written)))
+        return
+    result = multicrop.evaluate(crops=a.crops, pool=a.pool, **options)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+    if a.json:
+        print(json.dumps(result))
+        return
+    print(
+        f"{result['models']} model(s) x {a.crops} crop(s) ({a.pool} over crops) on {result['images']} images: "
+        f"top-1 {100 * result['top1']:.2f}%  top-5 error {100 * result['top5_error']:.2f}%  "
+        f"({result['seconds']:.0f} s)"
+        + (f"; {result['unreadable']} unreadable image(s) skipped" if result["unreadable"] else "")
+    )
+
+
+def add_evaluate(commands: Commands) -> None:
+    p = commands.add_parser(
+        "evaluate",
+        help="top-1 / top-5 with 1, 2, 10 or 144 crops, of one model or an ensemble; the paper's Table 3",
+        description="Test as in section 7: each image is cut into 1 (centre), 2 (centre and its mirror), "
+        "10 (torchvision's TenCrop) or 144 "
+        "crops (4 scales x 3 squares x (4 corners + centre + whole square) x 2 mirrors); the softmax "
+        "probabilities are averaged over the crops and over all the given models (an ensemble). Prints top-1 "
+        "accuracy and top-5 error; --json prints one JSON object (accuracies as fractions).",
+    )
+    p.add_argument(
+        "--checkpoint",
+        nargs="+",
+        required=True,
+        metavar="CKPT",
+        help="inference weights (.safetensors with metadata, or a training run's folder); several = an ensemble",
+    )
+    p.add_argument("--crops", type=int, default=1, choices=CROP_COUNTS, help=CROPS_HELP)
+    p.add_argument(
+        "--pool",
+        default="mean",
+        choices=["mean", "max"],
+        help="combine crops by mean (the paper) or max (default: mean)",
+    )
+    p.add_argument(
+        "--data",
+        default="fashion_mnist",
+        help="fashion_mnist, or an ImageFolder split folder (one subfolder per class) (default: fashion_mnist)",
+    )
+    p.add_argument("--split", default="test", help="Fashion-MNIST split: train or test (default: test)")
+    p.add_argument("--root", help="folder with Fashion-MNIST's IDX files (default: as in training)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="evaluate the first N images only (0 = all)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch, each with all its crops (default: 32)")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers that decode and crop (default: 1)")
+    add_device_option(p)
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument(
+        "--out",
+        help="write the result here: a JSON file; with --table3 a folder for table3.md/.json/.png "
+        "(default there: runs/table3)",
+    )
+    p.add_argument(
+        "--table3",
+        action="store_true",
+        help="the paper's Table 3: the best single model and the ensemble of all, each with 1, 10 and 144 crops",
+    )
+    add_no_optimize_option(p)
+    p.set_defaults(run=evaluate)
+
+
+def predict(a: argparse.Namespace) -> None:
+    """Class names and probabilities for each image file."""
+    from googlenet.evaluate.multicrop import predict as classify
+
+    results = classify(
+        checkpoints=a.checkpoint,
+        images=a.images,
+        crops=a.crops,
+        topk=a.topk,
+        device=a.device,
+        optimize=not a.no_optimize,
+    )
+    if a.json:
+        print(json.dumps(results))
+        return
+    for result in results:
+        print(result["image"])
+        for p in result["predictions"]:
+            print(f"  {100 * p['probability']:6.2f}%  {p['class']}")
+
+
+def add_predict(commands: Commands) -> None:
+    p = commands.add_parser(
+        "predict",
+        help="classify image files: top classes and probabilities",
+        description="Classify image files of any common format and mode (JPEG, PNG including grayscale, RGBA, "
+        "palette and 16-bit, BMP, TIFF, WebP, ...) with one model or an ensemble, from 1, 2, 10 or 144 crops.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        required=True,
+        metavar="CKPT",
+        help="inference weights (.safetensors or a run's folder); repeat the option for an ensemble",
+    )
+    p.add_argument("--crops", type=int, default=1, choices=CROP_COUNTS, help=CROPS_HELP)
+    p.add_argument("--topk", type=int, default=5, help="how many classes to show (default: 5)")
+    add_device_option(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list: image, predictions (class, probability)")
+    add_no_optimize_option(p)
+    p.set_defaults(run=predict)

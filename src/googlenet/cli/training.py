@@ -1,0 +1,54 @@
+"""Training (section 6): `googlenet train`, and the runner that MultiBox and the region classifier train with."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from googlenet.cli.options import Commands
+
+
+def train(a: argparse.Namespace, task: Any = None) -> None:
+    """Train with the paper's recipe (`task`: classification by default); print the final metrics and where
+    the outputs are."""
+    from googlenet.train import config as train_config
+    from googlenet.train.classification import Classification
+    from googlenet.train.loop import train as run_training
+    from googlenet.train.task import CHECKPOINT, PLOT, WEIGHTS
+
+    cfg = train_config.for_run(a.config, a.out, a.resume, train_config.overrides_from(a))
+    task = task or Classification()
+    results = run_training(cfg, resume=a.resume, task=task)
+    where = cfg.run.out
+    print(task.summary(results, cfg))
+    print(f"checkpoint: {where}/{CHECKPOINT}\ninference weights: {where}/{WEIGHTS}\nplot: {where}/{PLOT}")
+
+
+def add_train(commands: Commands) -> None:
+    p = commands.add_parser(
+        "train",
+        help="train GoogLeNet with the paper's recipe (one process, or many under torchrun)",
+        description="Train with section 6's recipe: SGD with momentum, the learning rate decreased 4% every "
+        "8 epochs, auxiliary losses weighted 0.3, Polyak averaging, random-sized crops, photometric "
+        "distortions and random interpolation. Settings come from --config (YAML, sections as below), then "
+        "from --section.field options, which override any field. Under `torchrun --nproc_per_node N` the "
+        "same command trains data-parallel. Outputs in run.out: checkpoint.pt, model.safetensors (inference "
+        "weights), metrics.jsonl, curves.png, config.yaml, results.json (and unreadable.jsonl, when image files "
+        "could not be read and were skipped). SIGTERM or Ctrl-C: checkpoint, then stop (continue with --resume).",
+    )
+    add_training_options(p, "YAML file with sections model, data, augment, optim, run (see configs/)")
+    p.set_defaults(run=train)
+
+
+def add_training_options(p: argparse.ArgumentParser, config_help: str) -> None:
+    """--config, --out, --resume and one --section.field per config field: every command that trains."""
+    from googlenet.train import config as train_config
+
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--out", help="output folder (same as --run.out)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint in the output folder (without --config: with that run's config.yaml)",
+    )
+    train_config.add_arguments(p)

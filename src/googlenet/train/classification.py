@@ -1,0 +1,133 @@
+"""The classification task of section 6: GoogLeNet trained on an image dataset with the main and auxiliary
+losses, evaluated by loss, top-1 and top-5, exported with its metadata record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from googlenet.data import Transformed, build_dataset, eval_loader, eval_transform, train_transform
+from googlenet.evaluate.driver import inference_on_dataset
+from googlenet.evaluate.metrics import TopK, topk_correct
+from googlenet.model import ModelMeta, build_model, save_weights
+from googlenet.train import distributed
+from googlenet.train.config import TrainConfig
+from googlenet.train.task import WEIGHTS, Parts, Task, inference_model, input_scaling, model_for
+
+if TYPE_CHECKING:
+    from googlenet.train.loop import Run
+
+
+def compute_loss(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, aux_weight: float):
+    """Main cross-entropy plus `aux_weight` times each auxiliary head's (section 5). Returns (loss, main, logits)."""
+    if aux_weight == 0:
+        logits = net(images)
+        main = F.cross_entropy(logits, targets)
+        return main, main, logits
+    out = net(images, return_aux=True)
+    main = F.cross_entropy(out.logits, targets)
+    aux = F.cross_entropy(out.aux1, targets) + F.cross_entropy(out.aux2, targets)
+    return main + aux_weight * aux, main, out.logits
+
+
+def transforms_for(cfg: TrainConfig, mean: Sequence[float], std: Sequence[float]) -> tuple[Callable, Callable]:
+    """The training and evaluation transforms a config asks for, normalising with `mean` and `std`."""
+    a, size = cfg.augment, cfg.model.input_size
+    train_tf = train_transform(
+        size,
+        mean,
+        std,
+        a.random_resized_crop,
+        a.crop_scale,
+        a.crop_ratio,
+        a.random_interpolation,
+        a.hflip,
+        a.photometric,
+        a.lighting,
+    )
+    return train_tf, eval_transform(size, mean, std, cfg.data.crop_pct)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Transformed, run: Run) -> dict[str, float]:
+    """Loss, top-1 and top-5 accuracy (fractions) of `model` on `data`, summed over all processes."""
+    model.eval()
+    loader = eval_loader(
+        data,
+        run.per_rank_batch * 2,
+        run.ctx.rank,
+        run.ctx.world_size,
+        run.cfg.data.workers,
+        pin_memory=run.ctx.device.type == "cuda",
+    )
+    batches = ((run.to_device(x), y.to(run.ctx.device, non_blocking=True)) for x, y in loader)
+
+    def logits(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        with run.autocast():
+            return model(batch[0]).float()
+
+    return inference_on_dataset(logits, batches, TopK(lambda sums: distributed.all_reduce_sum(sums, run.ctx)))[0]
+
+
+class Classification(Task):
+    """Image classification (the paper's ILSVRC task): a GoogLeNet over the dataset's classes, fresh or from
+    model.weights, trained with the main loss plus 0.3 x each auxiliary loss."""
+
+    name = "classify"
+    raw_keys: tuple[str, ...] = ("top1", "top5")
+
+    def build(self, cfg: TrainConfig) -> Parts:
+        """Datasets, transforms and a fresh model (built under the run's init seed)."""
+        train_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.train_split, cfg.data.train_subset)
+        val_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.val_split, cfg.data.val_subset)
+        if len(train_set) < cfg.data.batch_size:
+            raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.data.batch_size}")
+        model = model_for(cfg, len(train_set.classes))
+        mean, std = input_scaling(cfg, model.meta)
+        train_tf, eval_tf = transforms_for(cfg, mean, std)
+        return Parts(model, train_set, val_set, train_tf, eval_tf, list(train_set.classes), mean, std)
+
+    def loss(self, net: nn.Module, images: torch.Tensor, targets: Any, cfg: TrainConfig) -> tuple[Any, ...]:
+        """(loss to minimise, main loss, output) for one batch."""
+        targets = targets.to(images.device, non_blocking=True)
+        return compute_loss(net, images, targets, cfg.optim.aux_weight)
+
+    def batch_stats(self, output: Any, targets: Any) -> dict[str, float]:
+        """Sums over this process's batch, logged as fractions of the global batch."""
+        return {"batch_top1": topk_correct(output.float(), targets.to(output.device), (1,))[1]}
+
+    def evaluate(self, model: nn.Module, data: Dataset, run: Run) -> dict[str, float]:
+        return evaluate(model, data, run)
+
+    def export(self, run: Run, results: dict[str, Any]) -> None:
+        """The inference weights (the averaged model without its aux heads) with their metadata record."""
+        cfg = run.cfg
+        exported = build_model(cfg.model.name, num_classes=len(run.classes), width=cfg.model.width, aux=False)
+        exported.load_state_dict(inference_model(run).state_dict(), strict=False)  # aux heads are left behind
+        save_weights(exported, run.out / WEIGHTS, self.metadata(run, results))
+
+    def metadata(self, run: Run, results: dict[str, Any]) -> ModelMeta:
+        """The metadata record saved with the inference weights."""
+        cfg = run.cfg
+        return ModelMeta(
+            variant=cfg.model.name,
+            num_classes=len(run.classes),
+            options=dict(width=cfg.model.width),
+            input_size=cfg.model.input_size,
+            mean=run.mean,
+            std=run.std,
+            crop_pct=cfg.data.crop_pct,
+            class_names=run.classes,
+            metrics={f"{cfg.data.dataset}/{cfg.data.val_split}": results},
+        )
+
+    def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:
+        return (
+            f"{cfg.data.dataset} {results['split']}: top-1 {results['top1']:.2%}  top-5 {results['top5']:.2%}  "
+            f"(Polyak-averaged weights; raw weights top-1 {results['raw_top1']:.2%}) after {results['step']} steps"
+        )

@@ -1,0 +1,116 @@
+"""What the training engine asks of each task (`Task`, `Parts`), the run folder's file names, and the rules every
+task follows: the model it starts from (`model_for`), its inputs' mean/std (`input_scaling`) and the weights it
+evaluates and exports (`inference_model`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from googlenet.data import Augmented, EpochSampler
+from googlenet.model import GoogLeNet, build_model
+from googlenet.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from googlenet.train.loop import Run
+
+CHECKPOINT, WEIGHTS, METRICS, PLOT, RESULTS, UNREADABLE = (
+    "checkpoint.pt",
+    "model.safetensors",
+    "metrics.jsonl",
+    "curves.png",
+    "results.json",
+    "unreadable.jsonl",
+)
+
+
+@dataclass
+class Parts:
+    """What a task builds for the loop: the model and the data (items: (PIL image, target))."""
+
+    model: nn.Module
+    train_set: Dataset
+    val_set: Dataset
+    train_transform: Callable
+    val_transform: Callable
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+class Task:
+    """What differs between the things the loop trains: image classification (`Classification`), MultiBox and
+    the region classifier (googlenet.detect). The loop itself (schedule, SGD, averaging, checkpoints, resume,
+    logging, torchrun) is shared; a task builds its parts, computes its loss, evaluates and exports."""
+
+    name = "task"
+    collate: Callable | None = None  # the DataLoader's collate_fn (None = PyTorch's default)
+    joint = False  # the training transform takes (image, target), e.g. boxes that follow a flip
+    raw_keys: tuple[str, ...] = ("top1", "top5")  # metrics of the raw (not averaged) weights to report too
+
+    def epoch_size(self, train_set: Dataset) -> int:
+        """Training samples per epoch (all of them; the region classifier draws a fixed number of windows)."""
+        return len(train_set)
+
+    def sampler(self, data: Augmented, run: Run) -> EpochSampler | None:
+        """The order of this process's training samples ((index, epoch) keys, set_epoch, a resumable `skip`);
+        None = shuffled, this process's share (EpochSampler)."""
+        return None
+
+    def build(self, cfg: TrainConfig) -> Parts:
+        """Datasets, transforms and a fresh model (built under the run's init seed)."""
+        raise NotImplementedError
+
+    def loss(self, net: nn.Module, images: torch.Tensor, targets: Any, cfg: TrainConfig) -> tuple[Any, ...]:
+        """(loss to minimise, main loss, output) for one batch."""
+        raise NotImplementedError
+
+    def batch_stats(self, output: Any, targets: Any) -> dict[str, float]:
+        """Sums over this process's batch, logged as fractions of the global batch (none by default)."""
+        return {}
+
+    def evaluate(self, model: nn.Module, data: Dataset, run: Run) -> dict[str, float]:
+        """The metrics of `model` on `data`, summed over all processes."""
+        raise NotImplementedError
+
+    def export(self, run: Run, results: dict[str, Any]) -> None:
+        """The inference weights with their metadata record, in run.out / WEIGHTS."""
+        raise NotImplementedError
+
+    def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:
+        """The final metrics in one line for people."""
+        raise NotImplementedError
+
+
+def model_for(cfg: TrainConfig, num_classes: int) -> GoogLeNet:
+    """The model a task starts from: model.weights (its classifier reset to `num_classes` where they differ),
+    or a fresh `model.name` network."""
+    options = dict(
+        width=cfg.model.width,
+        dropout=cfg.model.dropout,
+        aux_dropout=cfg.model.aux_dropout,
+        aux=cfg.optim.aux_weight > 0,
+    )
+    if cfg.model.weights is None:
+        return build_model(cfg.model.name, num_classes=num_classes, **options)
+    model = build_model(cfg.model.name, weights=cfg.model.weights, **options)
+    if model.num_classes != num_classes:
+        model.reset_classifier(num_classes)
+    return model
+
+
+def input_scaling(cfg: TrainConfig, record: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean/std the inputs are normalised with: data.mean/std where the config sets them, else `record`'s
+    (anything with mean and std): a model's `meta`, which is the initial weights' record (model.weights), so
+    that a fine-tuned network sees the input scale it was trained on, or the variant's for a fresh network."""
+    return tuple(cfg.data.mean or record.mean), tuple(cfg.data.std or record.std)
+
+
+def inference_model(run: Run) -> nn.Module:
+    """The model that is evaluated and exported: the Polyak average where there is one."""
+    return run.averaged.module if run.averaged is not None else run.model
