@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sized
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
@@ -19,7 +19,18 @@ from googlenet.data.fashion_mnist import FashionMNIST
 from googlenet.data.images import UnreadableImage, load_image
 
 
-def build_dataset(name: str, root: str | None, split: str, subset: int = 0) -> Dataset:
+class ImageDataset(Protocol):
+    """A classification dataset as `build_dataset` and `dataset_for` return it: (PIL image, class index) items
+    and the class names."""
+
+    classes: list[str]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[Any, int]: ...
+
+
+def build_dataset(name: str, root: str | None, split: str, subset: int = 0) -> ImageDataset:
     """A split of `imagefolder` (root/split/<class>/*.jpg) or `fashion_mnist`; yields (PIL image, label).
 
     The dataset's `classes` attribute lists the class names.
@@ -39,8 +50,8 @@ def build_dataset(name: str, root: str | None, split: str, subset: int = 0) -> D
     if subset:
         part = Subset(dataset, range(min(subset, len(dataset))))
         part.classes = classes  # type: ignore[attr-defined]  # torch's Subset declares no `classes`; ours carries it
-        return part
-    return dataset
+        return cast(ImageDataset, part)
+    return cast(ImageDataset, dataset)
 
 
 class SkipUnreadable(Dataset):
@@ -164,6 +175,19 @@ class EpochSampler(DistributedSampler):
         return super().__len__() - self.skip
 
 
+class KeyedSampler(Protocol):
+    """The order of one process's training samples: (index, epoch) keys, `set_epoch`, and a `skip` of the first
+    samples a resumed run has done (EpochSampler, and the region classifier's BalancedSampler)."""
+
+    skip: int
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def __iter__(self) -> Iterator[tuple[int, int]]: ...
+
+    def __len__(self) -> int: ...
+
+
 def train_loader(
     dataset: Augmented,
     batch_size: int,
@@ -173,8 +197,8 @@ def train_loader(
     seed: int,
     pin_memory: bool = False,
     collate_fn: Callable | None = None,
-    sampler: EpochSampler | None = None,
-) -> tuple[DataLoader, EpochSampler]:
+    sampler: KeyedSampler | None = None,
+) -> tuple[DataLoader, KeyedSampler]:
     """Batches of `batch_size` per process in `sampler`'s order (default: shuffled, this process's share;
     incomplete last batches dropped)."""
     if sampler is None:
@@ -215,7 +239,7 @@ def eval_loader(
     )
 
 
-def dataset_for(data: str, split: str = "test", root: str | None = None) -> Dataset:
+def dataset_for(data: str, split: str = "test", root: str | None = None) -> ImageDataset:
     """`fashion_mnist` (its `split`, read from `root` or found as in training), or the path of an ImageFolder
     split: a folder with one subfolder of images per class (e.g. ImageNet's val/)."""
     if data == "fashion_mnist":

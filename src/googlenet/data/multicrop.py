@@ -8,6 +8,7 @@ tested and de-duplicated apart from the pixels; `multi_crop` cuts the boxes out 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 if TYPE_CHECKING:
-    from googlenet.model import GoogLeNet
+    from googlenet.model import Classifier
 
 CROP_COUNTS = (1, 2, 10, 144)
 PAPER_SCALES = (256, 288, 320, 352)  # shorter side for a 224 input (section 7)
@@ -135,7 +136,7 @@ class CropSpec:
     crop_pct: float = 0.875
 
     @classmethod
-    def of(cls, models: list[GoogLeNet], crops: int) -> CropSpec:
+    def of(cls, models: Sequence[Classifier], crops: int) -> CropSpec:
         """The spec shared by an ensemble's models (they must agree on input size and crop fraction)."""
         sizes = {(m.meta.input_size, m.meta.crop_pct) for m in models}
         if len(sizes) > 1:

@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor
-from googlenet.detect.regions import load_regions, warp_pixels
+from googlenet.detect.regions import load_regions, region_head, warp_pixels
+from googlenet.model import GoogLeNet
 
 LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 
@@ -44,7 +45,7 @@ def decode(proposals: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
     return torch.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], dim=1)
 
 
-def features(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
+def features(model: GoogLeNet, windows: torch.Tensor) -> torch.Tensor:
     """The pooled (pre-classifier) features of normalised windows."""
     return model.forward_head(model.forward_features(windows), pre_logits=True).float()
 
@@ -65,7 +66,7 @@ def apply(weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def collect(
-    model: torch.nn.Module,
+    model: GoogLeNet,
     data: VOCDetection,
     proposals: list[np.ndarray],
     iou: float = 0.6,
@@ -76,7 +77,7 @@ def collect(
     """Features, targets and class of proposals with IoU >= `iou` to an object (at most `max_windows`, drawn at
     random over the dataset)."""
     meta = model.meta
-    context = meta.head.context
+    context = region_head(model).context
     mean, std = torch.tensor(meta.mean)[:, None, None], torch.tensor(meta.std)[:, None, None]
     picks = []
     for k, (found, annotation) in enumerate(zip(proposals, data.annotations, strict=True)):
@@ -120,7 +121,7 @@ def fit(
                 w = ridge(x[train], y[train], lam)
                 total += float(((apply(w[None], x[test])[:, 0] - y[test]) ** 2).sum())
         errors[lam] = total / max(int(held.sum()), 1)
-    best = min(errors, key=errors.get)
+    best = min(errors, key=errors.__getitem__)
     weights = torch.zeros(num_classes, x.shape[1] + 1, 4, dtype=torch.float64)
     for c in range(num_classes):
         mine = classes == c
@@ -150,7 +151,7 @@ def fit_for(
     if limit < 0 or max_windows < 1 or not 0 < iou < 1:
         raise ValueError("--limit must be >= 0, --max-windows >= 1 and --iou in (0, 1)")
     model = load_regions(checkpoint)
-    method = proposals or model.meta.head.proposals
+    method = proposals or region_head(model).proposals
     dataset = VOCDetection(data, split).limit(limit)
     boxes, _ = joined(dataset_proposals(dataset, method, cache, workers, None, progress))
     x, y, classes = collect(model, dataset, boxes, iou, max_windows, progress=progress)

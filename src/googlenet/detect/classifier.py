@@ -152,8 +152,8 @@ class RegionTask(Classification):
         for data in (train_data, VOCDetection(cfg.data.root, cfg.data.val_split).limit(cfg.data.val_subset)):
             found = training_proposals(data, d.proposals, max(cfg.data.workers, 1))
             sets.append(Windows(data, found, cfg.model.input_size, d.context, mean, d.fg_iou))
-        train_set, val_set = sets
-        val_set = torch.utils.data.Subset(val_set, val_set.subset(d.val_windows, d.foreground, cfg.run.seed))
+        train_set, val_windows = sets
+        val_set = torch.utils.data.Subset(val_windows, val_windows.subset(d.val_windows, d.foreground, cfg.run.seed))
         self.labels, self.foreground = train_set.labels, d.foreground
         a = cfg.augment
         return Parts(

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from googlenet.data.detection import VOCDetection
@@ -22,9 +21,10 @@ from googlenet.detect.bbox import apply as apply_regression
 from googlenet.detect.bbox import decode, features, regression_path
 from googlenet.detect.bbox import load as load_regression
 from googlenet.detect.evaluation import DetectionEvaluator
-from googlenet.detect.proposals import Proposer, dataset_proposals, joined, proposer_for
-from googlenet.detect.regions import load_regions, warp_pixels
+from googlenet.detect.proposals import Joined, Proposer, joined, propose_sources, proposer_for
+from googlenet.detect.regions import load_regions, region_head, warp_pixels
 from googlenet.evaluate.driver import inference_on_dataset, progress_bar, resolve_device
+from googlenet.model import GoogLeNet
 from googlenet.model.inference import optimize_for_inference
 
 
@@ -56,26 +56,29 @@ class RegionEnsemble:
 
     def __init__(
         self,
-        models: list[nn.Module],
+        models: list[GoogLeNet],
         device: str | torch.device = "cpu",
         batch: int = 256,
-        bbox_regression: bool = False,
+        regressors: list[torch.Tensor] | None = None,
         optimize: bool = True,
     ) -> None:
         if not models:
             raise ValueError("at least one region classifier is needed")
         first = models[0].meta
         for m in models[1:]:
-            same = (m.meta.input_size, m.meta.head.context, m.meta.class_names, tuple(m.meta.mean))
-            if same != (first.input_size, first.head.context, first.class_names, tuple(first.mean)):
+            same = (m.meta.input_size, region_head(m).context, m.meta.class_names, tuple(m.meta.mean))
+            if same != (first.input_size, region_head(models[0]).context, first.class_names, tuple(first.mean)):
                 raise ValueError("the region classifiers differ in input size, context, classes or mean")
-        if bbox_regression and any(getattr(m, "bbox", None) is None for m in models):
+        if regressors is not None and len(regressors) != len(models):
             raise ValueError("bounding-box regression needs every classifier's regressors: googlenet detect fit-bbox")
         # The inference model (BatchNorm folded, 1x1s fused, channels_last), or with optimize=False the eager
         # model in channels_last (about 1.7x faster convolutions on this CPU); same outputs to float rounding.
-        prepare = optimize_for_inference if optimize else lambda m: m.to(memory_format=torch.channels_last).eval()
-        self.models = [prepare(m).to(device) for m in models]
-        self.meta, self.device, self.batch, self.bbox_regression = first, torch.device(device), batch, bbox_regression
+        prepared = [optimize_for_inference(m) if optimize else m.to(memory_format=torch.channels_last) for m in models]
+        self.models = [m.eval().to(device) for m in prepared]
+        self.meta, self.device, self.batch, self.regressors = first, torch.device(device), batch, regressors
+        self.context = region_head(models[0]).context
+        if not first.class_names:
+            raise ValueError("a region classifier's record must name its classes (background first)")
         self.classes = list(first.class_names[1:])  # background is class 0
         mean, std = torch.tensor(first.mean), torch.tensor(first.std)
         self.mean, self.std = mean[:, None, None], std[:, None, None]
@@ -83,19 +86,23 @@ class RegionEnsemble:
     @classmethod
     def load(
         cls,
-        paths: list[str | os.PathLike],
+        paths: list[str],
         device: str | torch.device = "cpu",
         bbox_regression: bool = False,
         optimize: bool = True,
     ) -> RegionEnsemble:
+        """The region classifiers in `paths`, with their regressors (written by fit-bbox beside them) when
+        `bbox_regression`."""
         models = [load_regions(p) for p in paths]
+        regressors = None
         if bbox_regression:
-            for model, path in zip(models, paths, strict=True):
+            regressors = []
+            for path in paths:
                 where = regression_path(path)
                 if not where.is_file():
                     raise FileNotFoundError(f"no regressors {where}: fit them with googlenet detect fit-bbox")
-                model.bbox = load_regression(where)
-        return cls(models, device, bbox_regression=bbox_regression, optimize=optimize)
+                regressors.append(load_regression(where))
+        return cls(models, device, regressors=regressors, optimize=optimize)
 
     @torch.inference_mode()
     def score(self, pixels: torch.Tensor, boxes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -103,17 +110,17 @@ class RegionEnsemble:
         bounding-box regression their mean offsets (N, K, 4) per object class, else None."""
         m = self.meta
         total = torch.zeros(len(boxes), m.num_classes)
-        deltas = torch.zeros(len(boxes), m.num_classes - 1, 4) if self.bbox_regression else None
+        deltas = torch.zeros(len(boxes), m.num_classes - 1, 4) if self.regressors is not None else None
         boxes_t = torch.as_tensor(np.asarray(boxes, np.float32)).reshape(-1, 4)
         for start in range(0, len(boxes_t), self.batch):
             chunk = boxes_t[start : start + self.batch]
-            windows = warp_pixels(pixels, chunk, m.input_size, m.head.context, m.mean)
+            windows = warp_pixels(pixels, chunk, m.input_size, self.context, m.mean)
             windows = ((windows - self.mean) / self.std).to(self.device, memory_format=torch.channels_last)
-            for model in self.models:
+            for k, model in enumerate(self.models):
                 pooled = features(model, windows)
                 total[start : start + len(chunk)] += model.linear(pooled).float().softmax(dim=1).cpu()
-                if deltas is not None:
-                    deltas[start : start + len(chunk)] += apply_regression(model.bbox, pooled.cpu())
+                if deltas is not None and self.regressors is not None:
+                    deltas[start : start + len(chunk)] += apply_regression(self.regressors[k], pooled.cpu())
         if deltas is not None:
             deltas /= len(self.models)
         return total / len(self.models), deltas
@@ -152,9 +159,15 @@ class Detector:
     as (N, 4) pixel boxes (a `googlenet.detect.proposals.Proposer`)."""
 
     def __init__(
-        self, ensemble: RegionEnsemble, proposer: Proposer, nms: float = 0.3, max_detections: int = 100
+        self,
+        ensemble: RegionEnsemble,
+        proposer: Proposer,
+        nms: float = 0.3,
+        max_detections: int = 100,
+        method: str | None = None,
     ) -> None:
         self.ensemble, self.proposer, self.nms, self.max_detections = ensemble, proposer, nms, max_detections
+        self.method = method  # the proposal method's name, where it has one (see `load`)
 
     @classmethod
     def load(
@@ -175,9 +188,7 @@ class Detector:
             raise ValueError("--nms must be in (0, 1] and --max-detections >= 1")
         method = proposals or ("paper" if multibox else "ss2x")
         ensemble = RegionEnsemble.load(checkpoints, resolve_device(device), bbox_regression, optimize)
-        detector = cls(ensemble, proposer_for(method, multibox, tiles), nms, max_detections)
-        detector.method, detector.multibox, detector.tiles = method, multibox, tiles
-        return detector
+        return cls(ensemble, proposer_for(method, multibox, tiles), nms, max_detections, method)
 
     @property
     def classes(self) -> list[str]:
@@ -195,7 +206,7 @@ class Detector:
         proposed = time.perf_counter()
         probs, deltas = self.ensemble.score(pixels, proposals)
         classified = time.perf_counter()
-        size = tuple(pixels.shape[1:])
+        size = (int(pixels.shape[1]), int(pixels.shape[2]))
         boxes, scores, labels = select(proposals, probs, self.nms, self.max_detections, deltas=deltas, size=size)
         done = time.perf_counter()
         seconds = {
@@ -241,50 +252,42 @@ def evaluate_dataset(
 
 
 def evaluate_detector(
-    checkpoints: list[str],
     data: str,
     split: str = "test",
-    proposals: str | None = None,
-    multibox: str | None = None,
-    tiles: int | None = None,
-    nms: float = 0.3,
-    max_detections: int = 100,
-    bbox_regression: bool = False,
-    device: str = "auto",
-    optimize: bool = True,
     metric: str = "ilsvrc",
     limit: int = 0,
     workers: int = 1,
     cache: str | None = None,
     progress: bool = True,
+    **detector: Any,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`googlenet detect evaluate`: the detector's mAP and per-class AP over a VOC-layout dataset with timings
-    (the record), and the evaluator's results with the precision-recall curves (for `plot_precision_recall`)."""
+    """`googlenet detect evaluate`: the mAP and per-class AP over a VOC-layout dataset, with timings, of the
+    detector that `Detector.load(**detector)` makes (the record), and the evaluator's results with the
+    precision-recall curves (for `plot_precision_recall`)."""
     if limit < 0 or workers < 1:
         raise ValueError("--limit must be >= 0 and --workers >= 1")
-    detector = Detector.load(
-        checkpoints, proposals, multibox, tiles, nms, max_detections, bbox_regression, device, optimize
-    )
+    found_by = Detector.load(**detector)
+    if not isinstance(found_by.proposer, Joined):
+        raise TypeError("Detector.load gives a Joined proposer")
     dataset = VOCDetection(data, split).limit(limit)
     started = time.perf_counter()
-    found = dataset_proposals(dataset, detector.method, cache, workers, multibox, progress, tiles)
-    boxes, seconds = joined(found)
-    results, classify = evaluate_dataset(detector, dataset, boxes, metric, progress)
+    boxes, seconds = joined(propose_sources(dataset, found_by.proposer, cache, workers, progress))
+    results, classify = evaluate_dataset(found_by, dataset, boxes, metric, progress)
     images = max(len(dataset), 1)
     record = {
         "map": results["map"],
         "ap": results["ap"],
         "metric": metric,
         "images": len(dataset),
-        "proposals": detector.method,
+        "proposals": found_by.method,
         "proposals_per_image": sum(len(b) for b in boxes) / max(len(boxes), 1),
-        "models": len(checkpoints),
-        "bbox_regression": bbox_regression,
+        "models": len(found_by.ensemble.models),
+        "bbox_regression": found_by.ensemble.regressors is not None,
         "seconds_per_image": (sum(seconds) + sum(classify)) / images,
         "classify_seconds_per_image": sum(classify) / images,
         "proposal_seconds_per_image": sum(seconds) / images,
         "wall_seconds": time.perf_counter() - started,
-        "checkpoints": checkpoints,
+        "checkpoints": detector["checkpoints"],
     }
     return record, results
 

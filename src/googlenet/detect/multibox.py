@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -17,7 +17,8 @@ from torchvision import tv_tensors
 from torchvision.ops import nms
 from torchvision.transforms import v2
 
-from googlenet.model import GoogLeNet, build_model, read_task_weights
+from googlenet.model import GoogLeNet, ModelMeta, MultiBoxHead, build_model, load_model
+from googlenet.model.variants import TaskWeights, register_task
 
 
 def kmeans_priors(boxes: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -37,9 +38,14 @@ class MultiBox(nn.Module):
     channels by a 1x1 convolution (as Erhan et al.'s fully connected layers read AlexNet's spatial map); with
     `grid` = 0 it reads the classifier's globally pooled vector, which keeps little of where objects are."""
 
+    priors: torch.Tensor
+    reduce: nn.Sequential | None
+    meta: ModelMeta  # the metadata record, set where MultiBox weights are saved or loaded
+
     def __init__(self, backbone: GoogLeNet, priors: torch.Tensor, grid: int = 4) -> None:
         super().__init__()
-        backbone.linear = nn.Identity()  # the classifier is unused: keep DDP from waiting for its gradients
+        # The classifier is unused: keep DDP from waiting for its gradients (GoogLeNet types it as its Linear).
+        backbone.linear = nn.Identity()  # type: ignore[assignment]
         self.backbone = backbone
         self.register_buffer("priors", torch.as_tensor(priors, dtype=torch.float32).reshape(-1, 4))
         k, self.grid = len(self.priors), grid
@@ -54,6 +60,11 @@ class MultiBox(nn.Module):
         self.confidence = nn.Linear(width, k)
         nn.init.zeros_(self.offsets.weight)  # start from the priors themselves
         nn.init.zeros_(self.offsets.bias)
+
+    @property
+    def head(self) -> MultiBoxHead:
+        """The MultiBox settings of its weights' record (priors, top, NMS, grid, tiles)."""
+        return cast(MultiBoxHead, self.meta.head)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(boxes (N, K, 4) normalised x1 y1 x2 y2, confidence logits (N, K))."""
@@ -125,7 +136,7 @@ def views(width: int, height: int, tiles: int = 1) -> list[tuple[int, int, int, 
 
 def tiles_of(model: MultiBox, tiles: int | None = None) -> int:
     """`tiles` if given, else the tiling the MultiBox model was trained to propose with (multibox.tiles)."""
-    return tiles or model.meta.head.tiles
+    return tiles or model.head.tiles
 
 
 def image_proposals(
@@ -193,17 +204,24 @@ class MultiBoxProposer:
         return cls(model, tiles, name)
 
     def __call__(self, image: Any) -> np.ndarray:
-        head = self.model.meta.head
+        head = self.model.head
         return image_proposals(self.model, image, self.transform, head.top, head.nms, self.tiles)
+
+
+def _from_weights(state: dict[str, torch.Tensor], meta: ModelMeta) -> MultiBox:
+    """A MultiBox network rebuilt from its weights and metadata record (for `load_model`)."""
+    backbone = build_model(meta.variant, num_classes=meta.num_classes, aux=False, **meta.options)
+    model = MultiBox(backbone, state["priors"], cast(MultiBoxHead, meta.head).grid)
+    model.load_state_dict(state)
+    model.meta = meta
+    return model
+
+
+register_task(
+    "multibox", TaskWeights("MultiBox weights (train them with `googlenet detect train-multibox`)", _from_weights)
+)
 
 
 def load_multibox(path: str | os.PathLike) -> MultiBox:
     """A MultiBox model from its .safetensors file (as `googlenet detect train-multibox` writes it)."""
-    state, meta = read_task_weights(
-        path, "multibox", "MultiBox weights (train them with `googlenet detect train-multibox`)"
-    )
-    backbone = build_model(meta.variant, num_classes=meta.num_classes, aux=False, **meta.options)
-    model = MultiBox(backbone, state["priors"], meta.head.grid)
-    model.load_state_dict(state)
-    model.meta = meta
-    return model.eval()
+    return cast(MultiBox, load_model(path, task="multibox")).eval()

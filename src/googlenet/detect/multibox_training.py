@@ -5,7 +5,7 @@ googlenet.detect.multibox, which test time uses without this module."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -81,7 +81,7 @@ class MultiBoxTask(Task):
             raise ValueError("data.root is required: a folder in VOC layout (googlenet data scenes makes one)")
         train_set = VOCDetection(cfg.data.root, cfg.data.train_split).limit(cfg.data.train_subset)
         val_set = VOCDetection(cfg.data.root, cfg.data.val_split).limit(cfg.data.val_subset)
-        options = dict(width=cfg.model.width, dropout=cfg.model.dropout, aux=False)
+        options: dict[str, Any] = dict(width=cfg.model.width, dropout=cfg.model.dropout, aux=False)
         if cfg.model.weights:  # a classification checkpoint (its classifier is unused)
             backbone = build_model(cfg.model.name, weights=cfg.model.weights, **options)
         else:
@@ -124,7 +124,7 @@ class MultiBoxTask(Task):
 
     def export(self, run: Run, results: dict[str, Any]) -> None:
         cfg = run.cfg
-        model = inference_model(run)
+        model = cast(MultiBox, inference_model(run))
         meta = ModelMeta(
             variant=cfg.model.name,
             num_classes=model.backbone.num_classes,

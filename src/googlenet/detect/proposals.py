@@ -273,11 +273,22 @@ def dataset_proposals(
 ) -> dict[str, tuple[list[np.ndarray], list[float]]]:
     """Every image's proposals from each source of `method` (see `proposer_for`), cached under `folder`
     (default DATA/proposals): {source: (boxes per image, seconds per image)}."""
+    return propose_sources(data, proposer_for(method, multibox, tiles), folder, workers, progress)
+
+
+def propose_sources(
+    data: VOCDetection,
+    proposer: Joined,
+    folder: str | os.PathLike | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, tuple[list[np.ndarray], list[float]]]:
+    """`propose_dataset` for each source of `proposer`, each cached in its own folder under `folder` (default
+    DATA/proposals): {source: (boxes per image, seconds per image)}."""
     folder = Path(folder) if folder else data.root / "proposals"
-    sources = proposer_for(method, multibox, tiles).sources
     return {
         source: propose_dataset(data, p, ProposalCache(folder, cache_name(source, p)), workers, progress, source)
-        for source, p in sources.items()
+        for source, p in proposer.sources.items()
     }
 
 

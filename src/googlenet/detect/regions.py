@@ -9,7 +9,15 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou, roi_align
 
-from googlenet.model import GoogLeNet, load_model
+from googlenet.model import GoogLeNet, RegionHead, load_model
+
+
+def region_head(model: GoogLeNet) -> RegionHead:
+    """A region classifier's settings (context, proposals, foreground IoU) from its weights' record."""
+    head = model.meta.head
+    if not isinstance(head, RegionHead):
+        raise ValueError(f"{model.meta.variant} weights of task {model.meta.task!r} are no region classifier")
+    return head
 
 
 def load_regions(path: str | os.PathLike) -> GoogLeNet:

@@ -4,8 +4,9 @@ image and over all the models, then top-1 accuracy and top-5 error."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset, Subset
@@ -16,7 +17,7 @@ from googlenet.data.loaders import dataset_for, eval_loader
 from googlenet.data.multicrop import CropSpec
 from googlenet.evaluate.driver import inference_on_dataset, progress_bar, resolve_device
 from googlenet.evaluate.metrics import topk_correct
-from googlenet.model import GoogLeNet, load_for_inference
+from googlenet.model import Classifier, load_for_inference
 
 POOLS = ("mean", "max")
 
@@ -25,11 +26,11 @@ class Cropped(Dataset):
     """(PIL image, label) -> (crops, crop weights, label), for DataLoader workers; None for an unreadable image
     (warned about, naming the file), which `collate` leaves out."""
 
-    def __init__(self, dataset: Dataset, spec: CropSpec) -> None:
-        self.dataset, self.spec = dataset, spec
+    def __init__(self, dataset: Sized, spec: CropSpec) -> None:
+        self.dataset, self.spec = cast(Dataset, dataset), spec
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(cast(Sized, self.dataset))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         try:
@@ -43,14 +44,14 @@ class Cropped(Dataset):
 def collate(items: list[tuple[torch.Tensor, torch.Tensor, int] | None]) -> tuple[torch.Tensor, ...] | None:
     """Images with different crop counts in one batch: crops and weights concatenated, `owner` maps each crop
     to its image. Unreadable images (None) are left out; a batch of nothing else is None."""
-    items = [item for item in items if item is not None]
-    if not items:
+    read = [item for item in items if item is not None]
+    if not read:
         return None
-    counts = torch.tensor([len(w) for _, w, _ in items])
-    owner = torch.repeat_interleave(torch.arange(len(items)), counts)
-    crops = torch.cat([c for c, _, _ in items])
-    weights = torch.cat([w for _, w, _ in items])
-    return crops, weights, owner, torch.tensor([label for _, _, label in items])
+    counts = torch.tensor([len(w) for _, w, _ in read])
+    owner = torch.repeat_interleave(torch.arange(len(read)), counts)
+    crops = torch.cat([c for c, _, _ in read])
+    weights = torch.cat([w for _, w, _ in read])
+    return crops, weights, owner, torch.tensor([label for _, _, label in read])
 
 
 def pool_crops(probs: torch.Tensor, weights: torch.Tensor, owner: torch.Tensor, images: int, pool: str) -> torch.Tensor:
@@ -68,7 +69,7 @@ class CropEnsemble:
     """The models at test time: a batch from `collate` -> each model's softmax probabilities pooled over each
     image's crops, (models, images, classes) on the CPU. Evaluators (`CropScores`) only collect them."""
 
-    def __init__(self, models: list[GoogLeNet], pool: str = "mean", device: str = "cpu", chunk: int = 256) -> None:
+    def __init__(self, models: Sequence[Classifier], pool: str = "mean", device: str = "cpu", chunk: int = 256) -> None:
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {pool!r}")
         self.models = [m.to(device).eval() for m in models]
@@ -126,7 +127,7 @@ def scores(probs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
     return {"top1": hits[1] / n, "top5": hits[5] / n, "top1_error": 1 - hits[1] / n, "top5_error": 1 - hits[5] / n}
 
 
-def check_classes(models: list[GoogLeNet], classes: list[str] | None) -> None:
+def check_classes(models: Sequence[Classifier], classes: list[str] | None) -> None:
     """The models must agree with each other and with the dataset's class list."""
     names = {tuple(m.meta.class_names or ()) or m.meta.num_classes for m in models}
     if len(names) > 1:
@@ -140,7 +141,7 @@ def check_classes(models: list[GoogLeNet], classes: list[str] | None) -> None:
 
 def run(
     ensemble: CropEnsemble,
-    dataset: Dataset,
+    dataset: Sized,
     spec: CropSpec,
     limit: int = 0,
     batch_size: int = 32,
@@ -149,17 +150,17 @@ def run(
 ) -> tuple[CropScores, float]:
     """The first `limit` images (0 = all) of `dataset`, cut by `spec`, through `ensemble`: the collected
     `CropScores` and the seconds taken."""
-    if limit:
-        dataset = Subset(dataset, range(min(limit, len(dataset))))
+    count = min(limit, len(dataset)) if limit else len(dataset)
+    images = Subset(cast(Dataset, dataset), range(count)) if limit else dataset
     loader = eval_loader(
-        Cropped(dataset, spec), batch_size, 0, 1, workers, ensemble.device.type == "cuda", collate_fn=collate
+        Cropped(images, spec), batch_size, 0, 1, workers, ensemble.device.type == "cuda", collate_fn=collate
     )
     collected = CropScores()
     label = f"{len(ensemble.models)} model(s) x {spec.crops} crop(s)"
-    with progress_bar(len(dataset), label, progress) as bar:
+    with progress_bar(count, label, progress) as bar:
         _, seconds = inference_on_dataset(ensemble, loader, collected, lambda batch: len(batch[3]), bar)
     if not collected.targets:
-        raise ValueError(f"none of the {len(dataset)} images could be read (see the warnings above)")
+        raise ValueError(f"none of the {count} images could be read (see the warnings above)")
     return collected, seconds
 
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence, Sized
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
 from googlenet.data.loaders import dataset_for
 from googlenet.data.multicrop import CropSpec
 from googlenet.evaluate.driver import resolve_device
 from googlenet.evaluate.multicrop import CropEnsemble, check_classes, run, scores
-from googlenet.model import GoogLeNet, load_for_inference
+from googlenet.model import Classifier, load_for_inference
 
 # Table 3 as printed (ILSVRC 2014 validation, 7 models): (models, crops, cost, top-5 error %).
 PAPER_TABLE3 = [
@@ -27,9 +27,9 @@ PAPER_TABLE3 = [
 
 
 def table3(
-    models: list[GoogLeNet],
+    models: Sequence[Classifier],
     names: list[str],
-    dataset: Dataset,
+    dataset: Sized,
     crops: tuple[int, ...] = (1, 10, 144),  # Table 3's crop counts
     device: str = "cpu",
     **run_options: Any,
@@ -85,8 +85,16 @@ def table3_of(
     models = [load_for_inference(c, optimize) for c in checkpoints]
     dataset = dataset_for(data, split, root)
     check_classes(models, list(dataset.classes))
-    options = dict(limit=limit, batch_size=batch_size, workers=workers, progress=progress)
-    return table3(models, checkpoints, dataset, device=resolve_device(device), **options)
+    return table3(
+        models,
+        checkpoints,
+        dataset,
+        device=resolve_device(device),
+        limit=limit,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+    )
 
 
 def _pct(x: float, signed: bool = False) -> str:

@@ -2,13 +2,14 @@
 
 from googlenet.model.googlenet import GoogLeNet, GoogLeNetOutputs
 from googlenet.model.layers import AuxHead, ConvBlock, Inception, NaiveInception
-from googlenet.model.loading import load_for_inference
+from googlenet.model.loading import Classifier, load_for_inference
 from googlenet.model.variants import VARIANTS, build_model, list_models, load_model
-from googlenet.model.weights import ModelMeta, MultiBoxHead, RegionHead, read_task_weights, read_weights, save_weights
+from googlenet.model.weights import ModelMeta, MultiBoxHead, RegionHead, read_weights, save_weights
 
 __all__ = [
     "VARIANTS",
     "AuxHead",
+    "Classifier",
     "ConvBlock",
     "GoogLeNet",
     "GoogLeNetOutputs",
@@ -21,7 +22,6 @@ __all__ = [
     "list_models",
     "load_for_inference",
     "load_model",
-    "read_task_weights",
     "read_weights",
     "save_weights",
 ]

@@ -87,7 +87,7 @@ class OnnxClassifier(nn.Module):
         return torch.from_numpy(logits).to(images.device)
 
 
-def load_exported(path: str | os.PathLike) -> nn.Module:
+def load_exported(path: str | os.PathLike) -> OnnxClassifier | TorchScriptClassifier:
     """An exported .onnx (onnxruntime) or TorchScript .pt file as a module: images -> logits, with `meta`."""
     if Path(path).suffix == ".onnx":
         return OnnxClassifier(path)

@@ -5,15 +5,30 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Protocol
 
-from torch import nn
+import torch
 
 from googlenet.model.exported import load_exported
 from googlenet.model.inference import optimize_for_inference
 from googlenet.model.variants import load_model
+from googlenet.model.weights import ModelMeta
 
 
-def load_for_inference(path: str | os.PathLike, optimize: bool = True) -> nn.Module:
+class Classifier(Protocol):
+    """What testing needs of a model: images (N, 3, S, S) -> logits (N, classes), and its weights' metadata
+    record. GoogLeNet and the exported files run like models (`OnnxClassifier`, `TorchScriptClassifier`) are."""
+
+    meta: ModelMeta
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def to(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+
+def load_for_inference(path: str | os.PathLike, optimize: bool = True) -> Classifier:
     """A model with its metadata record (`meta`) from inference weights (.safetensors, or a training run's
     folder), or from an exported file (.onnx for onnxruntime, TorchScript .pt; see googlenet.model.exported).
 

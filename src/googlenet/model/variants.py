@@ -5,8 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
+
+import torch
+from torch import nn
 
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.weights import ModelMeta, read_weights
@@ -101,19 +105,44 @@ def build_model(
     return model
 
 
-# The tasks whose weights are a plain GoogLeNet, and what a file of the wrong task is told it is not.
-TASKS = {"classify": "a classifier", "regions": "a region classifier (train one with `googlenet detect train`)"}
+@dataclass(frozen=True)
+class TaskWeights:
+    """How `load_model` rebuilds the model of one task's weights: `what` names it in the error a file of another
+    task gets; `build` (state, meta) -> the model with `meta` as its record, for a network that is not a plain
+    GoogLeNet (None: build_model)."""
+
+    what: str
+    build: Callable[[dict[str, torch.Tensor], ModelMeta], nn.Module] | None = None
 
 
-def load_model(path: str | os.PathLike, task: str = "classify", **options: Any) -> GoogLeNet:
-    """Rebuild a model from one of our .safetensors files alone: variant, classes and options come from it.
-    `task` "regions" loads a region classifier (the same network over its K + 1 window classes)."""
-    _, meta = read_weights(path)
+# The tasks whose weights are a plain GoogLeNet; googlenet.detect.multibox adds MultiBox's (register_task).
+TASKS: dict[str, TaskWeights] = {
+    "classify": TaskWeights("a classifier"),
+    "regions": TaskWeights("a region classifier (train one with `googlenet detect train`)"),
+}
+
+
+def register_task(task: str, weights: TaskWeights) -> None:
+    """Teach `load_model` another task's weights (a network built by the room that owns it)."""
+    TASKS[task] = weights
+
+
+@overload
+def load_model(path: str | os.PathLike, task: Literal["classify", "regions"] = ..., **options: Any) -> GoogLeNet: ...
+@overload
+def load_model(path: str | os.PathLike, task: str, **options: Any) -> nn.Module: ...
+def load_model(path: str | os.PathLike, task: str = "classify", **options: Any) -> nn.Module:
+    """Rebuild a model from one of our .safetensors files alone: variant, classes and options come from it, and
+    the model carries the file's metadata record as `meta`. `task` says which weights the caller expects:
+    "classify", "regions" (a region classifier: the same network over its K + 1 window classes) or a
+    registered one ("multibox")."""
+    state, meta = read_weights(path)
     if meta is None:
         raise ValueError(f"{path} has no googlenet metadata record; use build_model(name, weights=...)")
     if meta.task != task:
-        raise ValueError(f"{path} holds {meta.task} weights, not {TASKS[task]}")
-    return build_model(meta.variant, weights=path, **options)
+        raise ValueError(f"{path} holds {meta.task} weights, not {TASKS[task].what}")
+    build = TASKS[task].build
+    return build_model(meta.variant, weights=path, **options) if build is None else build(state, meta)
 
 
 def _load_state(model: GoogLeNet, state: dict, source: Any) -> None:

@@ -177,15 +177,6 @@ _TORCHVISION_RENAMES = [
 ]
 
 
-def read_task_weights(path: str | os.PathLike, task: str, what: str) -> tuple[dict[str, torch.Tensor], ModelMeta]:
-    """`read_weights` of a file that must hold weights for `task` (e.g. "multibox", "regions"); otherwise a
-    one-line error that names `what` was expected."""
-    state, meta = read_weights(path)
-    if meta is None or meta.task != task:
-        raise ValueError(f"{path} holds no {what}")
-    return state, meta
-
-
 def is_torchvision_state_dict(state: dict[str, torch.Tensor]) -> bool:
     """True for a state_dict saved from torchvision.models.googlenet."""
     return "inception3a.branch1.conv.weight" in state

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from googlenet.data import Transformed, build_dataset, eval_loader, eval_transform, train_transform
+from googlenet.data import build_dataset, eval_loader, eval_transform, train_transform
 from googlenet.evaluate.driver import inference_on_dataset
 from googlenet.evaluate.metrics import TopK, topk_correct
 from googlenet.model import ModelMeta, build_model, save_weights
@@ -54,7 +54,7 @@ def transforms_for(cfg: TrainConfig, mean: Sequence[float], std: Sequence[float]
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Transformed, run: Run) -> dict[str, float]:
+def evaluate(model: nn.Module, data: Dataset, run: Run) -> dict[str, float]:
     """Loss, top-1 and top-5 accuracy (fractions) of `model` on `data`, summed over all processes."""
     model.eval()
     loader = eval_loader(

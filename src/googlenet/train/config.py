@@ -382,7 +382,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for section, kind in _section_types().items():
         group = parser.add_argument_group(f"{section} (YAML section `{section}:`)")
         for f in dataclasses.fields(kind):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             group.add_argument(
                 f"--{section}.{f.name}",
                 dest=f"override:{section}.{f.name}",

@@ -22,7 +22,6 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from googlenet.data import Augmented, SkipUnreadable, Transformed, train_loader, unreadable
-from googlenet.model import GoogLeNet
 from googlenet.train import distributed
 from googlenet.train.checkpoint import (
     RunStopped,
@@ -45,7 +44,7 @@ class Run:
 
     cfg: TrainConfig
     ctx: distributed.Context
-    model: GoogLeNet
+    model: nn.Module  # the task's network (a GoogLeNet, or MultiBox around one)
     net: nn.Module  # the model as trained: DDP-wrapped under torchrun
     optimizer: torch.optim.Optimizer
     averaged: AveragedModel | None
@@ -55,12 +54,12 @@ class Run:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     out: Path
+    task: Task
     step: int = 0
     epoch: int = 0
     log_file: Any = None
     board: Any = None
     last_eval: tuple[int, dict] | None = None  # (step, record) of the latest evaluation of the averaged weights
-    task: Task | None = None
     saved_step: int | None = None  # the step of the latest checkpoint on disk
     nonfinite: int = 0  # non-finite losses in a row, each step skipped
     stop: int = 0  # the signal (SIGTERM, SIGINT) that asked the run to checkpoint and stop
@@ -120,11 +119,11 @@ def make_averaged(model: nn.Module, mode: str, decay: float) -> AveragedModel | 
     if mode == "off":
         return None
 
-    def ema(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    def ema(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor | int) -> torch.Tensor:
         d = min(decay, (1 + float(n)) / (10 + float(n)))
         return averaged + (current - averaged) * (1 - d)
 
-    def mean(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    def mean(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor | int) -> torch.Tensor:
         return averaged + (current - averaged) / (float(n) + 1)
 
     return AveragedModel(model, avg_fn=ema if mode == "ema" else mean, use_buffers=True)

@@ -4,15 +4,16 @@ evaluates and exports (`inference_model`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from googlenet.data import Augmented, EpochSampler
+from googlenet.data import Augmented
+from googlenet.data.loaders import KeyedSampler
 from googlenet.model import GoogLeNet, build_model
 from googlenet.train.config import TrainConfig
 
@@ -34,8 +35,8 @@ class Parts:
     """What a task builds for the loop: the model and the data (items: (PIL image, target))."""
 
     model: nn.Module
-    train_set: Dataset
-    val_set: Dataset
+    train_set: Any  # a Dataset (or our ImageDataset)
+    val_set: Any
     train_transform: Callable
     val_transform: Callable
     classes: list[str]
@@ -55,9 +56,9 @@ class Task:
 
     def epoch_size(self, train_set: Dataset) -> int:
         """Training samples per epoch (all of them; the region classifier draws a fixed number of windows)."""
-        return len(train_set)
+        return len(cast(Sized, train_set))
 
-    def sampler(self, data: Augmented, run: Run) -> EpochSampler | None:
+    def sampler(self, data: Augmented, run: Run) -> KeyedSampler | None:
         """The order of this process's training samples ((index, epoch) keys, set_epoch, a resumable `skip`);
         None = shuffled, this process's share (EpochSampler)."""
         return None
@@ -90,7 +91,7 @@ class Task:
 def model_for(cfg: TrainConfig, num_classes: int) -> GoogLeNet:
     """The model a task starts from: model.weights (its classifier reset to `num_classes` where they differ),
     or a fresh `model.name` network."""
-    options = dict(
+    options: dict[str, Any] = dict(
         width=cfg.model.width,
         dropout=cfg.model.dropout,
         aux_dropout=cfg.model.aux_dropout,
