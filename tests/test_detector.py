@@ -10,7 +10,7 @@ import torch
 from googlenet.cli import main
 from googlenet.data.detection import VOCDetection
 from googlenet.detect.classifier import BalancedSampler, Windows
-from googlenet.detect.detector import RegionEnsemble, select
+from googlenet.detect.detector import RegionEnsemble, evaluate_detector, select
 from googlenet.detect.regions import warp_pixels
 from googlenet.model import RegionHead, build_model
 
@@ -141,6 +141,11 @@ def test_detect_train_evaluate_predict(fmnist, tmp_path, capsys):
     assert 0 <= result["map"] <= 1 and set(result["ap"]) <= set(VOCDetection(root, "test").classes)
     assert result["models"] == 2 and result["images"] == 2 and result["seconds_per_image"] > 0
     assert (tmp_path / "ev" / "precision_recall.png").is_file()
+    record, _ = evaluate_detector(str(root), checkpoints=runs, progress=False)  # from Python: the same record
+    timed = {"seconds_per_image", "classify_seconds_per_image", "proposal_seconds_per_image", "wall_seconds"}
+    assert {k: v for k, v in record.items() if k not in timed} == {
+        k: v for k, v in result.items() if k not in timed | {"command"}
+    }
     assert main(["detect", "fit-bbox", "--checkpoint", runs[0], "--data", str(root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["windows"] > 0
     args = ["detect", "evaluate", "--checkpoint", runs[0], "--data", str(root), "--json", "--bbox-regression"]

@@ -17,6 +17,8 @@ from googlenet.data.fashion_mnist import CLASSES
 from googlenet.data.images import load_image
 from googlenet.data.multicrop import PAPER_SCALES, CropSpec, boxes_for, multi_crop, paper_boxes, ten_boxes, unique
 from googlenet.data.transforms import eval_transform
+from googlenet.evaluate import multicrop
+from googlenet.evaluate.driver import inference_on_dataset
 from googlenet.evaluate.multicrop import CropEnsemble, collate, pool_crops, run
 from googlenet.evaluate.table3 import table3
 
@@ -194,6 +196,9 @@ def test_evaluate_json_interface(fmnist, checkpoint, capsys, tmp_path):
     assert result["images"] == 5 and result["crops"] == 10 and result["models"] == 2
     assert 0 <= result["top1"] <= result["top5"] <= 1
     assert result == json.loads((tmp_path / "r.json").read_text())
+    timed = {"seconds"}
+    python = multicrop.evaluate([checkpoint, checkpoint], crops=10, root=str(fmnist), limit=5, workers=0)
+    assert {k: v for k, v in python.items() if k not in timed} == {k: v for k, v in result.items() if k not in timed}
     assert main([*args, "--table3", "--out", str(tmp_path / "t3")]) == 0
     assert {p.name for p in (tmp_path / "t3").iterdir()} == {"table3.md", "table3.json", "table3.png"}
     assert "| Models | Crops | Cost | Top-5 error |" in (tmp_path / "t3" / "table3.md").read_text()
@@ -223,10 +228,29 @@ def test_load_image_modes(tmp_path):
     assert np.abs(got - deep / 257).max() <= 0.5 + 1e-9  # scaled from 16 bits, not clipped
 
 
+def test_the_driver_runs_the_model_and_the_evaluator_only_collects():
+    """inference_on_dataset: reset first, every batch but the empty (None) ones through the model, then evaluate."""
+    seen = []
+
+    class Collect:
+        def reset(self):
+            seen.append("reset")
+
+        def process(self, inputs, outputs):
+            seen.append((inputs, outputs))
+
+        def evaluate(self):
+            return {"batches": len(seen) - 1}
+
+    result, seconds = inference_on_dataset(lambda x: 10 * x, [1, None, 2], Collect())
+    assert seen == ["reset", (1, 10), (2, 20)] and result == {"batches": 2} and seconds >= 0
+
+
 def test_predict(checkpoint, tmp_path, capsys):
     images = _write_images(tmp_path)
     assert main(["predict", "--checkpoint", checkpoint, *images, "--crops", "10", "--topk", "3", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
+    assert results == multicrop.predict([checkpoint], images, crops=10, topk=3)
     assert [r["image"] for r in results] == images
     for r in results:
         probs = [p["probability"] for p in r["predictions"]]
