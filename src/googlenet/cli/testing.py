@@ -13,7 +13,8 @@ from googlenet.data.multicrop import CROP_COUNTS
 def evaluate(a: argparse.Namespace) -> None:
     """Top-1 / top-5 of one model or an ensemble with 1, 2, 10 or 144 crops; or, with --table3, the paper's
     Table 3."""
-    from googlenet.evaluate import multicrop, table3
+    from googlenet.evaluate import evaluate as run_evaluation
+    from googlenet.evaluate import table3
 
     options = dict(
         checkpoints=a.checkpoint,
@@ -27,11 +28,11 @@ def evaluate(a: argparse.Namespace) -> None:
         optimize=not a.no_optimize,
     )
     if a.table3:
-        result = table3.table3_of(**options)
+        result = run_evaluation(**options, table3=True)
         written = table3.write(result, a.out or "runs/table3")
         print(json.dumps(result) if a.json else table3.render(result) + "written: " + ", ".join(map(str, written)))
         return
-    result = multicrop.evaluate(crops=a.crops, pool=a.pool, **options)
+    result = run_evaluation(crops=a.crops, pool=a.pool, **options)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(result, indent=2) + "\n")

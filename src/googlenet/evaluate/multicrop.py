@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence, Sized
-from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -13,7 +12,7 @@ from torch.utils.data import Dataset, Subset
 from torchvision.transforms.v2 import functional as F
 
 from googlenet.data.images import UnreadableImage, load_image
-from googlenet.data.loaders import dataset_for, eval_loader
+from googlenet.data.loaders import ImageDataset, eval_loader
 from googlenet.data.multicrop import CropSpec
 from googlenet.evaluate.driver import inference_on_dataset, progress_bar, resolve_device
 from googlenet.evaluate.metrics import topk_correct
@@ -164,28 +163,22 @@ def run(
     return collected, seconds
 
 
-def evaluate(
+def score(
+    models: Sequence[Classifier],
     checkpoints: list[str],
+    dataset: ImageDataset,
     crops: int = 1,
     pool: str = "mean",
-    data: str = "fashion_mnist",
-    split: str = "test",
-    root: str | None = None,
     limit: int = 0,
     batch_size: int = 32,
     workers: int = 1,
-    device: str = "auto",
-    optimize: bool = True,
+    device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """`googlenet evaluate`: top-1 / top-5 (fractions) of one model or the ensemble of `checkpoints` with
-    `crops` crops per image, with each model's own scores, the images read and the seconds taken."""
-    if limit < 0 or batch_size < 1 or workers < 0:
-        raise ValueError("--limit and --workers must be >= 0 and --batch-size >= 1")
-    models = [load_for_inference(c, optimize) for c in checkpoints]
-    dataset = dataset_for(data, split, root)
-    check_classes(models, list(dataset.classes))
-    ensemble = CropEnsemble(models, pool, resolve_device(device))
+    """Top-1 / top-5 (fractions) of the ensemble of `models` (loaded from `checkpoints`) on the first `limit`
+    images of `dataset` with `crops` crops per image, with each model's own scores, the images read and the
+    seconds taken: the record of `googlenet evaluate`."""
+    ensemble = CropEnsemble(models, pool, device)
     collected, seconds = run(ensemble, dataset, CropSpec.of(models, crops), limit, batch_size, workers, progress)
     return {
         **collected.evaluate(),
@@ -196,8 +189,6 @@ def evaluate(
         "unreadable": min(limit or len(dataset), len(dataset)) - collected.images,
         "per_model": [{"checkpoint": c, **collected.evaluate([i])} for i, c in enumerate(checkpoints)],
         "seconds": round(seconds, 2),
-        "data": data if data == "fashion_mnist" else str(Path(data).resolve()),
-        "split": split if data == "fashion_mnist" else None,
     }
 
 

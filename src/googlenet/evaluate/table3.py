@@ -9,11 +9,9 @@ from typing import Any
 
 import torch
 
-from googlenet.data.loaders import dataset_for
 from googlenet.data.multicrop import CropSpec
-from googlenet.evaluate.driver import resolve_device
-from googlenet.evaluate.multicrop import CropEnsemble, check_classes, run, scores
-from googlenet.model import Classifier, load_for_inference
+from googlenet.evaluate.multicrop import CropEnsemble, run, scores
+from googlenet.model import Classifier
 
 # Table 3 as printed (ILSVRC 2014 validation, 7 models): (models, crops, cost, top-5 error %).
 PAPER_TABLE3 = [
@@ -65,36 +63,6 @@ def table3(
             dict(zip(("models", "crops", "cost", "top5_error_pct"), r, strict=True)) for r in PAPER_TABLE3
         ],
     }
-
-
-def table3_of(
-    checkpoints: list[str],
-    data: str = "fashion_mnist",
-    split: str = "test",
-    root: str | None = None,
-    limit: int = 0,
-    batch_size: int = 32,
-    workers: int = 1,
-    device: str = "auto",
-    optimize: bool = True,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """`googlenet evaluate --table3`: `table3` of the models in `checkpoints` on a dataset split."""
-    if limit < 0 or batch_size < 1 or workers < 0:
-        raise ValueError("--limit and --workers must be >= 0 and --batch-size >= 1")
-    models = [load_for_inference(c, optimize) for c in checkpoints]
-    dataset = dataset_for(data, split, root)
-    check_classes(models, list(dataset.classes))
-    return table3(
-        models,
-        checkpoints,
-        dataset,
-        device=resolve_device(device),
-        limit=limit,
-        batch_size=batch_size,
-        workers=workers,
-        progress=progress,
-    )
 
 
 def _pct(x: float, signed: bool = False) -> str:
