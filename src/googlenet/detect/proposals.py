@@ -1,5 +1,7 @@
-"""Region proposals (paper section 8): Selective Search (OpenCV contrib) with R-CNN's fast recipe and with the
-paper's superpixels twice as large, their recall of ground-truth boxes, and a per-image cache on disk."""
+"""Region proposals (paper section 8) behind one interface, `Proposer` (a decoded image -> boxes): Selective
+Search (OpenCV contrib) with R-CNN's fast recipe and with the paper's superpixels twice as large, a MultiBox
+model (googlenet.detect.multibox), and their union; one cached loop over a dataset, and the recall of
+ground-truth boxes."""
 
 from __future__ import annotations
 
