@@ -14,7 +14,7 @@ import time
 from googlenet.data import Augmented, build_dataset, train_loader
 from googlenet.model import VARIANTS
 from googlenet.train import config as train_config
-from googlenet.train.classification import transforms_for
+from googlenet.train.classification import training_transforms
 from googlenet.train.task import input_scaling
 
 
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     cfg = train_config.load(args.config)
-    transform = transforms_for(cfg, *input_scaling(cfg, VARIANTS[cfg.model.name]))[0]
+    transform = training_transforms(cfg, *input_scaling(cfg, VARIANTS[cfg.model.name]))[0]
     dataset = Augmented(
         build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.train_split, args.images), transform, cfg.run.seed
     )

@@ -15,6 +15,21 @@ from googlenet.model import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """`googlenet.classify` and `googlenet.transforms_for`, imported when first used (they pull in the data
+    and evaluation code, which `import googlenet` alone does not need)."""
+    if name == "classify":
+        from googlenet.evaluate.multicrop import classify
+
+        return classify
+    if name == "transforms_for":
+        from googlenet.data.transforms import transforms_for
+
+        return transforms_for
+    raise AttributeError(f"module 'googlenet' has no attribute {name!r}")
+
+
 __all__ = [
     "GoogLeNet",
     "GoogLeNetOutputs",
@@ -23,8 +38,10 @@ __all__ = [
     "NaiveInception",
     "__version__",
     "build_model",
+    "classify",
     "list_models",
     "load_model",
     "read_weights",
     "save_weights",
+    "transforms_for",
 ]

@@ -10,7 +10,7 @@ from googlenet.data.loaders import (
     train_loader,
     unreadable,
 )
-from googlenet.data.transforms import Lighting, eval_transform, train_transform
+from googlenet.data.transforms import Lighting, eval_transform, train_transform, transforms_for
 
 __all__ = [
     "Augmented",
@@ -23,5 +23,6 @@ __all__ = [
     "eval_transform",
     "train_loader",
     "train_transform",
+    "transforms_for",
     "unreadable",
 ]

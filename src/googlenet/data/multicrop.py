@@ -150,3 +150,15 @@ class CropSpec:
         height, width = pixels.shape[-2:]
         boxes, counts = unique(boxes_for(self.crops, height, width, self.size, self.crop_pct))
         return multi_crop(pixels, boxes, self.size), torch.tensor(counts, dtype=torch.float32)
+
+
+class CentreCrop:
+    """The one-crop test-time transform: PIL image -> normalised float tensor (3, size, size), the centre crop
+    of `CropSpec(1, size, crop_pct)` scaled to [0, 1] and normalised with `mean` and `std`."""
+
+    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float], crop_pct: float = 0.875) -> None:
+        self.spec, self.mean, self.std = CropSpec(1, size, crop_pct), list(mean), list(std)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        crop = self.spec(image)[0][0]
+        return F.normalize(F.to_dtype(crop, torch.float32, scale=True), self.mean, self.std)

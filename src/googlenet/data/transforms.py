@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torchvision.transforms import InterpolationMode, v2
+
+from googlenet.data.multicrop import CentreCrop
+
+if TYPE_CHECKING:
+    from googlenet.model import ModelMeta
 
 # Section 6: "bilinear, area, nearest neighbor and cubic, with equal probability". For PIL images
 # torchvision's BOX filter is area averaging.
@@ -83,14 +89,16 @@ def train_transform(
     return v2.Compose(steps)
 
 
-def eval_transform(size: int, mean: Sequence[float], std: Sequence[float], crop_pct: float = 0.875) -> v2.Compose:
-    """PIL image -> normalised float tensor: shorter side to size / crop_pct, centre crop `size`."""
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            v2.Resize(round(size / crop_pct), interpolation=InterpolationMode.BILINEAR),
-            v2.CenterCrop(size),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean=list(mean), std=list(std)),
-        ]
-    )
+def eval_transform(
+    size: int, mean: Sequence[float], std: Sequence[float], crop_pct: float = 0.875
+) -> Callable[[Any], torch.Tensor]:
+    """PIL image -> normalised float tensor (3, size, size): shorter side to size / crop_pct, the centre `size`
+    square; the very crop that `googlenet predict` and `evaluate --crops 1` cut (`CentreCrop`)."""
+    return CentreCrop(size, mean, std, crop_pct)
+
+
+def transforms_for(meta: ModelMeta) -> Callable[[Any], torch.Tensor]:
+    """The test-time preprocessing that weights expect, from their metadata record (input size, crop fraction,
+    mean/std): a PIL image -> the normalised (3, S, S) tensor the model takes, exactly as `predict` and
+    `evaluate` prepare it (as torchvision's `weights.transforms()`)."""
+    return eval_transform(meta.input_size, meta.mean, meta.std, meta.crop_pct)

@@ -44,8 +44,7 @@ class MultiBox(nn.Module):
 
     def __init__(self, backbone: GoogLeNet, priors: torch.Tensor, grid: int = 4) -> None:
         super().__init__()
-        # The classifier is unused: keep DDP from waiting for its gradients (GoogLeNet types it as its Linear).
-        backbone.linear = nn.Identity()  # type: ignore[assignment]
+        backbone.linear = nn.Identity()  # the classifier is unused: keep DDP from waiting for its gradients
         self.backbone = backbone
         self.register_buffer("priors", torch.as_tensor(priors, dtype=torch.float32).reshape(-1, 4))
         k, self.grid = len(self.priors), grid

@@ -3,11 +3,13 @@ image and over all the models, then top-1 accuracy and top-5 error."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence, Sized
 from typing import Any, cast
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms.v2 import functional as F
 
@@ -68,7 +70,9 @@ class CropEnsemble:
     """The models at test time: a batch from `collate` -> each model's softmax probabilities pooled over each
     image's crops, (models, images, classes) on the CPU. Evaluators (`CropScores`) only collect them."""
 
-    def __init__(self, models: Sequence[Classifier], pool: str = "mean", device: str = "cpu", chunk: int = 256) -> None:
+    def __init__(
+        self, models: Sequence[Classifier], pool: str = "mean", device: str | torch.device = "cpu", chunk: int = 256
+    ) -> None:
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {pool!r}")
         self.models = [m.to(device).eval() for m in models]
@@ -201,24 +205,41 @@ def predict(
     optimize: bool = True,
 ) -> list[dict[str, Any]]:
     """`googlenet predict`: the `topk` classes and probabilities of each image file (all files are read first:
-    a bad one fails before any work is done)."""
+    a bad one fails before any work is done), from one model or the ensemble of `checkpoints`."""
     if topk < 1:
         raise ValueError("--topk must be at least 1")
     models = [load_for_inference(c, optimize) for c in checkpoints]
+    return classify(models, images, crops, topk, resolve_device(device))
+
+
+def classify(
+    models: Classifier | Sequence[Classifier],
+    images: Sequence[Image.Image | str | os.PathLike],
+    crops: int = 1,
+    topk: int = 5,
+    device: str | torch.device | None = None,
+) -> list[dict[str, Any]]:
+    """Each image's `topk` class names and probabilities from a model or an ensemble (softmax averaged over
+    models and `crops` crops), preprocessed as `googlenet predict` and `evaluate` do (`transforms_for`).
+    `images`: decoded PIL images or files; `device`: where to run (default: where the first model is)."""
+    models = [models] if not isinstance(models, Sequence) else list(models)
     check_classes(models, None)
-    pictures = [load_image(path) for path in images]
-    spec, ensemble = CropSpec.of(models, crops), CropEnsemble(models, "mean", resolve_device(device))
+    pictures = [image if isinstance(image, Image.Image) else load_image(image) for image in images]
+    if device is None:
+        first = next(iter(getattr(models[0], "parameters", lambda: iter(()))()), None)
+        device = first.device if first is not None else "cpu"
+    spec, ensemble = CropSpec.of(models, crops), CropEnsemble(models, "mean", device)
     probs = []
     for picture in pictures:  # one image a batch: (crops, weights, owner, target)
         cut, weights = spec(picture)
         probs.append(ensemble((cut, weights, torch.zeros(len(weights), dtype=torch.long), torch.tensor([-1])))[:, 0])
     names = models[0].meta.class_names or [str(i) for i in range(models[0].meta.num_classes)]
     results = []
-    for path, mean in zip(images, torch.stack(probs, dim=1).mean(dim=0), strict=True):
+    for k, (image, mean) in enumerate(zip(images, torch.stack(probs, dim=1).mean(dim=0), strict=True)):
         top = mean.topk(min(topk, len(mean)))
         predictions = [
             {"class": names[i], "index": int(i), "probability": float(p)}
             for p, i in zip(top.values, top.indices, strict=True)
         ]
-        results.append({"image": str(path), "predictions": predictions})
+        results.append({"image": k if isinstance(image, Image.Image) else str(image), "predictions": predictions})
     return results

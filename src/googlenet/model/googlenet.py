@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
@@ -32,7 +33,8 @@ class GoogLeNet(nn.Module):
     """GoogLeNet (Table 1, Figure 3) with its two auxiliary classifiers.
 
     Args:
-        num_classes: outputs of the main and auxiliary classifiers.
+        num_classes: outputs of the main and auxiliary classifiers; 0 = none (timm's feature model: the forward
+            gives the pooled N x 1024 features, and there are no auxiliary heads).
         norm: "lrn" for the paper (LocalRespNorm after pool1 and conv2, no BatchNorm) or "bn"
             (BatchNorm after every convolution, no LRN).
         bn_eps: BatchNorm epsilon when norm="bn" (torchvision uses 1e-3).
@@ -50,6 +52,7 @@ class GoogLeNet(nn.Module):
     """
 
     meta: ModelMeta  # the metadata record, set by build_model and load_model (a bare GoogLeNet() has none)
+    linear: nn.Linear | nn.Identity  # the classifier; nn.Identity for num_classes=0 (pooled features out)
 
     def __init__(
         self,
@@ -73,6 +76,9 @@ class GoogLeNet(nn.Module):
             raise ValueError(f"init must be 'xavier' or 'trunc_normal', not {init!r}")
         if width <= 0:
             raise ValueError(f"width must be positive, not {width}")
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be 0 (the pooled features) or more, not {num_classes}")
+        aux = aux and num_classes > 0  # a feature model (num_classes=0) has no classifiers, auxiliary or main
         self.num_classes = num_classes
         self.transform_input = transform_input
         conv = partial(ConvBlock, bn_eps=bn_eps if norm == "bn" else None)
@@ -118,7 +124,7 @@ class GoogLeNet(nn.Module):
         # every input size from 32x32 up reach the classifier.
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # N x 1024 x 1 x 1
         self.dropout = nn.Dropout(dropout)
-        self.linear = nn.Linear(ch, num_classes)  # N x num_classes
+        self.linear = nn.Linear(ch, num_classes) if num_classes else nn.Identity()  # N x num_classes
         self.num_features = ch
 
         aux_head = partial(AuxHead, conv=conv, reduce=c(128), hidden=c(1024), dropout=aux_dropout, pool=aux_pool)
@@ -178,19 +184,33 @@ class GoogLeNet(nn.Module):
             raise ValueError("return_aux=True needs the auxiliary heads; this model was built with aux=False")
         return GoogLeNetOutputs(logits, self.aux1(out_4a), self.aux2(out_4d))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """New, freshly initialised classifiers (main and auxiliary) for `num_classes` outputs."""
+    def reset_classifier(self, num_classes: int, class_names: list[str] | None = None) -> None:
+        """New, freshly initialised classifiers (main and auxiliary) for `num_classes` outputs (0: none, the
+        model gives its pooled features, and the auxiliary heads go). The metadata record follows: its
+        classes, their `class_names` (if given) and no measured metrics (they were the old classifier's)."""
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        like = next(self.parameters())
         self.num_classes = num_classes
-        self.linear = _fresh_like(self.linear, num_classes)
-        for head in (self.aux1, self.aux2):
-            if head is not None:
-                head.linear = _fresh_like(head.linear, num_classes)
+        self.linear = _fresh(self.num_features, num_classes, like)
+        for name in ("aux1", "aux2"):
+            head = getattr(self, name)
+            if head is not None and num_classes:
+                head.linear = _fresh(head.linear.in_features, num_classes, like)
+            elif head is not None:
+                setattr(self, name, None)
+        if hasattr(self, "meta"):
+            names = list(class_names) if class_names is not None else None
+            self.meta = dataclasses.replace(self.meta, num_classes=num_classes, class_names=names, metrics={})
 
 
-def _fresh_like(linear: nn.Linear, num_classes: int) -> nn.Linear:
-    """A classifier with the same input width and init scale as `linear`, zero bias."""
-    new = nn.Linear(linear.in_features, num_classes, device=linear.weight.device, dtype=linear.weight.dtype)
-    bound = math.sqrt(3.0 / linear.in_features)
+def _fresh(in_features: int, num_classes: int, like: torch.Tensor) -> nn.Linear | nn.Identity:
+    """A classifier of `in_features` inputs with the init scale of the reference model's, zero bias, on
+    `like`'s device and dtype (nn.Identity for no classes)."""
+    if not num_classes:
+        return nn.Identity()
+    new = nn.Linear(in_features, num_classes, device=like.device, dtype=like.dtype)
+    bound = math.sqrt(3.0 / in_features)
     nn.init.uniform_(new.weight, -bound, bound)
     nn.init.zeros_(new.bias)
     return new

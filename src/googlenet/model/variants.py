@@ -68,16 +68,28 @@ def build_model(
     name: str,
     num_classes: int | None = None,
     weights: str | os.PathLike | None = None,
+    pretrained: bool = False,
     **options: Any,
 ) -> GoogLeNet:
     """Build a variant by name, optionally loading weights (.safetensors of ours, or a .pth/.pt state_dict).
 
-    `num_classes` defaults to the weights' own (else 1000). `options` are GoogLeNet's keyword
-    arguments (width, aux, dropout, transform_input, ...) and override the variant's. The model's
-    `meta` attribute is its metadata record (input size, mean/std, class names, ...).
+    `num_classes` defaults to the weights' own (else 1000; 0 = the pooled features, no classifier). `options`
+    are GoogLeNet's keyword arguments (width, aux, dropout, transform_input, ...) and override the variant's.
+    The model's `meta` attribute is its metadata record (input size, mean/std, class names, ...). No named
+    (`pretrained=True`) weights are published yet: pass `weights` the path of a file.
     """
     if name not in VARIANTS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(VARIANTS)}")
+    if pretrained:
+        raise ValueError(
+            f"no pretrained {name} weights are published yet; pass weights=PATH (ours, or torchvision's .pth "
+            "for googlenet_tv)"
+        )
+    if weights is not None and not isinstance(weights, str | os.PathLike):
+        raise ValueError(
+            f"weights={weights!r}: named weights (torchvision's enums, timm's tags) are not published yet; "
+            "pass the path of a .safetensors or .pth file"
+        )
     variant = VARIANTS[name]
     state, meta = read_weights(weights) if weights is not None else (None, None)
     if meta is not None:
@@ -132,8 +144,8 @@ def load_model(path: str | os.PathLike, task: Literal["classify", "regions"] = .
 @overload
 def load_model(path: str | os.PathLike, task: str, **options: Any) -> nn.Module: ...
 def load_model(path: str | os.PathLike, task: str = "classify", **options: Any) -> nn.Module:
-    """Rebuild a model from one of our .safetensors files alone: variant, classes and options come from it, and
-    the model carries the file's metadata record as `meta`. `task` says which weights the caller expects:
+    """Rebuild a model from one of our .safetensors files alone, in eval mode: variant, classes and options come
+    from it, and the model carries the file's metadata record as `meta`. `task` says which weights the caller expects:
     "classify", "regions" (a region classifier: the same network over its K + 1 window classes) or a
     registered one ("multibox")."""
     state, meta = read_weights(path)
@@ -142,7 +154,8 @@ def load_model(path: str | os.PathLike, task: str = "classify", **options: Any) 
     if meta.task != task:
         raise ValueError(f"{path} holds {meta.task} weights, not {TASKS[task].what}")
     build = TASKS[task].build
-    return build_model(meta.variant, weights=path, **options) if build is None else build(state, meta)
+    model = build_model(meta.variant, weights=path, **options) if build is None else build(state, meta)
+    return model.eval()  # ready for inference (train() again to fine-tune)
 
 
 def _load_state(model: GoogLeNet, state: dict, source: Any) -> None:

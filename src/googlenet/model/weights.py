@@ -135,7 +135,7 @@ def _meta(record: str, path: Path) -> ModelMeta:
     """The metadata record of a weights file; a damaged one is a one-line ValueError."""
     try:
         meta = ModelMeta.from_json(record)
-        if not isinstance(meta.variant, str) or not isinstance(meta.num_classes, int) or meta.num_classes < 1:
+        if not isinstance(meta.variant, str) or not isinstance(meta.num_classes, int) or meta.num_classes < 0:
             raise ValueError(f"variant {meta.variant!r}, num_classes {meta.num_classes!r}")
         return meta
     except (ValueError, TypeError, AttributeError) as err:

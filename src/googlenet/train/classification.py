@@ -35,7 +35,7 @@ def compute_loss(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, au
     return main + aux_weight * aux, main, out.logits
 
 
-def transforms_for(cfg: TrainConfig, mean: Sequence[float], std: Sequence[float]) -> tuple[Callable, Callable]:
+def training_transforms(cfg: TrainConfig, mean: Sequence[float], std: Sequence[float]) -> tuple[Callable, Callable]:
     """The training and evaluation transforms a config asks for, normalising with `mean` and `std`."""
     a, size = cfg.augment, cfg.model.input_size
     train_tf = train_transform(
@@ -89,7 +89,7 @@ class Classification(Task):
             raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.data.batch_size}")
         model = model_for(cfg, len(train_set.classes))
         mean, std = input_scaling(cfg, model.meta)
-        train_tf, eval_tf = transforms_for(cfg, mean, std)
+        train_tf, eval_tf = training_transforms(cfg, mean, std)
         return Parts(model, train_set, val_set, train_tf, eval_tf, list(train_set.classes), mean, std)
 
     def loss(self, net: nn.Module, images: torch.Tensor, targets: Any, cfg: TrainConfig) -> tuple[Any, ...]:
