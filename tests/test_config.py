@@ -72,10 +72,30 @@ def test_bad_files_name_the_problem(tmp_path):
         train_config.load(tmp_path / "broken.yaml")
 
 
-def _cli(*args):
+def _cli(*args, cwd=ROOT):
     return subprocess.run(
-        [sys.executable, "-m", "googlenet", *args], capture_output=True, text=True, timeout=300, cwd=ROOT
+        [sys.executable, "-m", "googlenet", *args], capture_output=True, text=True, timeout=300, cwd=cwd
     )
+
+
+def test_packaged_configs_by_name_from_an_empty_folder(tmp_path):
+    """The configs ship inside the package: `--config NAME` (or configs/NAME.yaml) works from any folder."""
+    listed = _cli("configs", cwd=tmp_path)
+    assert listed.returncode == 0 and {line.split()[0] for line in listed.stdout.splitlines()} == {
+        p.stem for p in CONFIGS
+    }
+    found = {train_config.find(c).resolve() for c in ("smoke", "smoke.yaml", "configs/smoke.yaml")}
+    assert found == {train_config.packaged()["smoke"].resolve()}
+    shown = _cli("configs", "--show", "smoke", cwd=tmp_path)
+    assert shown.returncode == 0 and shown.stdout == (ROOT / "configs" / "smoke.yaml").read_text()
+    missing = _cli("train", "--config", "nope", cwd=tmp_path)
+    assert missing.returncode == 2 and "packaged config: detect_scenes" in missing.stderr
+
+
+def test_a_missing_data_root_is_an_error(tmp_path):
+    """Not a silent fall-back to the system's copy of the data (which would be recorded as this root)."""
+    result = _cli("train", "--config", "smoke", "--data.root", str(tmp_path / "none"), cwd=tmp_path)
+    assert result.returncode == 2 and "does not exist" in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 def test_train_help_explains_every_field():
@@ -90,7 +110,7 @@ def test_train_help_explains_every_field():
 
 def test_smoke_config_through_the_cli_and_resume(fmnist, tmp_path):
     out = tmp_path / "smoke"
-    first = _cli("train", "--config", "configs/smoke.yaml", "--out", str(out), "--data.root", str(fmnist))
+    first = _cli("train", "--config", "smoke", "--out", str(out), "--data.root", str(fmnist), cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "top-1" in first.stdout and "model.safetensors" in first.stdout
     for name in ("checkpoint.pt", "metrics.jsonl", "curves.png", "model.safetensors", "config.yaml"):

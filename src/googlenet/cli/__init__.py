@@ -24,6 +24,7 @@ class _Parser(argparse.ArgumentParser):
 PARSERS: list[Callable[[Commands], None]] = [
     model.add_summary,
     training.add_train,
+    training.add_configs,
     testing.add_evaluate,
     testing.add_predict,
     model.add_export,

@@ -40,11 +40,40 @@ def add_train(commands: Commands) -> None:
     p.set_defaults(run=train)
 
 
+def configs(a: argparse.Namespace) -> None:
+    """The packaged configs, each with the first line of its description."""
+    from googlenet.train.config import packaged
+
+    for name, path in packaged().items():
+        first = next((line for line in path.read_text().splitlines() if line.startswith("#")), "# ")
+        print(f"{name:<22} {first.lstrip('# ')}")
+
+
+def add_configs(commands: Commands) -> None:
+    p = commands.add_parser(
+        "configs",
+        help="list the configs that ship with the package (use one with --config NAME)",
+        description="The YAML configs inside the installed package, by name: `googlenet train --config NAME` "
+        "finds them from any folder (a path to a YAML file works too). Copy one to change it: "
+        "`googlenet configs --show NAME > my.yaml`.",
+    )
+    p.add_argument("--show", metavar="NAME", help="print that config's YAML instead of the list")
+    p.set_defaults(run=lambda a: print(_config_text(a.show), end="") if a.show else configs(a))
+
+
+def _config_text(name: str) -> str:
+    from googlenet.train.config import find
+
+    return find(name).read_text()
+
+
 def add_training_options(p: argparse.ArgumentParser, config_help: str) -> None:
     """--config, --out, --resume and one --section.field per config field: every command that trains."""
     from googlenet.train import config as train_config
 
-    p.add_argument("--config", help=config_help)
+    p.add_argument(
+        "--config", help=f"{config_help}; a packaged config's NAME works from any folder (googlenet configs)"
+    )
     p.add_argument("--out", help="output folder (same as --run.out)")
     p.add_argument(
         "--resume",

@@ -43,13 +43,12 @@ def _find(directory: Path, stem: str) -> Path | None:
 
 
 def locate(root: str | Path | None, download: bool = True) -> Path:
-    """The folder holding the IDX files: `root` if given and complete, else Debian's, else a torchvision download.
-
-    Downloads go to `root` (default ./data/fashion-mnist).
-    """
+    """The folder holding the IDX files: `root` when given (it must exist; missing files are downloaded into
+    it), else Debian's, else a torchvision download into ./data/fashion-mnist."""
     stems = [stem for pair in FILES.values() for stem in pair]
-    candidates = [Path(root)] if root else []
-    candidates.append(DEBIAN_DIR)
+    if root and not Path(root).is_dir():
+        raise FileNotFoundError(f"Fashion-MNIST root {root} does not exist (unset, the system copy is used)")
+    candidates = [Path(root)] if root else [DEBIAN_DIR]
     for directory in candidates:
         if all(_find(directory, stem) for stem in stems):
             return directory

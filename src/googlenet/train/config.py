@@ -8,6 +8,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -252,13 +253,33 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig:
     return validate(TrainConfig(**sections))
 
 
+def packaged() -> dict[str, Path]:
+    """The configs that ship with the package, by name (configs/NAME.yaml inside it)."""
+    folder = Path(str(resources.files("googlenet") / "configs"))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def find(config: str | Path) -> Path:
+    """A config file: `config` itself where it is a file, else the packaged config of that name
+    (`fashion_mnist` or `fashion_mnist.yaml`)."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    shipped = packaged()
+    name = path.name.removesuffix(".yaml")
+    if name in shipped and (len(path.parts) == 1 or path.parent.name == "configs"):
+        return shipped[name]
+    raise FileNotFoundError(
+        f"config file not found: {config} (a YAML file, or the name of a packaged config: {', '.join(shipped)})"
+    )
+
+
 def load(path: str | Path | None, overrides: dict[str, str] | None = None) -> TrainConfig:
-    """Read a YAML config (or start from the defaults) and apply `section.field` -> text overrides."""
+    """Read a YAML config (a file, or a packaged config by name; or start from the defaults) and apply
+    `section.field` -> text overrides."""
     raw: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+        path = find(path)
         try:
             raw = read_yaml(path.read_text()) or {}
         except yaml.YAMLError as err:
