@@ -1,7 +1,10 @@
+import argparse
 import subprocess
 import sys
 
 import pytest
+
+from googlenet.cli import build_parser
 
 
 def run(*args):
@@ -36,3 +39,32 @@ def test_bad_arguments_give_one_line_and_nonzero_exit(args):
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr and "error" in result.stderr
+
+
+def _commands(parser, prefix=()):
+    """(words, parser) for the top level and every command and subcommand."""
+    yield prefix, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*prefix, name))
+
+
+def test_every_help_shows_the_defaults():
+    """Each option that has a default says it in --help (as rendered, so argparse's %-formatting is tried too)."""
+    missing = []
+    for words, parser in _commands(build_parser()):
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+                rendered = " ".join(parser._get_formatter()._expand_help(action).split())
+                if "default" not in rendered or rendered not in text:
+                    missing.append((" ".join(words), action.option_strings[-1]))
+    assert missing == []
+
+
+def test_a_misspelled_option_gets_a_suggestion():
+    result = run("evaluate", "--chekpoint", "runs/x")
+    assert result.returncode == 2 and "--chekpoint: did you mean --checkpoint?" in result.stderr
+    result = run("train", "--optim.lrr", "0.1")
+    assert result.returncode == 2 and "did you mean --optim.lr?" in result.stderr

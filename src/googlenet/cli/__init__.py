@@ -5,20 +5,57 @@ function with named arguments."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from googlenet.cli import detection, model, testing, training
 from googlenet.cli.options import Commands
 from googlenet.train.checkpoint import RunStopped
 
 
+class _Help(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it says it already or there is none to say."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, list | tuple) else default
+        return f"{text} (default: {shown})".replace("%", "%%").replace("%%(", "%(")
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line (the usage is in --help)."""
+    """argparse that shows defaults in --help, reports a bad argument in one line (the usage is in --help)
+    and suggests the option a misspelled one was probably meant to be."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+        self._given: list[str] = []
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._given = list(sys.argv[1:] if args is None else args)
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras and not any(isinstance(a, argparse._SubParsersAction) for a in self._actions):
+            self.error(f"unrecognized arguments: {' '.join(extras)}")  # here, where the command's options are known
+        return namespace, extras
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._suggestions()} (see --help)\n")
+
+    def _suggestions(self) -> str:
+        """'; did you mean --checkpoint?' for each option given that this command does not have."""
+        known = list(self._option_string_actions)
+        tips = []
+        for given in self._given:
+            name = given.split("=", 1)[0]
+            if name.startswith("--") and name not in known:
+                close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+                tips += [f"{name}: did you mean {close[0]}?"] if close else []
+        return "; " + "; ".join(tips) if tips else ""
 
 
 PARSERS: list[Callable[[Commands], None]] = [

@@ -71,6 +71,11 @@ def add_training_options(p: argparse.ArgumentParser, config_help: str) -> None:
     """--config, --out, --resume and one --section.field per config field: every command that trains."""
     from googlenet.train import config as train_config
 
+    p.epilog = (
+        "Each --section.field VALUE is read as YAML, as in the config file: numbers as written, booleans true or "
+        "false, lists in brackets (--augment.crop_scale '[0.08, 1.0]'), an empty value for null "
+        "(--data.mean ''); e.g. --optim.lr 0.05 --optim.polyak off --run.amp false."
+    )
     p.add_argument(
         "--config", help=f"{config_help}; a packaged config's NAME works from any folder (googlenet configs)"
     )
