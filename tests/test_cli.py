@@ -68,3 +68,25 @@ def test_a_misspelled_option_gets_a_suggestion():
     assert result.returncode == 2 and "--chekpoint: did you mean --checkpoint?" in result.stderr
     result = run("train", "--optim.lrr", "0.1")
     assert result.returncode == 2 and "did you mean --optim.lr?" in result.stderr
+
+
+def test_a_closed_pipe_is_not_an_error():
+    done = subprocess.run(
+        f"{sys.executable} -m googlenet summary --naive | head -1", shell=True, capture_output=True, text=True
+    )
+    assert done.stdout.strip() and done.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "command, absent",
+    [(["--help"], ["torch"]), (["summary", "--format", "json"], ["torchvision.datasets", "torch._dynamo"])],
+)
+def test_a_fast_start_imports_only_what_the_command_needs(command, absent):
+    """`googlenet --help` imports no torch at all; `summary` neither torchvision's datasets nor torch._dynamo."""
+    code = (
+        "import contextlib, io, sys\nfrom googlenet.cli import main\n"
+        f"with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n    main({command!r})\n"
+        f"print([m for m in {absent!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

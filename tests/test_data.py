@@ -37,8 +37,11 @@ def test_idx_errors_are_clear(tmp_path):
 
 def test_missing_files_explain_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setattr("googlenet.data.fashion_mnist.DEBIAN_DIR", tmp_path / "no-debian")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         FashionMNIST(tmp_path / "empty", "train", download=False)
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # not a fall-back to the system's copy
+        FashionMNIST(tmp_path / "missing", "train")
 
 
 def test_imagefolder_layout(tmp_path):

@@ -112,3 +112,11 @@ def test_no_function_over_60_lines():
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60
     ]
     assert [f for f in long if f[:2] not in LONG_TABLES] == []
+
+
+def test_the_public_names_are_the_lazy_ones():
+    """googlenet's __all__ and the names it imports when first used are the same, and each one resolves."""
+    import googlenet
+
+    assert set(googlenet.__all__) - {"__version__"} == set(googlenet._PUBLIC)
+    assert all(getattr(googlenet, name) is not None for name in googlenet.__all__)

@@ -1,34 +1,28 @@
 """googlenet: a faithful, fast and practical implementation of "Going deeper with convolutions"."""
 
-from googlenet.model import (
-    GoogLeNet,
-    GoogLeNetOutputs,
-    Inception,
-    ModelMeta,
-    NaiveInception,
-    build_model,
-    list_models,
-    load_model,
-    read_weights,
-    save_weights,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str) -> object:
-    """`googlenet.classify` and `googlenet.transforms_for`, imported when first used (they pull in the data
-    and evaluation code, which `import googlenet` alone does not need)."""
-    if name == "classify":
-        from googlenet.evaluate.multicrop import classify
-
-        return classify
-    if name == "transforms_for":
-        from googlenet.data.transforms import transforms_for
-
-        return transforms_for
-    raise AttributeError(f"module 'googlenet' has no attribute {name!r}")
-
+# The public names and the modules that hold them, imported when first used: `import googlenet` alone (and the
+# `googlenet` command's --help) does not pay for torch and torchvision.
+_PUBLIC = {
+    "GoogLeNet": "googlenet.model",
+    "GoogLeNetOutputs": "googlenet.model",
+    "Inception": "googlenet.model",
+    "ModelMeta": "googlenet.model",
+    "NaiveInception": "googlenet.model",
+    "build_model": "googlenet.model",
+    "list_models": "googlenet.model",
+    "load_model": "googlenet.model",
+    "read_weights": "googlenet.model",
+    "save_weights": "googlenet.model",
+    "classify": "googlenet.evaluate.multicrop",
+    "transforms_for": "googlenet.data.transforms",
+}
 
 __all__ = [
     "GoogLeNet",
@@ -45,3 +39,31 @@ __all__ = [
     "save_weights",
     "transforms_for",
 ]
+
+if TYPE_CHECKING:
+    from googlenet.data.transforms import transforms_for
+    from googlenet.evaluate.multicrop import classify
+    from googlenet.model import (
+        GoogLeNet,
+        GoogLeNetOutputs,
+        Inception,
+        ModelMeta,
+        NaiveInception,
+        build_model,
+        list_models,
+        load_model,
+        read_weights,
+        save_weights,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'googlenet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from googlenet.cli import detection, model, testing, training
-from googlenet.cli.options import Commands
-from googlenet.train.checkpoint import RunStopped
 
 
 class _Help(argparse.HelpFormatter):
@@ -58,27 +57,46 @@ class _Parser(argparse.ArgumentParser):
         return "; " + "; ".join(tips) if tips else ""
 
 
-PARSERS: list[Callable[[Commands], None]] = [
-    model.add_summary,
-    training.add_train,
-    training.add_configs,
-    testing.add_evaluate,
-    testing.add_predict,
-    model.add_export,
-    detection.add_data,
-    detection.add_detect,
+# Each command: its name, the line `googlenet --help` shows, and what adds its options (in the module of its
+# part of the paper). Only the command being run gets its options: they import that part's choices, and
+# importing every room would make `googlenet --help` slow.
+COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = [
+    ("summary", "reproduce the paper's Table 1 from the model itself", model.add_summary),
+    ("train", "train GoogLeNet with the paper's recipe (one process, or many under torchrun)", training.add_train),
+    ("configs", "list the configs that ship with the package (use one with --config NAME)", training.add_configs),
+    (
+        "evaluate",
+        "top-1 / top-5 with 1, 2, 10 or 144 crops, of one model or an ensemble; the paper's Table 3",
+        testing.add_evaluate,
+    ),
+    ("predict", "classify image files: top classes and probabilities", testing.add_predict),
+    (
+        "export",
+        "write weights as ONNX (onnxruntime) or TorchScript (torch.jit), optionally int8, checked against eager",
+        model.add_export,
+    ),
+    ("data", "make datasets: detection scenes", detection.add_data),
+    (
+        "detect",
+        "detection (section 8): proposals, MultiBox, the region classifier, mAP, drawing boxes",
+        detection.add_detect,
+    ),
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `googlenet` parser; given the command line `argv`, with the options of the command it names only."""
     parser = _Parser(
         prog="googlenet",
         description='GoogLeNet as in "Going deeper with convolutions" (Szegedy et al., 2014). '
         "Run `googlenet COMMAND --help` for each command's options.",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for add in PARSERS:
-        add(commands)
+    chosen = next((word for word in argv if not word.startswith("-")), None) if argv is not None else None
+    for name, help, add in COMMANDS:
+        sub = commands.add_parser(name, help=help)
+        if argv is None or name == chosen:
+            add(sub)
     return parser
 
 
@@ -94,9 +112,15 @@ def _one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; bad input ends in one line on stderr and exit code 2, never a traceback. A training run
     that stops on purpose (a signal, non-finite losses, too much unreadable data) says why in one line."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
+    from googlenet.train.checkpoint import RunStopped  # after parsing: --help needs no torch
+
     try:
         args.run(args)
+    except BrokenPipeError:  # the reader went away (`googlenet summary | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit must not fail
+        return 0
     except RunStopped as err:
         print(f"googlenet: {_one_line(err)}", file=sys.stderr)
         return err.code

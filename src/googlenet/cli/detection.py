@@ -29,10 +29,8 @@ def scenes(a: argparse.Namespace) -> None:
     )
 
 
-def add_data(commands: Commands) -> None:
-    p = commands.add_parser(
-        "data", help="make datasets: detection scenes", description="Make datasets: detection scenes of real objects."
-    )
+def add_data(p: argparse.ArgumentParser) -> None:
+    p.description = "Make datasets: detection scenes of real objects."
     sub = p.add_subparsers(title="data commands", metavar="COMMAND", required=True)
     s = sub.add_parser(
         "scenes",
@@ -272,12 +270,10 @@ def _add_detect_predict(sub: Commands) -> None:
     p.set_defaults(run=detect_predict)
 
 
-def add_detect(commands: Commands) -> None:
-    p = commands.add_parser(
-        "detect",
-        help="detection (section 8): proposals, MultiBox, the region classifier, mAP, drawing boxes",
-        description="Detection as in section 8: region proposals (Selective Search, MultiBox), MultiBox training, "
-        "the region classifier's fine-tuning, ILSVRC mAP and detection of new images.",
+def add_detect(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Detection as in section 8: region proposals (Selective Search, MultiBox), MultiBox training, "
+        "the region classifier's fine-tuning, ILSVRC mAP and detection of new images."
     )
     sub = p.add_subparsers(title="detect commands", metavar="COMMAND", required=True)
     for add in (_add_proposals, _add_train_multibox, _add_train_regions, _add_detect_evaluate):

@@ -5,10 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from googlenet.cli.options import Commands
-from googlenet.export import FORMATS
-from googlenet.model import VARIANTS
-
 
 def summary(a: argparse.Namespace) -> None:
     """Table 1 computed from the built model."""
@@ -17,13 +13,13 @@ def summary(a: argparse.Namespace) -> None:
     print(render(table1_for(a.model, a.input_size, a.naive, a.width), a.format))
 
 
-def add_summary(commands: Commands) -> None:
-    p = commands.add_parser(
-        "summary",
-        help="reproduce the paper's Table 1 from the model itself",
-        description="Walk the built model's modules and print Table 1: type, patch size/stride, output "
+def add_summary(p: argparse.ArgumentParser) -> None:
+    from googlenet.model import VARIANTS
+
+    p.description = (
+        "Walk the built model's modules and print Table 1: type, patch size/stride, output "
         "size, depth, filter counts, weights and multiply-adds per row, beside the paper's printed figures. "
-        "Rows marked * differ from the printed table (for the paper's model at 224: the table's slips).",
+        "Rows marked * differ from the printed table (for the paper's model at 224: the table's slips)."
     )
     p.add_argument("--model", default="googlenet", choices=list(VARIANTS), help="variant (default: googlenet)")
     p.add_argument("--input-size", type=int, default=224, help="square input side in pixels, >= 32 (default: 224)")
@@ -65,18 +61,18 @@ def export(a: argparse.Namespace) -> None:
     )
 
 
-def add_export(commands: Commands) -> None:
-    p = commands.add_parser(
-        "export",
-        help="write weights as ONNX (onnxruntime) or TorchScript (torch.jit), optionally int8, checked against eager",
-        description="Export the inference model (BatchNorm folded; for TorchScript also each Inception's 1x1 "
+def add_export(p: argparse.ArgumentParser) -> None:
+    from googlenet.export import FORMATS
+
+    p.description = (
+        "Export the inference model (BatchNorm folded; for TorchScript also each Inception's 1x1 "
         "convolutions fused, which onnxruntime runs slower than the separate ones) as a "
         "file that runs without this package: ONNX for onnxruntime or TorchScript for torch.jit. The weights' "
         "metadata record (class names, mean/std, input size, ...) travels in the file (ONNX metadata_props or the "
         "TorchScript extra file, key/name googlenet). --int8 quantises the ONNX file with onnxruntime's static "
         "post-training quantisation, calibrated on real images. The file's logits are then compared with the eager "
         "model's on the first --check-images images of --data; an export that differs beyond the tolerance is "
-        "deleted and the command fails.",
+        "deleted and the command fails."
     )
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="weights (.safetensors or a run's folder)")
     p.add_argument("--format", default="onnx", choices=list(FORMATS), help="file format (default: onnx)")

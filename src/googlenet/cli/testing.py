@@ -6,8 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from googlenet.cli.options import CROPS_HELP, Commands, add_device_option, add_no_optimize_option
-from googlenet.data.multicrop import CROP_COUNTS
+from googlenet.cli.options import CROPS_HELP, add_device_option, add_no_optimize_option
 
 
 def evaluate(a: argparse.Namespace) -> None:
@@ -47,15 +46,15 @@ def evaluate(a: argparse.Namespace) -> None:
     )
 
 
-def add_evaluate(commands: Commands) -> None:
-    p = commands.add_parser(
-        "evaluate",
-        help="top-1 / top-5 with 1, 2, 10 or 144 crops, of one model or an ensemble; the paper's Table 3",
-        description="Test as in section 7: each image is cut into 1 (centre), 2 (centre and its mirror), "
+def add_evaluate(p: argparse.ArgumentParser) -> None:
+    from googlenet.data.multicrop import CROP_COUNTS
+
+    p.description = (
+        "Test as in section 7: each image is cut into 1 (centre), 2 (centre and its mirror), "
         "10 (torchvision's TenCrop) or 144 "
         "crops (4 scales x 3 squares x (4 corners + centre + whole square) x 2 mirrors); the softmax "
         "probabilities are averaged over the crops and over all the given models (an ensemble). Prints top-1 "
-        "accuracy and top-5 error; --json prints one JSON object (accuracies as fractions).",
+        "accuracy and top-5 error; --json prints one JSON object (accuracies as fractions)."
     )
     p.add_argument(
         "--checkpoint",
@@ -118,12 +117,12 @@ def predict(a: argparse.Namespace) -> None:
             print(f"  {100 * p['probability']:6.2f}%  {p['class']}")
 
 
-def add_predict(commands: Commands) -> None:
-    p = commands.add_parser(
-        "predict",
-        help="classify image files: top classes and probabilities",
-        description="Classify image files of any common format and mode (JPEG, PNG including grayscale, RGBA, "
-        "palette and 16-bit, BMP, TIFF, WebP, ...) with one model or an ensemble, from 1, 2, 10 or 144 crops.",
+def add_predict(p: argparse.ArgumentParser) -> None:
+    from googlenet.data.multicrop import CROP_COUNTS
+
+    p.description = (
+        "Classify image files of any common format and mode (JPEG, PNG including grayscale, RGBA, "
+        "palette and 16-bit, BMP, TIFF, WebP, ...) with one model or an ensemble, from 1, 2, 10 or 144 crops."
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument(

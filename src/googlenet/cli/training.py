@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from googlenet.cli.options import Commands
-
 
 def train(a: argparse.Namespace, task: Any = None) -> None:
     """Train with the paper's recipe (`task`: classification by default); print the final metrics and where
@@ -24,17 +22,15 @@ def train(a: argparse.Namespace, task: Any = None) -> None:
     print(f"checkpoint: {where}/{CHECKPOINT}\ninference weights: {where}/{WEIGHTS}\nplot: {where}/{PLOT}")
 
 
-def add_train(commands: Commands) -> None:
-    p = commands.add_parser(
-        "train",
-        help="train GoogLeNet with the paper's recipe (one process, or many under torchrun)",
-        description="Train with section 6's recipe: SGD with momentum, the learning rate decreased 4% every "
+def add_train(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Train with section 6's recipe: SGD with momentum, the learning rate decreased 4% every "
         "8 epochs, auxiliary losses weighted 0.3, Polyak averaging, random-sized crops, photometric "
         "distortions and random interpolation. Settings come from --config (YAML, sections as below), then "
         "from --section.field options, which override any field. Under `torchrun --nproc_per_node N` the "
         "same command trains data-parallel. Outputs in run.out: checkpoint.pt, model.safetensors (inference "
         "weights), metrics.jsonl, curves.png, config.yaml, results.json (and unreadable.jsonl, when image files "
-        "could not be read and were skipped). SIGTERM or Ctrl-C: checkpoint, then stop (continue with --resume).",
+        "could not be read and were skipped). SIGTERM or Ctrl-C: checkpoint, then stop (continue with --resume)."
     )
     add_training_options(p, "YAML file with sections model, data, augment, optim, run (see configs/)")
     p.set_defaults(run=train)
@@ -49,13 +45,11 @@ def configs(a: argparse.Namespace) -> None:
         print(f"{name:<22} {first.lstrip('# ')}")
 
 
-def add_configs(commands: Commands) -> None:
-    p = commands.add_parser(
-        "configs",
-        help="list the configs that ship with the package (use one with --config NAME)",
-        description="The YAML configs inside the installed package, by name: `googlenet train --config NAME` "
+def add_configs(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "The YAML configs inside the installed package, by name: `googlenet train --config NAME` "
         "finds them from any folder (a path to a YAML file works too). Copy one to change it: "
-        "`googlenet configs --show NAME > my.yaml`.",
+        "`googlenet configs --show NAME > my.yaml`."
     )
     p.add_argument("--show", metavar="NAME", help="print that config's YAML instead of the list")
     p.set_defaults(run=lambda a: print(_config_text(a.show), end="") if a.show else configs(a))
