@@ -90,3 +90,20 @@ def test_a_fast_start_imports_only_what_the_command_needs(command, absent):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_one_spelling_of_ensembles_images_after_the_weights(tmp_path):
+    """--checkpoint takes several files at once or repeated, in every command; images may follow the weights."""
+    from googlenet.cli.options import split_images
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    args = build_parser(["predict"]).parse_args(["predict", "--checkpoint", str(folder), "a.safetensors", "x.jpg"])
+    split_images(args)
+    assert args.checkpoint == [str(folder), "a.safetensors"] and args.images == ["x.jpg"]
+    args = build_parser(["predict"]).parse_args(["predict", "y.png", "--checkpoint", "a.onnx", "--checkpoint", "b.pt"])
+    split_images(args)
+    assert args.checkpoint == ["a.onnx", "b.pt"] and args.images == ["y.png"]
+    for command in (["evaluate"], ["detect", "evaluate", "--data", "d"], ["detect", "predict", "i.jpg"]):
+        parsed = build_parser(command).parse_args([*command, "--checkpoint", "a.safetensors", "--checkpoint", "b.pt"])
+        assert parsed.checkpoint[:2] == ["a.safetensors", "b.pt"]

@@ -191,11 +191,11 @@ def checkpoint(tmp_path):
 
 def test_evaluate_json_interface(fmnist, checkpoint, capsys, tmp_path):
     args = ["evaluate", "--checkpoint", checkpoint, checkpoint, "--root", str(fmnist), "--limit", "5", "--workers", "0"]
-    assert main([*args, "--crops", "10", "--json", "--out", str(tmp_path / "r.json")]) == 0
+    assert main([*args, "--crops", "10", "--json", "--out", str(tmp_path / "r")]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 5 and result["crops"] == 10 and result["models"] == 2
     assert 0 <= result["top1"] <= result["top5"] <= 1
-    assert result == json.loads((tmp_path / "r.json").read_text())
+    assert result == json.loads((tmp_path / "r" / "evaluation.json").read_text())
     timed = {"seconds"}
     python = evaluate([checkpoint, checkpoint], crops=10, root=str(fmnist), limit=5, workers=0)
     assert {k: v for k, v in python.items() if k not in timed} == {k: v for k, v in result.items() if k not in timed}

@@ -11,10 +11,12 @@ from pathlib import Path
 
 from googlenet.cli.options import (
     Commands,
+    add_checkpoint_option,
     add_detector_options,
     add_tiles_option,
     add_voc_options,
     detector_options,
+    split_images,
 )
 from googlenet.cli.training import add_training_options, train
 
@@ -232,7 +234,7 @@ def _add_fit_bbox(sub: Commands) -> None:
         "fifth. Writes CKPT's regressors beside it as NAME.bbox.safetensors; detect evaluate/predict use them "
         "with --bbox-regression.",
     )
-    f.add_argument("--checkpoint", required=True, metavar="CKPT", help="region classifier weights")
+    add_checkpoint_option(f, "region classifier weights (model.safetensors of `googlenet detect train`)", many=False)
     add_voc_options(f, split="train")
     f.add_argument("--proposals", help="proposal method (default: the one the classifier was trained on)")
     f.add_argument("--iou", type=float, default=0.6, help="lowest IoU of a proposal to its object (default: 0.6)")
@@ -245,6 +247,7 @@ def detect_predict(a: argparse.Namespace) -> None:
     """Detections of each image as text or JSON; with --out, each image saved with its boxes drawn."""
     from googlenet.detect.detector import detect_images
 
+    split_images(a)
     records = detect_images(images=a.images, threshold=a.threshold, out=a.out, **detector_options(a))
     if a.json:
         print(json.dumps(records[0] if len(records) == 1 else records))
@@ -262,8 +265,8 @@ def _add_detect_predict(sub: Commands) -> None:
         description="Proposals, region classifier(s), per-class NMS on each IMAGE; prints the detections at or "
         "above --threshold and, with --out, saves each image as PNG with its boxes and labels drawn.",
     )
-    add_detector_options(p, repeat=True)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    add_detector_options(p)
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files")
     p.add_argument("--threshold", type=float, default=0.5, help="lowest score shown and drawn (default: 0.5)")
     p.add_argument("--out", help="folder for the images with their boxes drawn")
     p.add_argument("--json", action="store_true", help="print JSON (one object per image)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from googlenet.cli.options import add_checkpoint_option
+
 
 def summary(a: argparse.Namespace) -> None:
     """Table 1 computed from the built model."""
@@ -74,7 +76,7 @@ def add_export(p: argparse.ArgumentParser) -> None:
         "model's on the first --check-images images of --data; an export that differs beyond the tolerance is "
         "deleted and the command fails."
     )
-    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="weights (.safetensors or a run's folder)")
+    add_checkpoint_option(p, "weights: a .safetensors file of ours or a training run's folder", many=False)
     p.add_argument("--format", default="onnx", choices=list(FORMATS), help="file format (default: onnx)")
     p.add_argument("--int8", action="store_true", help="int8 post-training quantisation (ONNX only)")
     p.add_argument(

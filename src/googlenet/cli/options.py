@@ -4,11 +4,38 @@ dataset's and the detector's."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 CROPS_HELP = "crops per image: 1 centre, 2 centre and mirror, 10 TenCrop, 144 the paper's (default: 1)"
 
 Commands = Any  # argparse's subparsers action (argparse._SubParsersAction, a private name)
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".pt", ".pth")
+WEIGHTS_HELP = (
+    "weights: a .safetensors file of ours (with its metadata record), a training run's folder, or an exported "
+    ".onnx / TorchScript .pt file; several = an ensemble (--checkpoint A B, or the option repeated)"
+)
+
+
+def add_checkpoint_option(p: argparse.ArgumentParser, help: str = WEIGHTS_HELP, many: bool = True) -> None:
+    """--checkpoint, the same in every command: one or more files (`many`), given at once or the option repeated."""
+    options: dict[str, Any] = dict(nargs="+", action="extend") if many else {}
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help=help, **options)
+
+
+def split_images(a: argparse.Namespace) -> None:
+    """The image files that followed --checkpoint's weights (`--checkpoint A B photo.jpg`): weights are folders
+    or files ending in .safetensors, .onnx, .pt or .pth; the first other path and those after it are images."""
+    for k, path in enumerate(a.checkpoint):
+        if not (Path(path).is_dir() or path.endswith(WEIGHT_SUFFIXES)):
+            a.checkpoint, a.images = a.checkpoint[:k], [*a.checkpoint[k:], *a.images]
+            break
+    if not a.checkpoint:
+        raise ValueError("--checkpoint needs weights (a .safetensors file, a run's folder, .onnx or .pt)")
+    if not a.images:
+        raise ValueError("no image files given")
 
 
 def add_device_option(p: argparse.ArgumentParser, help: str = "default: cuda if available") -> None:
@@ -43,16 +70,12 @@ def add_tiles_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_detector_options(p: argparse.ArgumentParser, repeat: bool = False) -> None:
-    """Options of the commands that detect; `repeat`: --checkpoint takes one file per use (before positionals)."""
-    many: dict[str, Any] = dict(action="append") if repeat else dict(nargs="+")
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="CKPT",
-        help="region classifier weights (model.safetensors of `googlenet detect train`); several = an ensemble "
-        f"that averages their softmax{' (repeat the option)' if repeat else ''}",
-        **many,
+def add_detector_options(p: argparse.ArgumentParser) -> None:
+    """Options of the commands that detect."""
+    add_checkpoint_option(
+        p,
+        "region classifier weights (model.safetensors of `googlenet detect train`); several = an ensemble that "
+        "averages their softmax (--checkpoint A B, or the option repeated)",
     )
     p.add_argument(
         "--proposals",

@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from googlenet.cli.options import CROPS_HELP, add_device_option, add_no_optimize_option
+from googlenet.cli.options import (
+    CROPS_HELP,
+    add_checkpoint_option,
+    add_device_option,
+    add_no_optimize_option,
+    split_images,
+)
 
 
 def evaluate(a: argparse.Namespace) -> None:
@@ -33,14 +39,14 @@ def evaluate(a: argparse.Namespace) -> None:
         return
     result = run_evaluation(crops=a.crops, pool=a.pool, **options)
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        (Path(a.out) / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     if a.json:
         print(json.dumps(result))
         return
     print(
         f"{result['models']} model(s) x {a.crops} crop(s) ({a.pool} over crops) on {result['images']} images: "
-        f"top-1 {100 * result['top1']:.2f}%  top-5 error {100 * result['top5_error']:.2f}%  "
+        f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
         f"({result['seconds']:.0f} s)"
         + (f"; {result['unreadable']} unreadable image(s) skipped" if result["unreadable"] else "")
     )
@@ -54,15 +60,9 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
         "10 (torchvision's TenCrop) or 144 "
         "crops (4 scales x 3 squares x (4 corners + centre + whole square) x 2 mirrors); the softmax "
         "probabilities are averaged over the crops and over all the given models (an ensemble). Prints top-1 "
-        "accuracy and top-5 error; --json prints one JSON object (accuracies as fractions)."
+        "and top-5 accuracy; --json prints one JSON object (accuracies and errors as fractions)."
     )
-    p.add_argument(
-        "--checkpoint",
-        nargs="+",
-        required=True,
-        metavar="CKPT",
-        help="inference weights (.safetensors with metadata, or a training run's folder); several = an ensemble",
-    )
+    add_checkpoint_option(p)
     p.add_argument("--crops", type=int, default=1, choices=CROP_COUNTS, help=CROPS_HELP)
     p.add_argument(
         "--pool",
@@ -84,7 +84,7 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument(
         "--out",
-        help="write the result here: a JSON file; with --table3 a folder for table3.md/.json/.png "
+        help="folder to write the result in: evaluation.json; with --table3 table3.md/.json/.png "
         "(default there: runs/table3)",
     )
     p.add_argument(
@@ -100,6 +100,7 @@ def predict(a: argparse.Namespace) -> None:
     """Class names and probabilities for each image file."""
     from googlenet.evaluate.multicrop import predict as classify
 
+    split_images(a)
     results = classify(
         checkpoints=a.checkpoint,
         images=a.images,
@@ -124,16 +125,10 @@ def add_predict(p: argparse.ArgumentParser) -> None:
         "Classify image files of any common format and mode (JPEG, PNG including grayscale, RGBA, "
         "palette and 16-bit, BMP, TIFF, WebP, ...) with one model or an ensemble, from 1, 2, 10 or 144 crops."
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    p.add_argument(
-        "--checkpoint",
-        action="append",
-        required=True,
-        metavar="CKPT",
-        help="inference weights (.safetensors or a run's folder); repeat the option for an ensemble",
-    )
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (also after --checkpoint's weights)")
+    add_checkpoint_option(p)
     p.add_argument("--crops", type=int, default=1, choices=CROP_COUNTS, help=CROPS_HELP)
-    p.add_argument("--topk", type=int, default=5, help="how many classes to show (default: 5)")
+    p.add_argument("--top-k", "--topk", dest="topk", type=int, default=5, help="how many classes to show (default: 5)")
     add_device_option(p)
     p.add_argument("--json", action="store_true", help="print a JSON list: image, predictions (class, probability)")
     add_no_optimize_option(p)

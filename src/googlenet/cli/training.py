@@ -14,7 +14,10 @@ def train(a: argparse.Namespace, task: Any = None) -> None:
     from googlenet.train.loop import train as run_training
     from googlenet.train.task import CHECKPOINT, PLOT, WEIGHTS
 
-    cfg = train_config.for_run(a.config, a.out, a.resume, train_config.overrides_from(a))
+    overrides = train_config.overrides_from(a)
+    if a.device is not None:
+        overrides = {**overrides, "run.device": a.device}
+    cfg = train_config.for_run(a.config, a.out, a.resume, overrides)
     task = task or Classification()
     results = run_training(cfg, resume=a.resume, task=task)
     where = cfg.run.out
@@ -74,6 +77,7 @@ def add_training_options(p: argparse.ArgumentParser, config_help: str) -> None:
         "--config", help=f"{config_help}; a packaged config's NAME works from any folder (googlenet configs)"
     )
     p.add_argument("--out", help="output folder (same as --run.out)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train (same as --run.device)")
     p.add_argument(
         "--resume",
         action="store_true",

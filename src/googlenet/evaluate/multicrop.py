@@ -127,7 +127,8 @@ def scores(probs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
     """Top-1 accuracy and top-5 accuracy and error as fractions of the images."""
     hits = topk_correct(probs, targets, (1, 5))
     n = len(targets)
-    return {"top1": hits[1] / n, "top5": hits[5] / n, "top1_error": 1 - hits[1] / n, "top5_error": 1 - hits[5] / n}
+    # Errors as (n - hits) / n, not 1 - accuracy: the same fraction without float noise (0.09, not 0.08999...).
+    return {"top1": hits[1] / n, "top5": hits[5] / n, "top1_error": (n - hits[1]) / n, "top5_error": (n - hits[5]) / n}
 
 
 def check_classes(models: Sequence[Classifier], classes: list[str] | None) -> None:
