@@ -77,3 +77,16 @@ def test_num_classes_0_is_the_pooled_feature_model(tmp_path):
 def test_named_weights_are_a_one_line_error_until_published(kwargs):
     with pytest.raises(ValueError, match="published yet"):
         build_model("googlenet", **kwargs)
+
+
+def test_timm_creates_our_models_where_it_is_installed():
+    timm = pytest.importorskip("timm")
+    from googlenet.model import timm_models  # noqa: F401 (registers; automatic when timm is imported first)
+
+    model = timm.create_model("googlenet_paper", num_classes=5)
+    assert isinstance(model, googlenet.GoogLeNet) and model.meta.variant == "googlenet" and model.num_classes == 5
+    config = timm.data.resolve_data_config(model=model)
+    assert config["input_size"] == (3, 224, 224) and config["mean"] == tuple(model.meta.mean)
+    assert timm.create_model("googlenet_bn", num_classes=0)(torch.randn(2, 3, 64, 64)).shape == (2, 1024)
+    with pytest.raises(ValueError, match="published yet"):
+        timm.create_model("googlenet_paper", pretrained=True)

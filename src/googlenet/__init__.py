@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -55,6 +56,10 @@ if TYPE_CHECKING:
         read_weights,
         save_weights,
     )
+
+
+if "timm" in sys.modules:  # timm came first: give it our models now (timm.create_model("googlenet_paper"))
+    importlib.import_module("googlenet.model.timm_models")
 
 
 def __getattr__(name: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from functools import partial
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
@@ -53,6 +53,7 @@ class GoogLeNet(nn.Module):
 
     meta: ModelMeta  # the metadata record, set by build_model and load_model (a bare GoogLeNet() has none)
     linear: nn.Linear | nn.Identity  # the classifier; nn.Identity for num_classes=0 (pooled features out)
+    pretrained_cfg: dict[str, Any]  # timm's data config, where timm.create_model built it (model/timm_models.py)
 
     def __init__(
         self,
