@@ -75,6 +75,7 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = [
         "write weights as ONNX (onnxruntime) or TorchScript (torch.jit), optionally int8, checked against eager",
         model.add_export,
     ),
+    ("weights", "weights from elsewhere: import BVLC's Caffe GoogLeNet", model.add_weights),
     ("data", "make datasets: detection scenes", detection.add_data),
     (
         "detect",

@@ -105,3 +105,36 @@ def add_export(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the check's report as one JSON object")
     p.set_defaults(run=export)
+
+
+def weights_import(a: argparse.Namespace) -> None:
+    """Convert BVLC's Caffe GoogLeNet into our weights file."""
+    from googlenet.model.caffe import import_caffemodel
+
+    report = import_caffemodel(a.file, a.out)
+    if a.json:
+        print(json.dumps(report))
+        return
+    which = "BVLC's GoogLeNet (sha1 checked)" if report["bvlc"] else f"a GoogLeNet caffemodel (sha1 {report['sha1']})"
+    print(
+        f"{report['path']}: {which}, {report['classes']} classes, "
+        f"auxiliary heads {'in' if report['aux'] else 'not in'} it"
+    )
+
+
+def add_weights(p: argparse.ArgumentParser) -> None:
+    p.description = "Weights from elsewhere, converted once into this package's .safetensors with a metadata record."
+    sub = p.add_subparsers(title="weights commands", metavar="COMMAND", required=True)
+    i = sub.add_parser(
+        "import",
+        help="convert BVLC's Caffe GoogLeNet (.caffemodel) into the paper variant's .safetensors",
+        description="Read a .caffemodel of BVLC GoogLeNet (models/bvlc_googlenet; no Caffe needed), map its layers "
+        "onto the paper variant (auxiliary heads too, where the file has them), turn its BGR 0-255 input into RGB "
+        "with the matching mean/std, add ImageNet's class names, and write it with its metadata record. A file "
+        "named bvlc_googlenet.caffemodel must have the published sha1. Every --checkpoint also reads a "
+        ".caffemodel directly.",
+    )
+    i.add_argument("file", metavar="FILE", help="the .caffemodel")
+    i.add_argument("--out", help="the .safetensors file to write (default: FILE with .safetensors)")
+    i.add_argument("--json", action="store_true", help="print what was written as one JSON object")
+    i.set_defaults(run=weights_import)

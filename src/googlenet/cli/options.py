@@ -12,10 +12,11 @@ CROPS_HELP = "crops per image: 1 centre, 2 centre and mirror, 10 TenCrop, 144 th
 Commands = Any  # argparse's subparsers action (argparse._SubParsersAction, a private name)
 
 
-WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".pt", ".pth")
+WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".pt", ".pth", ".caffemodel")
 WEIGHTS_HELP = (
-    "weights: a .safetensors file of ours (with its metadata record), a training run's folder, or an exported "
-    ".onnx / TorchScript .pt file; several = an ensemble (--checkpoint A B, or the option repeated)"
+    "weights: a .safetensors file of ours (with its metadata record), a training run's folder, an exported "
+    ".onnx / TorchScript .pt file, or BVLC's Caffe GoogLeNet .caffemodel; several = an ensemble (--checkpoint A B, "
+    "or the option repeated)"
 )
 
 

@@ -101,7 +101,8 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, meta: ModelMet
 
 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelMeta | None]:
-    """Tensors and metadata record from a .safetensors file, or a state_dict from a .pth/.pt file.
+    """Tensors and metadata record from a .safetensors file, a state_dict from a .pth/.pt file, or BVLC's Caffe
+    GoogLeNet from a .caffemodel (googlenet.model.caffe, with its record).
 
     Pickled files load with `weights_only=True`, so they cannot run code. A torchvision googlenet
     state_dict is renamed to this package's module names. Returns (state_dict, meta or None).
@@ -128,7 +129,11 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Mode
         if is_torchvision_state_dict(state):
             state = torchvision_to_googlenet(state)
         return state, None
-    raise ValueError(f"{path}: weights must be .safetensors, .pth or .pt, not {suffix or 'no suffix'}")
+    if suffix == ".caffemodel":
+        from googlenet.model.caffe import read_caffemodel
+
+        return read_caffemodel(path)
+    raise ValueError(f"{path}: weights must be .safetensors, .pth, .pt or .caffemodel, not {suffix or 'no suffix'}")
 
 
 def _meta(record: str, path: Path) -> ModelMeta:

@@ -1,0 +1,131 @@
+"""BVLC's Caffe GoogLeNet weights: the tests write their own .caffemodel (a small protobuf encoder below, from a
+random paper-variant model with BVLC's layer names and shapes, conv1 in BGR order), in the current `layer`
+layout with packed floats and in the V1 `layers` layout with unpacked floats, and import them."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import googlenet
+from googlenet.cli import main
+from googlenet.model.caffe import AUX_LAYERS, LAYERS, read_layers
+from googlenet.model.exported import OnnxClassifier
+
+WIDTH = 0.25  # a narrow net keeps the files small; BVLC's is width 1 (conv1's 64 filters say which)
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number, wire, payload):
+    key = _varint(number << 3 | wire)
+    return key + (_varint(len(payload)) + payload if wire == 2 else payload)
+
+
+def _blob(array, v1):
+    array = np.asarray(array, np.float32)
+    if not v1:  # BlobShape (dims packed) and packed floats
+        dims = b"".join(_varint(d) for d in array.shape)
+        return _field(7, 2, _field(1, 2, dims)) + _field(5, 2, array.tobytes())
+    dims = (1,) * (4 - array.ndim) + array.shape  # the old num / channels / height / width, floats one by one
+    head = b"".join(_field(k + 1, 0, _varint(d)) for k, d in enumerate(dims))
+    return head + b"".join(_field(5, 5, struct.pack("<f", v)) for v in array.reshape(-1))
+
+
+def write_caffemodel(model, path, v1=False, layers=None):
+    """`model`'s weights as BVLC's net (conv1 in BGR order), in the current or the V1 layout."""
+    state = model.state_dict()
+    net = _field(1, 2, b"GoogleNet")
+    for theirs, ours in (layers or {**LAYERS, **AUX_LAYERS}).items():
+        weight, bias = state[f"{ours}.weight"], state[f"{ours}.bias"]
+        if theirs == "conv1/7x7_s2":
+            weight = weight.flip(1)  # RGB -> Caffe's BGR
+        kind = "Convolution" if weight.ndim == 4 else "InnerProduct"
+        if v1:
+            layer = _field(4, 2, theirs.encode()) + _field(5, 0, _varint(4 if kind == "Convolution" else 14))
+            layer += b"".join(_field(6, 2, b) for b in (_blob(weight.numpy(), v1), _blob(bias.numpy(), v1)))
+        else:
+            layer = _field(1, 2, theirs.encode()) + _field(2, 2, kind.encode())
+            layer += b"".join(_field(7, 2, b) for b in (_blob(weight.numpy(), v1), _blob(bias.numpy(), v1)))
+        net += _field(2 if v1 else 100, 2, layer)
+    path.write_bytes(net)
+    return path
+
+
+@pytest.fixture(scope="module")
+def source():
+    torch.manual_seed(0)
+    return googlenet.build_model("googlenet", width=WIDTH).eval()
+
+
+@pytest.mark.parametrize("v1", [False, True], ids=["layer", "V1 layers, unpacked floats"])
+def test_imported_logits_equal_the_source_models(source, tmp_path, v1):
+    path = write_caffemodel(source, tmp_path / "net.caffemodel", v1)
+    model = googlenet.load_model(path)
+    assert model.meta.variant == "googlenet" and model.aux1 is not None and not model.training
+    assert model.meta.class_names[:2] == ["tench", "goldfish"] and len(model.meta.class_names) == 1000
+    assert model.meta.std == (1 / 255,) * 3 and model.meta.mean == (123 / 255, 117 / 255, 104 / 255)
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (240, 260, 3), dtype=np.uint8))
+    x = googlenet.transforms_for(model.meta)(image)[None]
+    ours, theirs = model(x), source(x)
+    assert (ours - theirs).abs().max() <= 1e-4 * theirs.abs().max()
+    for k in (1, 2):
+        assert torch.equal(model.get_submodule(f"aux{k}").fc.weight, source.get_submodule(f"aux{k}").fc.weight)
+
+
+def test_bgr_order_in_the_file(source, tmp_path):
+    """Caffe's conv1 reads B, G, R: the file holds the RGB model's filters with their input channels reversed."""
+    layers = read_layers(write_caffemodel(source, tmp_path / "net.caffemodel"))
+    assert np.array_equal(layers["conv1/7x7_s2"][0][:, 0], source.conv1.conv.weight[:, 2].detach().numpy())
+
+
+def test_bad_files_are_one_line(source, tmp_path):
+    good = write_caffemodel(source, tmp_path / "good.caffemodel").read_bytes()
+    (tmp_path / "cut.caffemodel").write_bytes(good[: len(good) // 2])
+    (tmp_path / "noise.caffemodel").write_bytes(np.random.default_rng(0).bytes(5000))
+    other = {"conv1": "conv1.conv", "fc8": "linear"}  # another network's layer names
+    write_caffemodel(source, tmp_path / "alexnet.caffemodel", layers=other)
+    for name, message in [("cut", "truncated"), ("noise", "not a Caffe model"), ("alexnet", "no layer conv1/7x7_s2")]:
+        with pytest.raises(ValueError, match=message) as err:
+            googlenet.load_model(tmp_path / f"{name}.caffemodel")
+        assert "\n" not in str(err.value)
+
+
+def test_predict_export_and_fine_tuning_from_the_file(source, tmp_path, capsys, fmnist):
+    path = str(write_caffemodel(source, tmp_path / "net.caffemodel"))
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(image)
+    assert main(["predict", "--checkpoint", path, str(image), "--json", "--top-k", "2"]) == 0
+    first = json.loads(capsys.readouterr().out)[0]["predictions"][0]
+    assert first["class"] == googlenet.load_model(path).meta.class_names[first["index"]]
+    args = ["export", "--checkpoint", path, "--out", str(tmp_path / "m.onnx"), "--root", str(fmnist)]
+    assert main([*args, "--check-images", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["relative_diff"] <= 1e-4
+    assert googlenet.load_model(path).meta.class_names == OnnxClassifier(tmp_path / "m.onnx").meta.class_names
+    out = tmp_path / "tuned"
+    args = ["train", "--config", "smoke", "--model.name", "googlenet", "--model.weights", path, "--model.width",
+            str(WIDTH), "--data.root", str(fmnist), "--out", str(out), "--run.max_steps", "2"]  # fmt: skip
+    assert main(args) == 0
+    assert googlenet.load_model(out / "model.safetensors").meta.num_classes == 10
+
+
+def test_weights_import_checks_the_sha1_of_a_file_named_as_bvlcs(source, tmp_path, capsys):
+    path = write_caffemodel(source, tmp_path / "net.caffemodel")
+    assert main(["weights", "import", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bvlc"] is False and report["aux"] is True and report["classes"] == 1000
+    assert googlenet.load_model(report["path"]).meta.class_names[0] == "tench"
+    path.rename(tmp_path / "bvlc_googlenet.caffemodel")
+    assert main(["weights", "import", str(tmp_path / "bvlc_googlenet.caffemodel")]) == 2
+    err = capsys.readouterr().err
+    assert "405fc5acd08a3bb12de8ee5e23a96bec22f08204" in err and len(err.strip().splitlines()) == 1
