@@ -270,3 +270,28 @@ def test_predict_bad_file_is_one_line(checkpoint, tmp_path, bad):
     )
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and bad in done.stderr
+
+
+def test_an_imagefolder_copy_of_the_test_set_gives_the_same_top1(fmnist, checkpoint, tmp_path, capsys):
+    """Folders named as a file system allows (0_T-shirt_top/ for T-shirt/top), in another order than the
+    classes, are matched to the model's classes; a folder that matches none is named in one line."""
+    from googlenet.data.fashion_mnist import FashionMNIST
+
+    test = FashionMNIST(fmnist, "test")
+    folder = tmp_path / "test"
+    for k in range(len(test)):
+        image, label = test[k]
+        name = CLASSES[label].replace("/", "_")
+        where = folder / (f"{label}_{name}" if label % 2 else name.upper())  # both spellings, another sort order
+        where.mkdir(parents=True, exist_ok=True)
+        image.save(where / f"{k}.png")
+    args = ["evaluate", "--checkpoint", checkpoint, "--workers", "0", "--json"]
+    assert main([*args, "--root", str(fmnist)]) == 0
+    idx = json.loads(capsys.readouterr().out)
+    assert main([*args, "--data", str(folder)]) == 0
+    folders = json.loads(capsys.readouterr().out)
+    assert folders["images"] == idx["images"] == len(test) and folders["top1"] == idx["top1"]
+    (folder / "zebra").mkdir()
+    test[0][0].save(folder / "zebra" / "z.png")
+    assert main([*args, "--data", str(folder)]) == 2
+    assert "zebra" in capsys.readouterr().err

@@ -73,7 +73,8 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         default="fashion_mnist",
-        help="fashion_mnist, or an ImageFolder split folder (one subfolder per class) (default: fashion_mnist)",
+        help="fashion_mnist, or an ImageFolder split folder (one subfolder per class: the class name as a folder "
+        "can spell it, T-shirt_top or 0_T-shirt_top, or ImageNet's wnids) (default: fashion_mnist)",
     )
     p.add_argument("--split", default="test", help="Fashion-MNIST split: train or test (default: test)")
     p.add_argument("--root", help="folder with Fashion-MNIST's IDX files (default: as in training)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sized
@@ -239,7 +240,59 @@ def eval_loader(
     )
 
 
-def dataset_for(data: str, split: str = "test", root: str | None = None) -> ImageDataset:
+_FORBIDDEN = re.compile(r'[\\/:*?"<>|\s]+')  # what file systems refuse in a folder name (and white space)
+
+
+def _key(name: str) -> str:
+    return _FORBIDDEN.sub("_", name).strip("_").lower()
+
+
+def class_order(folders: list[str], classes: list[str]) -> list[int]:
+    """For each class folder (ImageFolder's, sorted), the index of the model class it holds: the same name up to
+    case and the characters a file system forbids (T-shirt/top in T-shirt_top/), also after that class's index
+    and "_" (0_T-shirt_top/); ILSVRC's wnid folders (n01440764/, ...), all of them, are the classes in order
+    (Caffe's and torchvision's class order is the sorted wnids')."""
+    if len(folders) == len(classes) and all(re.fullmatch(r"n\d{8}", f) for f in folders):
+        return list(range(len(folders)))
+    index = {_key(c): i for i, c in enumerate(classes)}
+    order, unmatched = [], []
+    for folder in folders:
+        key = _key(folder)
+        numbered = re.fullmatch(r"(\d+)_(.+)", key)
+        if key in index:
+            order.append(index[key])
+        elif numbered and index.get(numbered.group(2)) == int(numbered.group(1)):
+            order.append(int(numbered.group(1)))
+        else:
+            unmatched.append(folder)
+    if unmatched:
+        raise ValueError(
+            f"{len(unmatched)} folder(s) match none of the model's {len(classes)} classes, e.g. "
+            f"{', '.join(unmatched[:3])} (its classes: {', '.join(classes[:3])}, ...)"
+        )
+    if len(set(order)) != len(order):
+        raise ValueError("two folders hold the same class of the model")
+    return order
+
+
+class Relabelled(Dataset):
+    """An ImageFolder's items with their labels as the model's class indices (`order[folder index]`), and the
+    model's class names."""
+
+    def __init__(self, dataset: ImageDataset, order: list[int], classes: list[str]) -> None:
+        self.dataset, self.order, self.classes = dataset, order, list(classes)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image, label = self.dataset[index]
+        return image, self.order[label]
+
+
+def dataset_for(
+    data: str, split: str = "test", root: str | None = None, classes: list[str] | None = None
+) -> ImageDataset:
     """`fashion_mnist` (its `split`, read from `root` or found as in training), or the path of an ImageFolder
     split: a folder with one subfolder of images per class (e.g. ImageNet's val/)."""
     if data == "fashion_mnist":
@@ -247,4 +300,7 @@ def dataset_for(data: str, split: str = "test", root: str | None = None) -> Imag
     folder = Path(data)
     if not folder.is_dir():
         raise FileNotFoundError(f"--data {data}: not fashion_mnist and not a folder (ImageFolder: <class>/<image>)")
-    return build_dataset("imagefolder", str(folder.parent), folder.name)
+    dataset = build_dataset("imagefolder", str(folder.parent), folder.name)
+    if classes is None or list(dataset.classes) == list(classes):
+        return dataset
+    return cast(ImageDataset, Relabelled(dataset, class_order(list(dataset.classes), classes), classes))
