@@ -174,3 +174,21 @@ def test_bad_options_are_clear_errors():
         GoogLeNet(norm="group")
     with pytest.raises(ValueError, match="width"):
         GoogLeNet(width=0)
+
+
+@pytest.mark.parametrize(
+    "side, pooled", [(12, "caffe"), (13, "caffe"), (14, "caffe"), (15, "adaptive"), (11, "adaptive")]
+)
+def test_the_aux_pool_rounds_as_caffe(side, pooled):
+    """Caffe rounds pooled sizes up: its 5x5/3 pool gives 4x4 on maps of 12-14 (5x5 on 15-16, which its FC
+    layer could not take: there, as on any other size, the head pools adaptively to 4x4)."""
+    head = build_model("googlenet", width=0.25).aux1.eval()
+    x = torch.randn(2, head.conv.conv.in_channels, side, side)
+    if pooled == "caffe":
+        grid = nn.functional.avg_pool2d(x, 5, 3, ceil_mode=True)
+    else:
+        grid = nn.functional.adaptive_avg_pool2d(x, 4)
+    assert grid.shape[-2:] == (4, 4)
+    with torch.no_grad():
+        expected = head.linear(torch.relu(head.fc(head.conv(grid).flatten(1))))
+        torch.testing.assert_close(head(x), expected)

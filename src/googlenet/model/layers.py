@@ -118,8 +118,9 @@ class NaiveInception(ParallelBranches):
 class AuxHead(nn.Module):
     """An auxiliary classifier on 4a or 4d (section 5): avgpool 5x5/3, 1x1 conv 128, FC 1024, dropout 70%, linear.
 
-    `pool="paper"` uses the paper's 5x5/3 average pool whenever it yields the 4x4 grid the FC layer was
-    built for (feature maps of 14 to 16 pixels, i.e. inputs near 224). On any other map size, and always
+    `pool="paper"` uses the paper's 5x5/3 average pool, rounded up as Caffe rounds, whenever it yields the 4x4
+    grid the FC layer was built for (feature maps of 12 to 14 pixels, i.e. inputs near 224 and below; Caffe's
+    5x5 grid at 15-16 would not fit the FC layer). On any other map size, and always
     with `pool="adaptive"` (torchvision's choice), the map is average-pooled adaptively to 4x4 instead,
     so the same weights serve every input size; see docs/model.md.
     """
@@ -145,8 +146,8 @@ class AuxHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if self.pool == "paper" and 14 <= h <= 16 and 14 <= w <= 16:
-            x = F.avg_pool2d(x, 5, stride=3)  # N x C x 4 x 4
+        if self.pool == "paper" and 12 <= h <= 14 and 12 <= w <= 14:
+            x = F.avg_pool2d(x, 5, stride=3, ceil_mode=True)  # N x C x 4 x 4, Caffe's rounding
         else:
             x = F.adaptive_avg_pool2d(x, 4)
         x = torch.flatten(self.conv(x), 1)  # N x 2048
