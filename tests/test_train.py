@@ -266,3 +266,19 @@ def test_torchrun_two_processes_match_one_and_a_wrong_gradient_average_does_not(
     assert summed["ranks_identical"] is True  # the ranks agree with each other, and are wrong together
     assert summed_losses[0] == pytest.approx(one_losses[0], rel=1e-9)  # the first step's loss precedes the bug
     assert _largest_relative_difference(one_weights, summed_weights) > 1e-3
+
+
+def test_bias_lr_mult_gives_the_biases_their_own_learning_rate(tmp_path, fmnist):
+    """optim.bias_lr_mult 2 (the Caffe model's): biases step at twice the rate, still without weight decay;
+    BatchNorm's parameters and the weights keep the base rate."""
+    model = build_model("googlenet_bn", num_classes=10, width=0.25)
+    decay, others, biases = param_groups(model, 2e-4, 2.0)
+    assert decay["weight_decay"] == 2e-4 and "lr_mult" not in decay
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert biases["lr_mult"] == 2.0 and biases["weight_decay"] == others["weight_decay"] == 0
+    assert all(names[id(p)].endswith(".bias") for p in biases["params"])
+    assert all(".bn." in names[id(p)] for p in others["params"])
+    cfg = tiny_config(fmnist, tmp_path / "run", **{"optim.bias_lr_mult": "2", "run.max_steps": "1"})
+    train(cfg)
+    groups = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["optimizer"]["param_groups"]
+    assert [g.get("lr_mult", 1.0) for g in groups] == [1.0, 1.0, 2.0] and groups[2]["lr"] == 2 * groups[0]["lr"]

@@ -110,6 +110,7 @@ class OptimConfig:
     decay_every: float = _f(8, "decay interval, in decay_unit (paper: 8 epochs)")
     decay_unit: DecayUnit = _f("epochs", "epochs | steps (steps suit short runs)")
     warmup_steps: int = _f(0, "linear learning-rate warm-up steps (0 = none, as in the paper)")
+    bias_lr_mult: float = _f(1.0, "learning-rate multiplier of the biases (the Caffe model's: 2, with no decay)")
     aux_weight: float = _f(0.3, "weight of each auxiliary loss (paper: 0.3; 0 = no auxiliary heads)")
     polyak: Polyak = _f("ema", "Polyak averaging of the weights: ema | mean (equal weights) | off")
     polyak_decay: float = _f(0.999, "EMA decay per step (ramped up as min(decay, (1+n)/(10+n)))")
@@ -394,6 +395,7 @@ def _fractions(cfg: TrainConfig) -> list[tuple[bool, str]]:
         (cfg.augment.lighting >= 0, "augment.lighting must be 0 or more"),
         (0 < cfg.multibox.nms <= 1, "multibox.nms must be in (0, 1]"),
         (cfg.multibox.alpha >= 0, "multibox.alpha must be 0 or more"),
+        (cfg.optim.bias_lr_mult > 0, "optim.bias_lr_mult must be positive"),
         (0 < cfg.detect.fg_iou <= 1, "detect.fg_iou must be in (0, 1]"),
     ]
 

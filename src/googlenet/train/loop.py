@@ -103,11 +103,22 @@ class Run:
                         self.board.add_scalar(f"{record['kind']}/{key}", value, record["step"])
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on conv/linear weights only: biases and BatchNorm parameters (all 1-D) get none."""
+def param_groups(model: nn.Module, weight_decay: float, bias_lr_mult: float = 1.0) -> list[dict]:
+    """Weight decay on conv/linear weights only: biases and BatchNorm parameters (all 1-D) get none. With
+    `bias_lr_mult` other than 1 the biases form their own group at that multiple of the learning rate (the
+    Caffe model's lr_mult 2), apart from BatchNorm's parameters."""
     decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if bias_lr_mult == 1:  # two groups, as checkpoints from before the option have them
+        no_decay = [p for p in model.parameters() if p.ndim <= 1]
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    biases = [p for name, p in model.named_parameters() if p.ndim <= 1 and name.endswith(".bias")]
+    kept = {id(p) for p in biases}
+    others = [p for p in model.parameters() if p.ndim <= 1 and id(p) not in kept]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": others, "weight_decay": 0.0},
+        {"params": biases, "weight_decay": 0.0, "lr_mult": bias_lr_mult},
+    ]
 
 
 def make_averaged(model: nn.Module, mode: str, decay: float) -> AveragedModel | None:
@@ -172,7 +183,7 @@ def train_one_epoch(run: Run) -> bool:
                 run.step, opt.lr, opt.lr_decay, opt.decay_every, opt.decay_unit, run.steps_per_epoch, opt.warmup_steps
             )
             for group in run.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_mult", 1.0)
             images = run.to_device(images)
             with run.autocast():
                 loss, main, output = run.task.loss(run.net, images, targets, cfg)
@@ -378,7 +389,9 @@ def setup(cfg: TrainConfig, task: Task | None = None) -> Run:
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     optimizer = torch.optim.SGD(
-        param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, momentum=cfg.optim.momentum
+        param_groups(model, cfg.optim.weight_decay, cfg.optim.bias_lr_mult),
+        lr=cfg.optim.lr,
+        momentum=cfg.optim.momentum,
     )
     log = Path(cfg.run.out) / UNREADABLE
     return Run(
