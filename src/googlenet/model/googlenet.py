@@ -48,7 +48,7 @@ class GoogLeNet(nn.Module):
         transform_input: rescale ImageNet-normalised input to [-1, 1] first, as torchvision's ported
             weights expect.
         init: "xavier" (the reference Caffe model: fan-in uniform weights, biases 0.2, classifier biases 0)
-            or "trunc_normal" (torchvision: truncated normal, std 0.01).
+            or "trunc_normal" (torchvision's: std 0.01 with absolute bounds +-2, so in effect untruncated).
     """
 
     meta: ModelMeta  # the metadata record, set by build_model and load_model (a bare GoogLeNet() has none)
