@@ -129,3 +129,36 @@ def test_weights_import_checks_the_sha1_of_a_file_named_as_bvlcs(source, tmp_pat
     assert main(["weights", "import", str(tmp_path / "bvlc_googlenet.caffemodel")]) == 2
     err = capsys.readouterr().err
     assert "405fc5acd08a3bb12de8ee5e23a96bec22f08204" in err and len(err.strip().splitlines()) == 1
+
+
+def test_published_weights_by_name_from_torch_hubs_cache(tmp_path):
+    """`--checkpoint torchvision` and `bvlc`: found in torch.hub's cache (nothing can be downloaded here), or one
+    line saying where to put the file."""
+    import subprocess
+    import sys
+
+    import torchvision
+
+    env = {**__import__("os").environ, "TORCH_HOME": str(tmp_path / "torch")}
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(image)
+
+    def predict(name):
+        command = [sys.executable, "-m", "googlenet", "predict", "--checkpoint", name, str(image), "--json"]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+    missing = predict("bvlc")
+    assert missing.returncode == 2 and "put bvlc_googlenet.caffemodel" in missing.stderr.splitlines()[-1]
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True, exist_ok=True)  # the bvlc attempt made it
+    theirs = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
+    torch.save(theirs.state_dict(), cache / "googlenet-1378be20.pth")  # as torchvision's own download leaves it
+    done = predict("torchvision")
+    assert done.returncode == 0, done.stderr[-2000:]
+    first = json.loads(done.stdout)[0]["predictions"][0]
+    names = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1.meta["categories"]
+    assert first["class"] == names[first["index"]]
+    model = googlenet.load_model(cache / "googlenet_tv-imagenet1k_v1.safetensors")
+    x = torch.randn(1, 3, 224, 224)
+    theirs.eval()
+    assert (model(x) - theirs(x)).abs().max() <= 1e-4 * theirs(x).abs().max()

@@ -15,8 +15,8 @@ Commands = Any  # argparse's subparsers action (argparse._SubParsersAction, a pr
 WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".pt", ".pth", ".caffemodel")
 WEIGHTS_HELP = (
     "weights: a .safetensors file of ours (with its metadata record), a training run's folder, an exported "
-    ".onnx / TorchScript .pt file, or BVLC's Caffe GoogLeNet .caffemodel; several = an ensemble (--checkpoint A B, "
-    "or the option repeated)"
+    ".onnx / TorchScript .pt file, BVLC's Caffe GoogLeNet .caffemodel, or bvlc / torchvision (published weights, "
+    "downloaded once into torch.hub's cache); several = an ensemble (--checkpoint A B, or the option repeated)"
 )
 
 
@@ -29,8 +29,10 @@ def add_checkpoint_option(p: argparse.ArgumentParser, help: str = WEIGHTS_HELP, 
 def split_images(a: argparse.Namespace) -> None:
     """The image files that followed --checkpoint's weights (`--checkpoint A B photo.jpg`): weights are folders
     or files ending in .safetensors, .onnx, .pt or .pth; the first other path and those after it are images."""
+    from googlenet.model.hub import NAMES
+
     for k, path in enumerate(a.checkpoint):
-        if not (Path(path).is_dir() or path.endswith(WEIGHT_SUFFIXES)):
+        if not (Path(path).is_dir() or path.endswith(WEIGHT_SUFFIXES) or path in NAMES):
             a.checkpoint, a.images = a.checkpoint[:k], [*a.checkpoint[k:], *a.images]
             break
     if not a.checkpoint:

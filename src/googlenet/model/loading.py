@@ -4,12 +4,12 @@ exported .onnx / TorchScript file."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
 from googlenet.model.exported import load_exported
+from googlenet.model.hub import locate
 from googlenet.model.inference import optimize_for_inference
 from googlenet.model.variants import load_model
 from googlenet.model.weights import ModelMeta
@@ -29,12 +29,13 @@ class Classifier(Protocol):
 
 
 def load_for_inference(path: str | os.PathLike, optimize: bool = True) -> Classifier:
-    """A model with its metadata record (`meta`) from inference weights (.safetensors, or a training run's
-    folder), or from an exported file (.onnx for onnxruntime, TorchScript .pt; see googlenet.model.exported).
+    """A model with its metadata record (`meta`) from inference weights (.safetensors, a training run's
+    folder, a .caffemodel, or `bvlc` / `torchvision`: published weights by name), or from an exported file
+    (.onnx for onnxruntime, TorchScript .pt; see googlenet.model.exported).
 
     Weights come back as the inference model (`optimize_for_inference`: same logits, computed faster); with
     `optimize=False` as the eager GoogLeNet they were trained as."""
-    path = Path(path)
+    path = locate(path)  # `bvlc` or `torchvision`: published weights, from torch.hub's cache
     if path.is_dir():
         path = path / "model.safetensors"
     if not path.is_file():

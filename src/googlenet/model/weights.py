@@ -107,7 +107,9 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Mode
     Pickled files load with `weights_only=True`, so they cannot run code. A torchvision googlenet
     state_dict is renamed to this package's module names. Returns (state_dict, meta or None).
     """
-    path = Path(path)
+    from googlenet.model.hub import locate
+
+    path = locate(path)  # `bvlc` or `torchvision`: published weights, from torch.hub's cache
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     suffix = path.suffix.lower()
