@@ -162,3 +162,26 @@ def test_published_weights_by_name_from_torch_hubs_cache(tmp_path):
     x = torch.randn(1, 3, 224, 224)
     theirs.eval()
     assert (model(x) - theirs(x)).abs().max() <= 1e-4 * theirs(x).abs().max()
+
+
+def test_evaluate_on_wnid_folders_and_detect_train_from_the_file(source, tmp_path, capsys, fmnist):
+    """ImageNet's val/ layout (one wnid folder per class, sorted as Caffe's synsets) evaluates imported weights;
+    the region classifier fine-tunes from the .caffemodel."""
+    from test_detector import _scenes
+
+    path = str(write_caffemodel(source, tmp_path / "net.caffemodel"))
+    val = tmp_path / "val"
+    rng = np.random.default_rng(4)
+    for k in range(1000):
+        (val / f"n{k:08d}").mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(val / f"n{k:08d}" / "a.png")
+    assert main(["evaluate", "--checkpoint", path, "--data", str(val), "--limit", "6", "--workers", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 6
+    root = _scenes(fmnist, tmp_path)
+    args = ["detect", "train", "--config", "detect_scenes", "--data.root", str(root), "--model.name", "googlenet",
+            "--model.weights", path, "--model.width", str(WIDTH), "--model.input_size", "64", "--data.batch_size",
+            "8", "--data.workers", "0", "--run.max_steps", "1", "--detect.val_windows", "8",
+            "--out", str(tmp_path / "regions")]  # fmt: skip
+    assert main(args) == 0
+    regions = googlenet.load_model(tmp_path / "regions" / "model.safetensors", task="regions")
+    assert regions.meta.mean == googlenet.load_model(path).meta.mean  # the Caffe input scale carried over
