@@ -185,3 +185,18 @@ def test_evaluate_on_wnid_folders_and_detect_train_from_the_file(source, tmp_pat
     assert main(args) == 0
     regions = googlenet.load_model(tmp_path / "regions" / "model.safetensors", task="regions")
     assert regions.meta.mean == googlenet.load_model(path).meta.mean  # the Caffe input scale carried over
+
+
+def test_caffes_test_protocol_warps_to_256_then_crops_224(source, tmp_path):
+    """BVLC evaluated on images warped to 256x256 (aspect not kept), then the centre 224: the imported record says
+    so (resize "warp"), and the one-crop preprocessing of predict, evaluate and transforms_for does it."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    model = googlenet.load_model(write_caffemodel(source, tmp_path / "net.caffemodel"))
+    assert model.meta.resize == "warp" and model.meta.crop_pct == 224 / 256
+    image = Image.fromarray(np.random.default_rng(5).integers(0, 256, (300, 500, 3), dtype=np.uint8))
+    warped = F.resize(F.to_image(image), [256, 256], InterpolationMode.BILINEAR, antialias=True)
+    expected = F.normalize(F.to_dtype(F.center_crop(warped, [224, 224]), torch.float32, scale=True),
+                           list(model.meta.mean), list(model.meta.std))  # fmt: skip
+    assert torch.equal(googlenet.transforms_for(model.meta)(image), expected)

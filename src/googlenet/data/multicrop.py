@@ -59,9 +59,16 @@ def _with_mirrors(boxes: list[CropBox]) -> list[CropBox]:
     return [m for b in boxes for m in (b, CropBox(b.resized, b.top, b.left, b.height, b.width, True))]
 
 
-def centre_box(height: int, width: int, size: int, crop_pct: float = 0.875) -> list[CropBox]:
-    """One crop: shorter side resized to size / crop_pct, the centre `size` square (the usual evaluation)."""
-    rh, rw = _resized(height, width, round(size / crop_pct))
+RESIZES = ("shorter", "warp")
+
+
+def centre_box(height: int, width: int, size: int, crop_pct: float = 0.875, resize: str = "shorter") -> list[CropBox]:
+    """One crop: the shorter side resized to size / crop_pct (the usual evaluation), or with `resize` "warp"
+    both sides (Caffe's: BVLC evaluated on images warped to 256x256), then the centre `size` square."""
+    if resize not in RESIZES:
+        raise ValueError(f"resize must be one of {', '.join(RESIZES)}, not {resize!r}")
+    side = round(size / crop_pct)
+    rh, rw = (side, side) if resize == "warp" else _resized(height, width, side)
     return [CropBox((rh, rw), _centre(rh, size), _centre(rw, size), size, size)]
 
 
@@ -91,10 +98,13 @@ def paper_boxes(height: int, width: int, size: int, scales: tuple[int, ...] = PA
     return boxes
 
 
-def boxes_for(crops: int, height: int, width: int, size: int, crop_pct: float = 0.875) -> list[CropBox]:
-    """The crop boxes of one image for 1 (centre), 2 (centre and its mirror), 10 or 144 crops."""
+def boxes_for(
+    crops: int, height: int, width: int, size: int, crop_pct: float = 0.875, resize: str = "shorter"
+) -> list[CropBox]:
+    """The crop boxes of one image for 1 (centre), 2 (centre and its mirror), 10 or 144 crops (`resize`: how the
+    centre crop's image is resized, see `centre_box`)."""
     if crops in (1, 2):
-        centre = centre_box(height, width, size, crop_pct)
+        centre = centre_box(height, width, size, crop_pct, resize)
         return centre if crops == 1 else _with_mirrors(centre)
     if crops == 10:
         return ten_boxes(height, width, size)
@@ -129,26 +139,30 @@ def multi_crop(image: torch.Tensor, boxes: list[CropBox], size: int) -> torch.Te
 
 @dataclass
 class CropSpec:
-    """How each image is cut into crops: 1, 10 or 144 crops of `size` (1 crop: centre of size / crop_pct)."""
+    """How each image is cut into crops: 1, 10 or 144 crops of `size` (1 crop: centre of size / crop_pct, after
+    resizing the shorter side or, with `resize` "warp", both)."""
 
     crops: int
     size: int
     crop_pct: float = 0.875
+    resize: str = "shorter"
 
     @classmethod
     def of(cls, models: Sequence[Classifier], crops: int) -> CropSpec:
-        """The spec shared by an ensemble's models (they must agree on input size and crop fraction)."""
-        sizes = {(m.meta.input_size, m.meta.crop_pct) for m in models}
+        """The spec shared by an ensemble's models (they must agree on input size, crop fraction and resize)."""
+        sizes = {(m.meta.input_size, m.meta.crop_pct, m.meta.resize) for m in models}
         if len(sizes) > 1:
-            raise ValueError(f"the models differ in input size / crop fraction {sorted(sizes)}; ensemble like models")
-        size, crop_pct = sizes.pop()
-        return cls(crops, size, crop_pct)
+            raise ValueError(
+                f"the models differ in input size / crop fraction / resize {sorted(sizes)}; ensemble like models"
+            )
+        size, crop_pct, resize = sizes.pop()
+        return cls(crops, size, crop_pct, resize)
 
     def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
         """One PIL image -> (its distinct crops as uint8 (n, 3, size, size), how often each one counts)."""
         pixels = F.to_image(image)
         height, width = pixels.shape[-2:]
-        boxes, counts = unique(boxes_for(self.crops, height, width, self.size, self.crop_pct))
+        boxes, counts = unique(boxes_for(self.crops, height, width, self.size, self.crop_pct, self.resize))
         return multi_crop(pixels, boxes, self.size), torch.tensor(counts, dtype=torch.float32)
 
 
@@ -156,8 +170,10 @@ class CentreCrop:
     """The one-crop test-time transform: PIL image -> normalised float tensor (3, size, size), the centre crop
     of `CropSpec(1, size, crop_pct)` scaled to [0, 1] and normalised with `mean` and `std`."""
 
-    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float], crop_pct: float = 0.875) -> None:
-        self.spec, self.mean, self.std = CropSpec(1, size, crop_pct), list(mean), list(std)
+    def __init__(
+        self, size: int, mean: Sequence[float], std: Sequence[float], crop_pct: float = 0.875, resize: str = "shorter"
+    ) -> None:
+        self.spec, self.mean, self.std = CropSpec(1, size, crop_pct, resize), list(mean), list(std)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         crop = self.spec(image)[0][0]

@@ -101,4 +101,4 @@ def transforms_for(meta: ModelMeta) -> Callable[[Any], torch.Tensor]:
     """The test-time preprocessing that weights expect, from their metadata record (input size, crop fraction,
     mean/std): a PIL image -> the normalised (3, S, S) tensor the model takes, exactly as `predict` and
     `evaluate` prepare it (as torchvision's `weights.transforms()`)."""
-    return eval_transform(meta.input_size, meta.mean, meta.std, meta.crop_pct)
+    return CentreCrop(meta.input_size, meta.mean, meta.std, meta.crop_pct, meta.resize)

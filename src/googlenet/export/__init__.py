@@ -29,7 +29,7 @@ def sample_images(meta: ModelMeta, data: str, split: str | None, root: str | Non
     """The first `count` images of a dataset split as the model sees them at test time: one centre crop
     (as `googlenet evaluate --crops 1`), normalised with the weights' mean/std. (count, 3, S, S) float."""
     dataset = dataset_for(data, split or "test", root)
-    spec = CropSpec(1, meta.input_size, meta.crop_pct)
+    spec = CropSpec(1, meta.input_size, meta.crop_pct, meta.resize)
     first = range(min(count, len(cast(Sized, dataset))))  # map-style: sized, though torch's Dataset type is not
     images = [spec(image)[0] for image, _ in (dataset[i] for i in first)]
     pixels = F.to_dtype(torch.cat(images), torch.float32, scale=True)

@@ -196,6 +196,7 @@ def read_caffemodel(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], M
         mean=(r / 255, g / 255, b / 255),
         std=(1 / 255,) * 3,
         crop_pct=224 / 256,
+        resize="warp",  # BVLC's protocol: images warped to 256x256, then the centre 224 crop
         class_names=names,
         metrics={"ilsvrc2012/val (BVLC's readme, centre crop)": {"top1": 0.687, "top5": 0.889}}
         if sha1(path) == BVLC_SHA1

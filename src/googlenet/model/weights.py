@@ -64,6 +64,7 @@ class ModelMeta:
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     interpolation: str = "bilinear"
     crop_pct: float = 0.875
+    resize: str = "shorter"  # the test crop's resize: "shorter" side to input_size / crop_pct, or "warp" both
     class_names: list[str] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     task: str = "classify"  # "regions", "multibox" (the backbone's variant and options above, its head's here)
