@@ -200,3 +200,37 @@ def test_caffes_test_protocol_warps_to_256_then_crops_224(source, tmp_path):
     expected = F.normalize(F.to_dtype(F.center_crop(warped, [224, 224]), torch.float32, scale=True),
                            list(model.meta.mean), list(model.meta.std))  # fmt: skip
     assert torch.equal(googlenet.transforms_for(model.meta)(image), expected)
+
+
+def test_imagenet_names_and_wnids_are_in_ilsvrcs_order():
+    """torchvision's 1,000 names (what the import records) follow ILSVRC-2012's sorted wnids, whose list the
+    package ships: checked against timm's copy of the synsets and their lemmas (all but two names, which
+    torchvision renamed to keep them unique, are their synset's first lemma)."""
+    timm_info = pytest.importorskip("timm.data").ImageNetInfo()
+    from googlenet.model.caffe import imagenet_classes, imagenet_wnids
+
+    wnids = imagenet_wnids()
+    assert wnids == timm_info.label_names() == sorted(wnids) and len(set(wnids)) == 1000
+    lemmas = [timm_info.index_to_description(i).split(", ") for i in range(1000)]
+    differ = [
+        (i, name) for i, (name, lemma) in enumerate(zip(imagenet_classes(), lemmas, strict=True)) if name not in lemma
+    ]
+    assert differ == [(134, "crane bird"), (639, "maillot tank suit")]  # "crane" and "maillot" twice in ILSVRC
+
+
+def test_some_wnid_folders_evaluate_as_their_classes(source, tmp_path, capsys):
+    path = str(write_caffemodel(source, tmp_path / "net.caffemodel"))
+    model = googlenet.load_model(path)
+    val = tmp_path / "val"
+    picked = [model.meta.class_ids[k] for k in (7, 300, 999)]
+    for wnid in picked:
+        (val / wnid).mkdir(parents=True)
+        Image.fromarray(np.random.default_rng(6).integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(
+            val / wnid / "a.png"
+        )
+    from googlenet.data.loaders import dataset_for
+
+    data = dataset_for(str(val), classes=model.meta.class_names, ids=model.meta.class_ids)
+    assert [data[i][1] for i in range(3)] == [7, 300, 999] and data.classes == model.meta.class_names
+    assert main(["evaluate", "--checkpoint", path, "--data", str(val), "--workers", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 3

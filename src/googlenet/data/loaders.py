@@ -247,11 +247,15 @@ def _key(name: str) -> str:
     return _FORBIDDEN.sub("_", name).strip("_").lower()
 
 
-def class_order(folders: list[str], classes: list[str]) -> list[int]:
+def class_order(folders: list[str], classes: list[str], ids: list[str] | None = None) -> list[int]:
     """For each class folder (ImageFolder's, sorted), the index of the model class it holds: the same name up to
     case and the characters a file system forbids (T-shirt/top in T-shirt_top/), also after that class's index
     and "_" (0_T-shirt_top/); ILSVRC's wnid folders (n01440764/, ...), all of them, are the classes in order
-    (Caffe's and torchvision's class order is the sorted wnids')."""
+    (Caffe's and torchvision's class order is the sorted wnids'); with the classes' `ids` (the model's wnids),
+    folders named by id, any of them, are those classes."""
+    by_id = {c: i for i, c in enumerate(ids or [])}
+    if by_id and all(f in by_id for f in folders):
+        return [by_id[f] for f in folders]
     if len(folders) == len(classes) and all(re.fullmatch(r"n\d{8}", f) for f in folders):
         return list(range(len(folders)))
     index = {_key(c): i for i, c in enumerate(classes)}
@@ -291,7 +295,11 @@ class Relabelled(Dataset):
 
 
 def dataset_for(
-    data: str, split: str = "test", root: str | None = None, classes: list[str] | None = None
+    data: str,
+    split: str = "test",
+    root: str | None = None,
+    classes: list[str] | None = None,
+    ids: list[str] | None = None,
 ) -> ImageDataset:
     """`fashion_mnist` (its `split`, read from `root` or found as in training), or the path of an ImageFolder
     split: a folder with one subfolder of images per class (e.g. ImageNet's val/)."""
@@ -303,4 +311,4 @@ def dataset_for(
     dataset = build_dataset("imagefolder", str(folder.parent), folder.name)
     if classes is None or list(dataset.classes) == list(classes):
         return dataset
-    return cast(ImageDataset, Relabelled(dataset, class_order(list(dataset.classes), classes), classes))
+    return cast(ImageDataset, Relabelled(dataset, class_order(list(dataset.classes), classes, ids), classes))

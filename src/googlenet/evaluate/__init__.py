@@ -38,7 +38,8 @@ def evaluate(
     if limit < 0 or batch_size < 1 or workers < 0:
         raise ValueError("--limit and --workers must be >= 0 and --batch-size >= 1")
     models = [load_for_inference(c, optimize) for c in checkpoints]
-    dataset = dataset_for(data, split, root, models[0].meta.class_names)  # folders matched to its classes
+    meta = models[0].meta
+    dataset = dataset_for(data, split, root, meta.class_names, meta.class_ids)  # folders matched to its classes
     multicrop.check_classes(models, list(dataset.classes))
     on = resolve_device(device)
     if table3:

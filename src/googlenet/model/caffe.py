@@ -164,6 +164,12 @@ def imagenet_classes() -> list[str]:
     return list(GoogLeNet_Weights.IMAGENET1K_V1.meta["categories"])
 
 
+def imagenet_wnids() -> list[str]:
+    """ILSVRC-2012's 1,000 wnids, sorted: the class order of Caffe's synset_words.txt and torchvision's names
+    (shipped with the package, from the standard list that timm ships too)."""
+    return (Path(__file__).with_name("imagenet_wnids.txt")).read_text().split()
+
+
 def read_caffemodel(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelMeta]:
     """BVLC GoogLeNet's weights as the paper variant's state_dict (RGB input: conv1's input channels flipped
     from Caffe's BGR; the auxiliary heads where the file has them) with its metadata record: Caffe's 0-255
@@ -185,7 +191,7 @@ def read_caffemodel(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], M
             weight = weight.reshape(-1, weight.shape[-1])
         state[f"{ours}.weight"], state[f"{ours}.bias"] = weight, bias.reshape(-1)
     classes = state["linear.weight"].shape[0]
-    names = imagenet_classes() if classes == 1000 else None
+    names, wnids = (imagenet_classes(), imagenet_wnids()) if classes == 1000 else (None, None)
     width = state["conv1.conv.weight"].shape[0] / 64  # BVLC's is Table 1's (1.0); a narrower net says so here
     b, g, r = BVLC_MEAN_BGR
     meta = ModelMeta(
@@ -198,6 +204,7 @@ def read_caffemodel(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], M
         crop_pct=224 / 256,
         resize="warp",  # BVLC's protocol: images warped to 256x256, then the centre 224 crop
         class_names=names,
+        class_ids=wnids,
         metrics={"ilsvrc2012/val (BVLC's readme, centre crop)": {"top1": 0.687, "top5": 0.889}}
         if sha1(path) == BVLC_SHA1
         else {},

@@ -54,6 +54,7 @@ def _torchvision() -> Path:
 
     from torchvision.models import GoogLeNet_Weights
 
+    from googlenet.model.caffe import imagenet_wnids
     from googlenet.model.variants import build_model
     from googlenet.model.weights import save_weights, torchvision_to_googlenet
 
@@ -73,6 +74,7 @@ def _torchvision() -> Path:
     model.meta = dataclasses.replace(
         model.meta,
         class_names=list(weights.meta["categories"]),
+        class_ids=imagenet_wnids(),
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
         options={**model.meta.options, "transform_input": True},

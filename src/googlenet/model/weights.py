@@ -66,6 +66,7 @@ class ModelMeta:
     crop_pct: float = 0.875
     resize: str = "shorter"  # the test crop's resize: "shorter" side to input_size / crop_pct, or "warp" both
     class_names: list[str] | None = None
+    class_ids: list[str] | None = None  # the classes' dataset ids where they have them (ImageNet's wnids)
     metrics: dict[str, Any] = field(default_factory=dict)
     task: str = "classify"  # "regions", "multibox" (the backbone's variant and options above, its head's here)
     head: RegionHead | MultiBoxHead | None = None  # HEADS[task]; None for a classifier
