@@ -23,7 +23,7 @@ class _Help(argparse.HelpFormatter):
         if "default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
             return text
         shown = " ".join(map(str, default)) if isinstance(default, list | tuple) else default
-        return f"{text} (default: {shown})".replace("%", "%%").replace("%%(", "%(")
+        return f"{text} (default: {str(shown).replace('%', '%%')})"  # argparse %-formats help
 
 
 class _Parser(argparse.ArgumentParser):

@@ -21,7 +21,7 @@ from googlenet.detect.bbox import apply as apply_regression
 from googlenet.detect.bbox import decode, features, regression_path
 from googlenet.detect.bbox import load as load_regression
 from googlenet.detect.evaluation import DetectionEvaluator
-from googlenet.detect.proposals import Joined, Proposer, joined, propose_sources, proposer_for
+from googlenet.detect.proposals import Proposer, joined, propose_sources, proposer_for
 from googlenet.detect.regions import load_regions, region_head, warp_pixels
 from googlenet.evaluate.driver import inference_on_dataset, progress_bar, resolve_device
 from googlenet.model import GoogLeNet
@@ -267,8 +267,6 @@ def evaluate_detector(
     if limit < 0 or workers < 1:
         raise ValueError("--limit must be >= 0 and --workers >= 1")
     found_by = Detector.load(**detector)
-    if not isinstance(found_by.proposer, Joined):
-        raise TypeError("Detector.load gives a Joined proposer")
     dataset = VOCDetection(data, split).limit(limit)
     started = time.perf_counter()
     boxes, seconds = joined(propose_sources(dataset, found_by.proposer, cache, workers, progress))

@@ -280,17 +280,18 @@ def dataset_proposals(
 
 def propose_sources(
     data: VOCDetection,
-    proposer: Joined,
+    proposer: Proposer,
     folder: str | os.PathLike | None = None,
     workers: int = 1,
     progress: bool = True,
 ) -> dict[str, tuple[list[np.ndarray], list[float]]]:
-    """`propose_dataset` for each source of `proposer`, each cached in its own folder under `folder` (default
-    DATA/proposals): {source: (boxes per image, seconds per image)}."""
+    """`propose_dataset` for each source of `proposer` (a `Joined` proposer's each; any other is one source),
+    each cached in its own folder under `folder` (default DATA/proposals): {source: (boxes, seconds) per image}."""
     folder = Path(folder) if folder else data.root / "proposals"
+    sources = proposer.sources if isinstance(proposer, Joined) else {cache_name("proposals", proposer): proposer}
     return {
         source: propose_dataset(data, p, ProposalCache(folder, cache_name(source, p)), workers, progress, source)
-        for source, p in proposer.sources.items()
+        for source, p in sources.items()
     }
 
 

@@ -49,12 +49,13 @@ def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "img")
     return tqdm(total=total, unit=unit, desc=desc, disable=not enabled, file=sys.stderr)
 
 
-def resolve_device(name: str) -> str:
-    """A test-time --device: `auto` is CUDA where there is one, else the CPU; `cuda` without one is an error."""
+def resolve_device(name: str, option: str = "--device") -> str:
+    """A --device (or run.device, named by `option` in the error): `auto` is CUDA where there is one, else the
+    CPU; `cuda` without one is an error."""
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
+        raise ValueError(f"{option} cuda: no CUDA device is available")
     return name

@@ -117,8 +117,6 @@ class CropScores:
 
     def evaluate(self, members: list[int] | None = None) -> dict[str, Any]:
         """Top-1 / top-5 accuracy (fractions) of the ensemble of `members` (default: all models)."""
-        if not self.targets:
-            return {}
         probs = self.model_probs()
         return scores(probs[members if members is not None else slice(None)].mean(dim=0), torch.cat(self.targets))
 
@@ -226,9 +224,10 @@ def classify(
     models = [models] if not isinstance(models, Sequence) else list(models)
     check_classes(models, None)
     pictures = [image if isinstance(image, Image.Image) else load_image(image) for image in images]
-    if device is None:
-        first = next(iter(getattr(models[0], "parameters", lambda: iter(()))()), None)
-        device = first.device if first is not None else "cpu"
+    if device is None:  # where the model's weights are (an ONNX file has none here: the CPU)
+        first = models[0]
+        param = next(first.parameters(), None) if isinstance(first, torch.nn.Module) else None
+        device = param.device if param is not None else "cpu"
     spec, ensemble = CropSpec.of(models, crops), CropEnsemble(models, "mean", device)
     probs = []
     for picture in pictures:  # one image a batch: (crops, weights, owner, target)

@@ -122,10 +122,10 @@ def _blob(data: memoryview) -> np.ndarray:
     return values.reshape(dims)
 
 
-def read_layers(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
-    """Every layer's blobs of a .caffemodel by layer name, from the current `layer` (field 100) and the V1
-    `layers` (field 2) layouts alike."""
-    data = memoryview(Path(path).read_bytes())
+def read_layers(path: str | os.PathLike, content: bytes | None = None) -> dict[str, list[np.ndarray]]:
+    """Every layer's blobs of a .caffemodel (`content`: its bytes, when already read) by layer name, from the
+    current `layer` (field 100) and the V1 `layers` (field 2) layouts alike."""
+    data = memoryview(Path(path).read_bytes() if content is None else content)
     layers: dict[str, list[np.ndarray]] = {}
     try:
         for number, _, value in _fields(data):
@@ -175,7 +175,8 @@ def read_caffemodel(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], M
     from Caffe's BGR; the auxiliary heads where the file has them) with its metadata record: Caffe's 0-255
     input minus the BGR mean as mean/std of [0, 1] RGB pixels, ImageNet's class names, Caffe's 224 centre crop
     of 256."""
-    layers = read_layers(path)
+    content = Path(path).read_bytes()  # read once: parsed, and its sha1 says whether it is BVLC's file
+    layers = read_layers(path, content)
     wanted = {**LAYERS, **(AUX_LAYERS if all(name in layers for name in AUX_LAYERS) else {})}
     state: dict[str, torch.Tensor] = {}
     for theirs, ours in wanted.items():
@@ -206,7 +207,7 @@ def read_caffemodel(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], M
         class_names=names,
         class_ids=wnids,
         metrics={"ilsvrc2012/val (BVLC's readme, centre crop)": {"top1": 0.687, "top5": 0.889}}
-        if sha1(path) == BVLC_SHA1
+        if hashlib.sha1(content).hexdigest() == BVLC_SHA1
         else {},
     )
     return state, meta

@@ -71,15 +71,14 @@ def build_model(
     pretrained: bool = False,
     **options: Any,
 ) -> GoogLeNet:
-    """Build a variant by name, optionally loading weights (.safetensors of ours, or a .pth/.pt state_dict).
+    """Build a variant by name, optionally loading weights (.safetensors of ours, a .pth/.pt state_dict, or
+    BVLC's .caffemodel).
 
     `num_classes` defaults to the weights' own (else 1000; 0 = the pooled features, no classifier). `options`
     are GoogLeNet's keyword arguments (width, aux, dropout, transform_input, ...) and override the variant's.
     The model's `meta` attribute is its metadata record (input size, mean/std, class names, ...). No named
     (`pretrained=True`) weights are published yet: pass `weights` the path of a file.
     """
-    if name not in VARIANTS:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(VARIANTS)}")
     if pretrained:
         raise ValueError(
             f"no pretrained {name} weights are published yet; pass weights=PATH (ours, or torchvision's .pth "
@@ -90,8 +89,22 @@ def build_model(
             f"weights={weights!r}: named weights (torchvision's enums, timm's tags) are not published yet; "
             "pass the path of a .safetensors or .pth file"
         )
-    variant = VARIANTS[name]
     state, meta = read_weights(weights) if weights is not None else (None, None)
+    return _assemble(name, num_classes, state, meta, weights, options)
+
+
+def _assemble(
+    name: str,
+    num_classes: int | None,
+    state: dict[str, torch.Tensor] | None,
+    meta: ModelMeta | None,
+    weights: Any,
+    options: dict[str, Any],
+) -> GoogLeNet:
+    """The variant `name` with `state` (read from `weights`) and its record `meta` loaded, where given."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(VARIANTS)}")
+    variant = VARIANTS[name]
     if meta is not None:
         if meta.variant != name:
             raise ValueError(f"{weights} holds {meta.variant!r} weights, not {name!r}")
@@ -154,7 +167,7 @@ def load_model(path: str | os.PathLike, task: str = "classify", **options: Any) 
     if meta.task != task:
         raise ValueError(f"{path} holds {meta.task} weights, not {TASKS[task].what}")
     build = TASKS[task].build
-    model = build_model(meta.variant, weights=path, **options) if build is None else build(state, meta)
+    model = _assemble(meta.variant, None, state, meta, path, options) if build is None else build(state, meta)
     return model.eval()  # ready for inference (train() again to fine-tune)
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from googlenet.evaluate.driver import resolve_device
+
 
 @dataclass(frozen=True)
 class Context:
@@ -22,9 +24,7 @@ class Context:
 
 def setup(device: str = "auto") -> Context:
     """Join the torchrun process group if there is one; pick this process's device."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("run.device is cuda but no CUDA device is available")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    use_cuda = resolve_device(device, "run.device") == "cuda"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
