@@ -10,13 +10,13 @@ from googlenet.data.loaders import (
     train_loader,
     unreadable,
 )
-from googlenet.data.transforms import Lighting, eval_transform, train_transform, transforms_for
+from googlenet.data.transforms import TrainAugmentation, eval_transform, train_transform, transforms_for
 
 __all__ = [
     "Augmented",
     "EpochSampler",
-    "Lighting",
     "SkipUnreadable",
+    "TrainAugmentation",
     "Transformed",
     "build_dataset",
     "eval_loader",

@@ -1,11 +1,15 @@
-"""Reading one image file of any common format and mode as 8-bit RGB (or a float tensor), with one-line errors."""
+"""Reading image files of any common format and mode as 8-bit RGB (in full, or a JPEG at the reduced scale that a
+crop needs), with one-line errors."""
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -72,3 +76,72 @@ def image_tensor(image: Image.Image | str | os.PathLike) -> torch.Tensor:
     """An RGB image (decoded, or a file to decode) as a float (3, H, W) tensor in [0, 1]."""
     image = image if isinstance(image, Image.Image) else load_image(image)
     return v2.functional.to_dtype(v2.functional.pil_to_tensor(image), torch.float32, scale=True)
+
+
+class EncodedImage(NamedTuple):
+    """An image file's bytes, not yet decoded: what training reads, so that the augmentation decodes only at the
+    scale its random crop needs (`decode_scaled`)."""
+
+    path: str
+    data: bytes
+
+
+def read_encoded(path: str | os.PathLike) -> EncodedImage:
+    """The bytes of the image file at `path`; FileNotFoundError, or UnreadableImage for a folder or an empty file
+    (damaged contents are found when it is decoded)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such image file: {path}")
+    if path.is_dir():
+        raise UnreadableImage(f"{path} is a folder, not an image file", path)
+    data = path.read_bytes()
+    if not data:
+        raise UnreadableImage(f"{path} is empty (0 bytes)", path)
+    return EncodedImage(str(path), data)
+
+
+_EXIF_ORIENTATION, _TRANSPOSED = 0x0112, (5, 6, 7, 8)  # orientations that swap width and height
+# OpenCV's DCT-scaling flags without their BGR bit (IMREAD_COLOR), to be combined with IMREAD_COLOR_RGB.
+_REDUCED = {1: 0, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+_REDUCED = {r: flag & ~cv2.IMREAD_COLOR for r, flag in _REDUCED.items()}
+
+
+def jpeg_size(image: EncodedImage) -> tuple[int, int] | None:
+    """The (width, height) of an encoded JPEG as it stands upright (EXIF orientation applied), read from its header;
+    None for other formats. A header that is not an image, or one over Image.MAX_IMAGE_PIXELS, is an
+    UnreadableImage, as in `load_image`."""
+    try:
+        with Image.open(io.BytesIO(image.data)) as header:  # reads the markers only, no pixel data
+            if header.format != "JPEG":
+                return None
+            width, height = header.size
+            if header.getexif().get(_EXIF_ORIENTATION, 1) in _TRANSPOSED:
+                width, height = height, width
+    except UnidentifiedImageError:
+        raise UnreadableImage(f"{image.path} is not an image file (unknown or damaged format)", image.path) from None
+    except Exception as err:  # as in load_image: Pillow raises many types for damaged data, bombs included
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UnreadableImage(f"{image.path} is not a readable image ({reason})", image.path) from None
+    if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+        message = f"{image.path} is refused as a possible decompression bomb ({width}x{height})"
+        raise UnreadableImage(message, image.path)
+    return width, height
+
+
+def decode_scaled(image: EncodedImage, reduction: int) -> np.ndarray:
+    """An encoded JPEG as an upright (H, W, 3) uint8 RGB array, decoded at 1/`reduction` of its size (1, 2, 4 or 8)
+    by libjpeg-turbo's DCT scaling through OpenCV: the scaling is part of the inverse DCT, so a reduced decode
+    costs a fraction of a full one and is itself a low-pass resize. Damaged or truncated data is an UnreadableImage."""
+    pixels = cv2.imdecode(np.frombuffer(image.data, np.uint8), _REDUCED[reduction] | cv2.IMREAD_COLOR_RGB)
+    if pixels is None:
+        raise UnreadableImage(f"{image.path} is not a readable image (damaged or truncated JPEG data)", image.path)
+    return pixels
+
+
+def rgb_array(image: Image.Image | EncodedImage) -> np.ndarray:
+    """A decoded image, or an encoded file of any format, as an (H, W, 3) uint8 RGB array (full size)."""
+    if isinstance(image, EncodedImage):
+        if jpeg_size(image):
+            return decode_scaled(image, 1)
+        image = load_image(image.path)
+    return np.array(to_rgb(image))  # writable, as torch.from_numpy wants

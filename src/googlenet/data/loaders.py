@@ -12,12 +12,13 @@ from collections.abc import Callable, Iterator, Sized
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+import cv2
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.datasets import ImageFolder
 
 from googlenet.data.fashion_mnist import FashionMNIST
-from googlenet.data.images import UnreadableImage, load_image
+from googlenet.data.images import UnreadableImage, load_image, read_encoded
 
 
 class ImageDataset(Protocol):
@@ -31,26 +32,35 @@ class ImageDataset(Protocol):
     def __getitem__(self, index: int) -> tuple[Any, int]: ...
 
 
-def build_dataset(name: str, root: str | None, split: str, subset: int = 0) -> ImageDataset:
-    """A split of `imagefolder` (root/split/<class>/*.jpg) or `fashion_mnist`; yields (PIL image, label).
+def build_dataset(name: str, root: str | None, split: str, subset: int = 0, decode: bool = True) -> ImageDataset:
+    """A split of `imagefolder` (root/split/<class>/*.jpg), `imagenet` (ILSVRC-2012 as distributed, see
+    `googlenet.data.imagenet`) or `fashion_mnist`; yields (PIL image, label), or with `decode` False the files'
+    bytes (`EncodedImage`) where the data are files, for training's augmentation to decode.
 
-    The dataset's `classes` attribute lists the class names.
+    The dataset's `classes` attribute lists the class names (and `class_ids` the wnids, for ImageNet).
     """
+    loader = load_image if decode else read_encoded  # load_image: any mode (16-bit, palette, ...) as RGB
+    dataset: Any
     if name == "fashion_mnist":
         dataset = FashionMNIST(root, split)
+    elif name == "imagenet":
+        from googlenet.data.imagenet import imagenet
+
+        dataset = imagenet(root, split, loader)
     elif name == "imagefolder":
         if not root:
             raise ValueError("data.root is required for imagefolder datasets")
         folder = Path(root) / split
         if not folder.is_dir():
             raise FileNotFoundError(f"no {split}/ folder in {root} (ImageFolder layout: root/{split}/<class>/...)")
-        dataset = ImageFolder(str(folder), loader=load_image)  # any mode (16-bit, palette, ...) as RGB
+        dataset = ImageFolder(str(folder), loader=loader)
     else:
-        raise ValueError(f"unknown dataset {name!r}; choose imagefolder or fashion_mnist")
+        raise ValueError(f"unknown dataset {name!r}; choose imagefolder, imagenet or fashion_mnist")
     classes = list(dataset.classes)
     if subset:
         part = Subset(dataset, range(min(subset, len(dataset))))
         part.classes = classes  # type: ignore[attr-defined]  # torch's Subset declares no `classes`; ours carries it
+        part.class_ids = getattr(dataset, "class_ids", None)  # type: ignore[attr-defined]
         return cast(ImageDataset, part)
     return cast(ImageDataset, dataset)
 
@@ -72,10 +82,15 @@ class SkipUnreadable(Dataset):
         return len(cast(Sized, self.dataset))  # map-style datasets are sized; torch's Dataset type is not
 
     def __getitem__(self, index: int) -> Any:
+        return self.get(index, lambda item: item)
+
+    def get(self, index: int, use: Callable[[Any], Any]) -> Any:
+        """`use(item)` of item `index`, or of its replacement where it is unreadable: when it is read, or when
+        `use` decodes it (training's augmentation decodes a file's bytes at the scale its crop needs)."""
         draw, candidate = random.Random(index), index
         for _ in range(self.attempts):
             try:
-                return self.dataset[candidate]
+                return use(self.dataset[candidate])
             except (UnreadableImage, FileNotFoundError) as err:
                 self._record(candidate, err)
                 last = err
@@ -116,6 +131,7 @@ def leave_stop_signals_to_main(worker_id: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda number, frame: signal.alarm(WORKER_GRACE_S))
+    cv2.setNumThreads(1)  # one core per worker, as PyTorch sets for its own threads there
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -136,12 +152,17 @@ class Augmented(Dataset):
     def __len__(self) -> int:
         return len(cast(Sized, self.dataset))  # map-style datasets are sized; torch's Dataset type is not
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, Any]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, Any]:
         index, epoch = key
-        image, label = self.dataset[index]
-        with torch.random.fork_rng(devices=[]):  # leaves the caller's RNG (dropout) untouched
-            torch.manual_seed(sample_seed(self.seed, epoch, index))
-            return _apply(self.transform, image, label, self.joint)
+
+        def augment(item: tuple[Any, Any]) -> tuple[Any, Any]:
+            with torch.random.fork_rng(devices=[]):  # leaves the caller's RNG (dropout) untouched
+                torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index))  # CPU only: cheap
+                return _apply(self.transform, item[0], item[1], self.joint)
+
+        if isinstance(self.dataset, SkipUnreadable):  # a file found damaged while decoding is replaced too
+            return self.dataset.get(index, augment)
+        return augment(self.dataset[index])
 
 
 def _apply(transform: Callable, image: Any, target: Any, joint: bool) -> tuple[Any, Any]:

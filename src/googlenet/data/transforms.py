@@ -1,13 +1,17 @@
-"""The paper's training augmentation (section 6) and the evaluation transform, on torchvision.transforms.v2."""
+"""The paper's training augmentation (section 6: per image in the workers, per batch on the device) and the
+evaluation transform."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 import torch
+from PIL import Image
 from torchvision.transforms import InterpolationMode, v2
 
+from googlenet.data.images import EncodedImage, decode_scaled, jpeg_size, rgb_array
 from googlenet.data.multicrop import CentreCrop
 
 if TYPE_CHECKING:
@@ -26,35 +30,150 @@ EIGVAL = (0.2175, 0.0188, 0.0045)
 EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 
 
-class Lighting(v2.Transform):
-    """AlexNet PCA lighting noise: rgb += eigvec @ (alpha * eigval), alpha ~ N(0, std) per image.
+class Draw(NamedTuple):
+    """One training image's random choices: the crop (in the full-size image), the interpolation, the flip, and the
+    photometric distortions' order (0 brightness, 1 contrast, 2 saturation), factors and lighting shift."""
 
-    Written by hand: torchvision has no such transform. Expects a float image in [0, 1].
+    top: int
+    left: int
+    height: int
+    width: int
+    interpolation: InterpolationMode
+    flip: bool
+    order: tuple[int, int, int]
+    factors: tuple[float, float, float]
+    shift: tuple[float, float, float]
+
+    def colour(self) -> torch.Tensor:
+        """The per-batch part's inputs: order, factors and shift as 9 floats."""
+        return torch.tensor([*self.order, *self.factors, *self.shift], dtype=torch.float32)
+
+
+def dct_reduction(width: int, height: int, size: int) -> int:
+    """The largest JPEG DCT scaling (1, 2, 4 or 8) after which a `width` x `height` crop still has at least `size`
+    pixels a side: decoding at that scale loses nothing that the resize to `size` would keep."""
+    return next((r for r in (8, 4, 2) if width >= r * size and height >= r * size), 1)
+
+
+def _resize(crop: np.ndarray, size: int, interpolation: InterpolationMode) -> torch.Tensor:
+    """An (H, W, 3) uint8 crop as a (3, size, size) uint8 tensor, with PIL's filters as the paper's four: bilinear
+    and bicubic (antialiased) by torchvision's uint8 kernels, which compute PIL's to within rounding at a fraction of
+    its time; area (PIL's BOX) and nearest by PIL itself (torchvision has no tensor BOX, OpenCV's area weighs
+    pixels otherwise)."""
+    if interpolation in _PIL:
+        resized = Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), _PIL[interpolation])
+        return torch.from_numpy(np.array(resized)).permute(2, 0, 1)
+    pixels = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)
+    return v2.functional.resize(pixels, [size, size], interpolation=interpolation, antialias=True)
+
+
+_PIL = {InterpolationMode.BOX: Image.Resampling.BOX, InterpolationMode.NEAREST: Image.Resampling.NEAREST}
+# Where a JPEG is decoded at reduced scale: a 1600x1200 crop to 224 from a 1/4 decode differs from the full decode's
+# by 1.0 level of 255 on average under bilinear, 0.7 under bicubic, but 5.0 under area and 7.2 under nearest
+# (more than area and bilinear differ from each other, 2.5): those two decode in full.
+_SMOOTH = (InterpolationMode.BILINEAR, InterpolationMode.BICUBIC)
+_GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma), as PIL's "L"
+
+
+def photometric(images: torch.Tensor, order: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Howard's distortions on a float batch (N, 3, H, W) in [0, 1], each image in its own `order` (N, 3: 0
+    brightness, 1 contrast, 2 saturation) with its own `factors` (N, 3): each step blends the image with black,
+    with its mean gray, or with its gray image, and clamps to [0, 1] (torchvision's adjust_brightness,
+    adjust_contrast and adjust_saturation, for a whole batch at once)."""
+    for k in range(3):
+        op = order[:, k].view(-1, 1, 1, 1)
+        factor = factors.gather(1, order[:, k : k + 1]).view(-1, 1, 1, 1)
+        gray = images[:, 0:1] * _GRAY[0]
+        gray.add_(images[:, 1:2], alpha=_GRAY[1]).add_(images[:, 2:3], alpha=_GRAY[2])
+        # what the image is blended with: black (brightness), its mean gray (contrast), its gray (saturation)
+        mean = gray.mean((2, 3), keepdim=True)
+        blend = gray.mul_((op == 2) * (1 - factor)).add_(mean * ((op == 1) * (1 - factor)))
+        images = images.mul_(factor).add_(blend).clamp_(0, 1)
+    return images
+
+
+class TrainAugmentation:
+    """The paper's training augmentation (section 6), each part switchable, in two halves.
+
+    Per image, in the DataLoader workers (`__call__`): a random-sized crop (area `crop_scale`, aspect
+    `crop_ratio`, drawn as torchvision's RandomResizedCrop draws it), a JPEG decoded only at the scale that crop
+    needs (`dct_reduction`), resized to `size` with an interpolation drawn uniformly from the paper's four, a
+    horizontal flip; kept as uint8. The photometric factors are drawn here too, so that every random choice
+    comes from the per-sample generator (`Augmented`) and resume and DDP stay exact.
+
+    Per batch, on the training device (`on_device`): to float, Howard's photometric distortions (brightness,
+    contrast and colour factors in [1 - photometric, 1 + photometric], in an order drawn per image, as
+    ColorJitter does), AlexNet's PCA lighting noise, mean subtraction and division by `std`.
     """
 
-    def __init__(self, std: float = 0.1) -> None:
-        super().__init__()
-        self.std = std
+    def __init__(
+        self,
+        size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        random_resized_crop: bool = True,
+        crop_scale: Sequence[float] = (0.08, 1.0),
+        crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
+        random_interpolation: bool = True,
+        hflip: bool = True,
+        photometric: float = 0.5,
+        lighting: float = 0.1,
+    ) -> None:
+        self.size, self.mean, self.std = size, tuple(mean), tuple(std)
+        self.crop = v2.RandomResizedCrop(size, scale=tuple(crop_scale), ratio=tuple(crop_ratio))
+        self.random_resized_crop, self.hflip = random_resized_crop, hflip
+        self.interpolations = PAPER_INTERPOLATIONS if random_interpolation else (InterpolationMode.BILINEAR,)
+        self.photometric, self.lighting = photometric, lighting
 
-    def make_params(self, flat_inputs: list) -> dict:
-        alpha = torch.randn(3) * self.std
-        return {"shift": torch.tensor(EIGVEC) @ (alpha * torch.tensor(EIGVAL))}
+    def draw(self, width: int, height: int) -> Draw:
+        """The random choices for a `width` x `height` image, from torch's global generator."""
+        interpolation = self.interpolations[int(torch.randint(len(self.interpolations), ()))]
+        box = (0, 0, height, width)
+        if self.random_resized_crop:  # a stride-0 stand-in of the image's shape: the draw needs only its size
+            crop = self.crop.make_params([torch.empty((1, 1, 1), dtype=torch.uint8).expand(3, height, width)])
+            box = (crop["top"], crop["left"], crop["height"], crop["width"])
+        flip = self.hflip and bool(torch.rand(()) < 0.5)
+        order, factors, shift = (0, 1, 2), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)
+        if self.photometric > 0:
+            order = tuple(torch.randperm(3).tolist())
+            factors = tuple(torch.empty(3).uniform_(1 - self.photometric, 1 + self.photometric).tolist())
+        if self.lighting > 0:
+            alpha = torch.randn(3) * self.lighting
+            shift = tuple((torch.tensor(EIGVEC) @ (alpha * torch.tensor(EIGVAL))).tolist())
+        return Draw(*box, interpolation, flip, order, factors, shift)
 
-    def transform(self, inpt, params: dict):
-        if not isinstance(inpt, torch.Tensor) or not inpt.is_floating_point():
-            return inpt
-        return (inpt + params["shift"].to(inpt).view(3, 1, 1)).clamp_(0, 1)
+    def __call__(self, image: Image.Image | EncodedImage) -> tuple[torch.Tensor, torch.Tensor]:
+        """One image (decoded, or a file's bytes) -> (its (3, size, size) uint8 crop, its 9 colour parameters)."""
+        full = jpeg_size(image) if isinstance(image, EncodedImage) else None
+        pixels = None if full else rgb_array(image)
+        width, height = full or (pixels.shape[1], pixels.shape[0])  # type: ignore[union-attr]
+        d = self.draw(width, height)
+        if pixels is None:  # a reduced decode only under the wide antialiased filters, which it changes least
+            reduction = dct_reduction(d.width, d.height, self.size) if d.interpolation in _SMOOTH else 1
+            pixels = decode_scaled(image, reduction)  # type: ignore[arg-type]
+        sy, sx = pixels.shape[0] / height, pixels.shape[1] / width  # a reduced decode's sides are rounded up
+        top, left = round(d.top * sy), round(d.left * sx)
+        bottom, right = max(round((d.top + d.height) * sy), top + 1), max(round((d.left + d.width) * sx), left + 1)
+        crop = pixels[top:bottom, left:right]
+        out = _resize(crop, self.size, d.interpolation)
+        return (out.flip(-1) if d.flip else out).contiguous(), d.colour()
 
+    def on_device(self, pixels: torch.Tensor, colour: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """A batch of the workers' crops (N, 3, S, S uint8) and their colour parameters (N, 9), where they are
+        (the training device): the normalised float batch the model takes."""
+        images = pixels.to(dtype).mul_(1 / 255)  # in place from here on: memory bandwidth is the cost
+        colour = colour.to(images)
+        if self.photometric > 0:
+            images = photometric(images, colour[:, :3].long(), colour[:, 3:6])
+        if self.lighting > 0:
+            images = images.add_(colour[:, 6:9, None, None]).clamp_(0, 1)
+        mean, std = (images.new_tensor(v).view(1, 3, 1, 1) for v in (self.mean, self.std))
+        return images.sub_(mean).div_(std)
 
-def _resize_choices(size: int, crop: bool, scale: Sequence[float], ratio: Sequence[float], random_interp: bool):
-    interpolations = PAPER_INTERPOLATIONS if random_interp else (InterpolationMode.BILINEAR,)
-    if crop:
-        resizes = [
-            v2.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio), interpolation=i) for i in interpolations
-        ]
-    else:
-        resizes = [v2.Resize((size, size), interpolation=i) for i in interpolations]
-    return resizes[0] if len(resizes) == 1 else v2.RandomChoice(resizes)
+    def single(self, image: Image.Image | EncodedImage) -> torch.Tensor:
+        """Both halves on one image: its normalised (3, size, size) float tensor, as training sees it."""
+        pixels, colour = self(image)
+        return self.on_device(pixels[None], colour[None])[0]
 
 
 def train_transform(
@@ -68,25 +187,12 @@ def train_transform(
     hflip: bool = True,
     photometric: float = 0.5,
     lighting: float = 0.1,
-) -> v2.Compose:
-    """PIL image -> normalised float tensor, with the paper's augmentation; each part switchable.
-
-    Random-sized crop (area `crop_scale`, aspect `crop_ratio`) resized with an interpolation drawn
-    uniformly from the paper's four; horizontal flip; Howard's photometric distortions (brightness,
-    contrast and colour factors in [1 - photometric, 1 + photometric], in random order: ColorJitter
-    permutes them); PCA lighting noise; mean subtraction (and division by `std`).
-    """
-    # Geometry and colour run on the PIL image: torchvision's area (BOX) filter exists only there.
-    steps = [_resize_choices(size, random_resized_crop, crop_scale, crop_ratio, random_interpolation)]
-    if hflip:
-        steps.append(v2.RandomHorizontalFlip())
-    if photometric > 0:
-        steps.append(v2.ColorJitter(brightness=photometric, contrast=photometric, saturation=photometric))
-    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
-    if lighting > 0:
-        steps.append(Lighting(lighting))
-    steps.append(v2.Normalize(mean=list(mean), std=list(std)))
-    return v2.Compose(steps)
+) -> TrainAugmentation:
+    """The paper's training augmentation as `TrainAugmentation` (its two halves: per image in the workers, per
+    batch on the device)."""
+    return TrainAugmentation(
+        size, mean, std, random_resized_crop, crop_scale, crop_ratio, random_interpolation, hflip, photometric, lighting
+    )
 
 
 def eval_transform(

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from googlenet.data import build_dataset, eval_loader, eval_transform, train_transform
+from googlenet.data.transforms import TrainAugmentation
 from googlenet.evaluate.driver import inference_on_dataset
 from googlenet.evaluate.metrics import TopK, topk_correct
 from googlenet.model import ModelMeta, build_model, save_weights
@@ -35,7 +36,9 @@ def compute_loss(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, au
     return main + aux_weight * aux, main, out.logits
 
 
-def training_transforms(cfg: TrainConfig, mean: Sequence[float], std: Sequence[float]) -> tuple[Callable, Callable]:
+def training_transforms(
+    cfg: TrainConfig, mean: Sequence[float], std: Sequence[float]
+) -> tuple[TrainAugmentation, Callable]:
     """The training and evaluation transforms a config asks for, normalising with `mean` and `std`."""
     a, size = cfg.augment, cfg.model.input_size
     train_tf = train_transform(
@@ -83,14 +86,17 @@ class Classification(Task):
 
     def build(self, cfg: TrainConfig) -> Parts:
         """Datasets, transforms and a fresh model (built under the run's init seed)."""
-        train_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.train_split, cfg.data.train_subset)
+        train_set = build_dataset(
+            cfg.data.dataset, cfg.data.root, cfg.data.train_split, cfg.data.train_subset, decode=False
+        )
         val_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.val_split, cfg.data.val_subset)
         if len(train_set) < cfg.data.batch_size:
             raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.data.batch_size}")
         model = model_for(cfg, len(train_set.classes))
         mean, std = input_scaling(cfg, model.meta)
         train_tf, eval_tf = training_transforms(cfg, mean, std)
-        return Parts(model, train_set, val_set, train_tf, eval_tf, list(train_set.classes), mean, std)
+        classes, ids = list(train_set.classes), getattr(train_set, "class_ids", None)
+        return Parts(model, train_set, val_set, train_tf, eval_tf, classes, mean, std, train_tf.on_device, ids)
 
     def loss(self, net: nn.Module, images: torch.Tensor, targets: Any, cfg: TrainConfig) -> tuple[Any, ...]:
         """(loss to minimise, main loss, output) for one batch."""
@@ -123,6 +129,7 @@ class Classification(Task):
             std=run.std,
             crop_pct=cfg.data.crop_pct,
             class_names=run.classes,
+            class_ids=run.class_ids,
             metrics={f"{cfg.data.dataset}/{cfg.data.val_split}": results},
         )
 

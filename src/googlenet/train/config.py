@@ -16,7 +16,7 @@ import yaml
 
 # The fixed sets of choices, checked in one place (_check) for YAML files and --section.field options alike.
 ModelName = Literal["googlenet", "googlenet_bn", "googlenet_tv"]  # the keys of googlenet.model.VARIANTS
-Dataset = Literal["imagefolder", "fashion_mnist", "voc"]
+Dataset = Literal["imagefolder", "imagenet", "fashion_mnist", "voc"]
 DecayUnit = Literal["epochs", "steps"]
 Polyak = Literal["ema", "mean", "off"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -68,7 +68,8 @@ class ModelConfig:
 class DataConfig:
     dataset: Dataset = _f(
         "imagefolder",
-        "imagefolder (root/train, root/val, one folder per class) | fashion_mnist | voc (detection: VOC layout)",
+        "imagefolder (root/train, root/val, one folder per class) | imagenet (ILSVRC-2012's archives, Kaggle's "
+        "layout or wnid folders) | fashion_mnist | voc (detection: VOC layout)",
     )
     root: str | None = _f(None, "dataset folder; for fashion_mnist empty = Debian's package, else a download")
     train_split: str = _f("train", "split to train on (an ImageFolder subfolder, or train/test for fashion_mnist)")

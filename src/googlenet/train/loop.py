@@ -55,6 +55,8 @@ class Run:
     std: tuple[float, ...]
     out: Path
     task: Task
+    batch_transform: Any = None  # the training augmentation's per-batch part (Parts.batch_transform)
+    class_ids: list[str] | None = None
     step: int = 0
     epoch: int = 0
     log_file: Any = None
@@ -75,9 +77,13 @@ class Run:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def to_device(self, images: torch.Tensor) -> torch.Tensor:
-        """A batch of images on this process's device, in the run's dtype and memory format."""
+    def to_device(self, images: Any) -> torch.Tensor:
+        """A batch of images on this process's device, in the run's dtype and memory format; a training batch of
+        uint8 crops with their colour parameters gets the augmentation's per-batch part there."""
         memory = torch.channels_last if self.cfg.run.channels_last else torch.contiguous_format
+        if isinstance(images, (list, tuple)):
+            pixels, colour = (t.to(self.ctx.device, non_blocking=True) for t in images)
+            images = self.batch_transform(pixels.contiguous(memory_format=memory), colour, self.dtype)
         return images.to(self.ctx.device, self.dtype, non_blocking=True, memory_format=memory)
 
     @property
@@ -408,6 +414,8 @@ def setup(cfg: TrainConfig, task: Task | None = None) -> Run:
         parts.std,
         Path(cfg.run.out),
         task=task,
+        batch_transform=parts.batch_transform,
+        class_ids=parts.class_ids,
     )
 
 

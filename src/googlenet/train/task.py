@@ -42,6 +42,8 @@ class Parts:
     classes: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    batch_transform: Callable | None = None  # on the device, per batch: (pixels, colour, dtype) -> model inputs
+    class_ids: list[str] | None = None  # the classes' dataset ids (ImageNet's wnids)
 
 
 class Task:
