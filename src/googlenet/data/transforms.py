@@ -176,23 +176,9 @@ class TrainAugmentation:
         return self.on_device(pixels[None], colour[None])[0]
 
 
-def train_transform(
-    size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    random_resized_crop: bool = True,
-    crop_scale: Sequence[float] = (0.08, 1.0),
-    crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
-    random_interpolation: bool = True,
-    hflip: bool = True,
-    photometric: float = 0.5,
-    lighting: float = 0.1,
-) -> TrainAugmentation:
-    """The paper's training augmentation as `TrainAugmentation` (its two halves: per image in the workers, per
-    batch on the device)."""
-    return TrainAugmentation(
-        size, mean, std, random_resized_crop, crop_scale, crop_ratio, random_interpolation, hflip, photometric, lighting
-    )
+# The name the training code and users call: it builds the two halves (per image in the workers, per batch on the
+# device) from the same arguments.
+train_transform = TrainAugmentation
 
 
 def eval_transform(
