@@ -132,6 +132,9 @@ class RunConfig:
         "float32", "float32 | float64: the weights' and inputs' type (float64: for numerical checks, slow)"
     )
     channels_last: bool = _f(True, "channels_last memory format (faster convolutions on CUDA and on the CPU)")
+    compile: bool = _f(
+        False, "torch.compile the network for training (faster steps on CUDA, after a compile of a minute or more)"
+    )
     checkpoint_every: int = _f(
         500, "save a checkpoint every K steps as well as at each epoch end (0 = epoch ends only)"
     )

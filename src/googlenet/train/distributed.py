@@ -44,6 +44,14 @@ def all_reduce_sum(values: list[float], ctx: Context) -> list[float]:
     return tensor.tolist()
 
 
+def all_reduce_max_(tensor: torch.Tensor, ctx: Context) -> torch.Tensor:
+    """`tensor`, in place, as the elementwise maximum over all processes, without a wait on the host (NCCL
+    enqueues it on the device); the tensor itself for one process."""
+    if ctx.world_size > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
 def ranks_agree(model: torch.nn.Module, ctx: Context) -> bool:
     """Whether every process holds exactly the same weights (a fingerprint of each tensor, compared)."""
     if ctx.world_size == 1:

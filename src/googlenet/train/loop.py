@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -35,6 +35,7 @@ from googlenet.train.classification import Classification
 from googlenet.train.config import CONFIG, TrainConfig
 from googlenet.train.plot import plot_curves, read_metrics
 from googlenet.train.schedule import lr_at
+from googlenet.train.steps import StepRecord, Window
 from googlenet.train.task import CHECKPOINT, METRICS, PLOT, RESULTS, UNREADABLE, Task, inference_model
 
 
@@ -63,7 +64,8 @@ class Run:
     board: Any = None
     last_eval: tuple[int, dict] | None = None  # (step, record) of the latest evaluation of the averaged weights
     saved_step: int | None = None  # the step of the latest checkpoint on disk
-    nonfinite: int = 0  # non-finite losses in a row, each step skipped
+    nonfinite: int = 0  # non-finite losses in a row at the latest read of `record`, each step skipped
+    record: StepRecord | None = None  # what the steps leave on the device between two reads
     stop: int = 0  # the signal (SIGTERM, SIGINT) that asked the run to checkpoint and stop
 
     @property
@@ -127,23 +129,34 @@ def param_groups(model: nn.Module, weight_decay: float, bias_lr_mult: float = 1.
     ]
 
 
-def make_averaged(model: nn.Module, mode: str, decay: float) -> AveragedModel | None:
-    """Polyak averaging (torch.optim.swa_utils): an exponential moving average or the plain mean of all steps.
-
-    The EMA decay ramps up as min(decay, (1 + n) / (10 + n)) so that short runs are not dominated by the
-    initial weights. BatchNorm statistics are averaged with the weights (use_buffers).
-    """
+def make_averaged(model: nn.Module, mode: str) -> AveragedModel | None:
+    """Polyak averaging: a copy of the model (torch.optim.swa_utils.AveragedModel, its BatchNorm statistics
+    averaged too) that `update_average` moves after each step; its step count on the model's device."""
     if mode == "off":
         return None
+    averaged = AveragedModel(model, use_buffers=True)
+    averaged.n_averaged = averaged.n_averaged.to(next(model.parameters()).device)
+    return averaged
 
-    def ema(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor | int) -> torch.Tensor:
-        d = min(decay, (1 + float(n)) / (10 + float(n)))
-        return averaged + (current - averaged) * (1 - d)
 
-    def mean(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor | int) -> torch.Tensor:
-        return averaged + (current - averaged) / (float(n) + 1)
-
-    return AveragedModel(model, avg_fn=ema if mode == "ema" else mean, use_buffers=True)
+def update_average(averaged: AveragedModel, model: nn.Module, mode: str, decay: float, bad: torch.Tensor) -> None:
+    """One Polyak step, on the device (AveragedModel.update_parameters reads its count on the host each step): an
+    exponential moving average whose decay ramps up as min(decay, (1 + n) / (10 + n)), so that short runs are not
+    dominated by the initial weights, or the plain mean of all steps; the first copies; a skipped step (`bad`)
+    changes nothing."""
+    n = averaged.n_averaged.double()
+    weight = 1 / (n + 1) if mode == "mean" else 1 - ((1 + n) / (10 + n)).clamp(max=decay)
+    weight = torch.where(n == 0, torch.ones_like(weight), weight) * (1 - bad[0].double())
+    mine = [*averaged.module.parameters(), *averaged.module.buffers()]
+    theirs = [*model.parameters(), *model.buffers()]
+    floats = [(a, c) for a, c in zip(mine, theirs, strict=True) if a.is_floating_point()]
+    if floats:
+        weight_t = weight.float()
+        torch._foreach_lerp_([a.detach() for a, _ in floats], [c.detach() for _, c in floats], weight_t)  # type: ignore[call-overload]
+    for a, c in zip(mine, theirs, strict=True):
+        if not a.is_floating_point():  # BatchNorm's step counts, averaged as numbers and rounded down as before
+            a.copy_(a + (c - a) * weight)
+    averaged.n_averaged += (1 - bad[0]).long()
 
 
 def _epoch_loader(run: Run, done: int) -> torch.utils.data.DataLoader:
@@ -188,38 +201,51 @@ def train_one_epoch(run: Run) -> bool:
             lr = lr_at(
                 run.step, opt.lr, opt.lr_decay, opt.decay_every, opt.decay_unit, run.steps_per_epoch, opt.warmup_steps
             )
-            for group in run.optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_mult", 1.0)
-            images = run.to_device(images)
-            with run.autocast():
-                loss, main, output = run.task.loss(run.net, images, targets, cfg)
-            if finite(run, loss):
-                run.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                run.optimizer.step()
-                if run.averaged is not None and run.step >= opt.polyak_start:
-                    run.averaged.update_parameters(run.model)
-            run.step += 1
+            output = train_step(run, images, targets, lr)
             bar.update(cfg.data.batch_size)
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", refresh=False)
             if run.step % cfg.run.log_every == 0:
                 stats = run.task.batch_stats(output, targets)
                 now = time.perf_counter()
-                log_step(run, lr, [loss.item(), main.item(), *stats.values()], list(stats), now - tick)
+                log_step(run, lr, stats, now - tick, bar)
                 tick = now
             if cfg.run.checkpoint_every and run.step % cfg.run.checkpoint_every == 0:
                 save_state(run)
-            stop_if_asked(run)
+            stop_if_asked(run, every=cfg.run.log_every)
             if run.cfg.run.max_steps and run.step >= run.cfg.run.max_steps:
                 return False
     return True
 
 
-def log_step(run: Run, lr: float, values: list[float], stat_names: list[str], seconds: float) -> None:
-    """One `step` line of metrics.jsonl: loss, main loss and the task's batch statistics as means over the
-    global batch, not just this process's share of it. Also checks the unreadable-data limit."""
+def train_step(run: Run, images: Any, targets: Any, lr: float) -> Any:
+    """One SGD step on a batch, with nothing read back from the device: a non-finite loss skips the update there
+    (the fused SGD kernel's found_inf) and is noted in `run.record`, read at log points. Returns the output."""
+    cfg, opt = run.cfg, run.cfg.optim
+    if run.record is None:
+        run.record = StepRecord(run.ctx.device, cfg.run.max_nonfinite, cfg.run.log_every)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_mult", 1.0)
+    images = run.to_device(images)
+    with run.autocast():
+        loss, main, output = run.task.loss(run.net, images, targets, cfg)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    bad = run.record.flag(loss, lambda flag: distributed.all_reduce_max_(flag, run.ctx))
+    run.optimizer.found_inf = bad  # type: ignore[attr-defined]  # SGD passes it to its fused kernel
+    run.optimizer.step()
+    if run.averaged is not None and run.step >= opt.polyak_start:
+        update_average(run.averaged, run.model, opt.polyak, opt.polyak_decay, bad)
+    run.step += 1
+    run.record.add(run.step, loss, main, bad)
+    return output
+
+
+def log_step(run: Run, lr: float, stats: dict[str, float], seconds: float, bar: tqdm | None = None) -> None:
+    """One `step` line of metrics.jsonl: the mean loss and main loss of the steps since the last line, and the
+    task's batch statistics, as means over the global batch, not just this process's share of it. Reads what
+    the steps left on the device (`read_steps`), and checks the unreadable-data limit."""
+    window = read_steps(run)
     check_unreadable(run)
-    total, main_total, *sums = distributed.all_reduce_sum(values, run.ctx)
+    total, main_total, *sums = distributed.all_reduce_sum([window.loss, window.main, *stats.values()], run.ctx)
     batch = run.cfg.data.batch_size
     run.log(
         {
@@ -229,37 +255,42 @@ def log_step(run: Run, lr: float, values: list[float], stat_names: list[str], se
             "lr": lr,
             "loss": total / run.ctx.world_size,
             "loss_main": main_total / run.ctx.world_size,
-            **{k: v / batch for k, v in zip(stat_names, sums, strict=True)},
+            **{k: v / batch for k, v in zip(stats, sums, strict=True)},
             "images_per_s": run.cfg.run.log_every * batch / seconds,
         }
     )
+    if bar is not None:
+        bar.set_postfix(loss=f"{total / run.ctx.world_size:.3f}", lr=f"{lr:.4g}", refresh=False)
 
 
-def finite(run: Run, loss: torch.Tensor) -> bool:
-    """Whether this step's loss is finite on every process. A non-finite one skips the step (no update) and is
-    logged; run.max_nonfinite of them in a row stop the run (no checkpoint is written while they last)."""
-    bad = distributed.all_reduce_sum([float(not torch.isfinite(loss.detach()).all())], run.ctx)[0]
-    if not bad:
-        run.nonfinite = 0
-        return True
-    run.nonfinite += 1
-    run.log({"kind": "skipped", "step": run.step + 1, "epoch": run.epoch, "reason": f"non-finite loss {loss.item()}"})
-    if run.ctx.is_main:
-        print(f"step {run.step + 1}: non-finite loss {loss.item()}, step skipped", file=sys.stderr)
-    if run.nonfinite >= run.cfg.run.max_nonfinite:
+def read_steps(run: Run) -> Window:
+    """What the steps since the last read left on the device: each skipped (non-finite) step is logged and warned
+    about; run.max_nonfinite of them in a row stop the run (no checkpoint is written while they last)."""
+    if run.record is None:
+        return Window(float("nan"), float("nan"), 0, [], run.nonfinite, 0)
+    window = run.record.read()
+    for step, loss in window.skipped:
+        run.log({"kind": "skipped", "step": step, "epoch": run.epoch, "reason": f"non-finite loss {loss}"})
+        if run.ctx.is_main:
+            print(f"step {step}: non-finite loss {loss}, step skipped", file=sys.stderr)
+    run.nonfinite = window.in_a_row
+    if window.limit_hit:
         raise RunStopped(
-            f"stopped: {run.nonfinite} non-finite losses in a row (run.max_nonfinite), the last at step "
-            f"{run.step + 1}; the last checkpoint ({_saved(run)}) is intact: lower optim.lr or check the data"
+            f"stopped: {run.cfg.run.max_nonfinite} non-finite losses in a row (run.max_nonfinite), the last at step "
+            f"{window.limit_hit}; the last checkpoint ({_saved(run)}) is intact: lower optim.lr or check the data"
         )
-    return False
+    return window
 
 
 def _saved(run: Run) -> str:
     return f"{run.out / CHECKPOINT} at step {run.saved_step}" if run.saved_step is not None else "none yet"
 
 
-def stop_if_asked(run: Run) -> None:
-    """After a SIGTERM or SIGINT on any process: checkpoint, then stop with exit status 128 + the signal."""
+def stop_if_asked(run: Run, every: int = 1) -> None:
+    """After a SIGTERM or SIGINT on any process: checkpoint, then stop with exit status 128 + the signal. Under
+    torchrun the processes agree every `every` steps (a collective the device would wait for), alone every step."""
+    if run.ctx.world_size > 1 and run.step % every:
+        return
     asked = int(distributed.all_reduce_sum([float(run.stop)], run.ctx)[0])
     if not asked:
         return
@@ -330,6 +361,7 @@ def save_state(run: Run) -> bool:
     A failed write (a full disk) keeps the previous checkpoint, warns and lets the run go on: the next
     checkpoint tries again. While non-finite losses last, none is written. Returns whether this one was.
     """
+    read_steps(run)  # the skipped steps up to now, and how many of them in a row
     if run.nonfinite:
         return False
     if not run.ctx.is_main:
@@ -390,15 +422,21 @@ def setup(cfg: TrainConfig, task: Task | None = None) -> Run:
         torch.manual_seed(cfg.run.seed)
     if cfg.run.channels_last:  # faster convolutions with cuDNN and with oneDNN on the CPU (benchmarks/inference.py)
         model = model.to(memory_format=torch.channels_last)
-    net = model
+    net: nn.Module = model
     if ctx.world_size > 1:
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    optimizer = torch.optim.SGD(
+        net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True)
+    if cfg.run.compile:
+        net = cast(nn.Module, torch.compile(net))
+    optimizer = torch.optim.SGD(  # fused: one kernel per step that a device-side found_inf can skip
         param_groups(model, cfg.optim.weight_decay, cfg.optim.bias_lr_mult),
         lr=cfg.optim.lr,
         momentum=cfg.optim.momentum,
+        fused=True,
     )
+    for group in optimizer.param_groups:  # momentum buffers from zero (what SGD's first step amounts to), so that
+        for p in group["params"]:  # a skipped first step leaves them defined
+            optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
     log = Path(cfg.run.out) / UNREADABLE
     return Run(
         cfg,
@@ -406,7 +444,7 @@ def setup(cfg: TrainConfig, task: Task | None = None) -> Run:
         model,
         net,
         optimizer,
-        make_averaged(model, cfg.optim.polyak, cfg.optim.polyak_decay),
+        make_averaged(model, cfg.optim.polyak),
         Augmented(SkipUnreadable(parts.train_set, log, "train"), parts.train_transform, cfg.run.seed, task.joint),
         Transformed(SkipUnreadable(parts.val_set, log, "val"), parts.val_transform, joint=task.joint),
         parts.classes,
