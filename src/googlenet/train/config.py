@@ -20,6 +20,7 @@ Dataset = Literal["imagefolder", "imagenet", "fashion_mnist", "voc"]
 DecayUnit = Literal["epochs", "steps"]
 Polyak = Literal["ema", "mean", "off"]
 Device = Literal["auto", "cpu", "cuda"]
+Resume = Literal["off", "auto"]
 DType = Literal["float32", "float64"]
 
 
@@ -121,6 +122,11 @@ class OptimConfig:
 @dataclass
 class RunConfig:
     out: str = _f("runs/train", "output folder: checkpoints, metrics.jsonl, plot, config, inference weights")
+    resume: Resume = _f(
+        "off",
+        "auto: continue from run.out's checkpoint when there is one, as --resume does (for schedulers that requeue "
+        "jobs, e.g. SLURM); a worker group that torchrun restarts always does",
+    )
     seed: int = _f(0, "seed for data order, augmentation and dropout (and the initial weights, see init_seed)")
     init_seed: int | None = _f(
         None, "seed for the initial weights (empty = seed); ensemble members share it and differ in seed"

@@ -30,7 +30,12 @@ def setup(device: str = "auto") -> Context:
     if use_cuda:
         torch.cuda.set_device(local_rank)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        rank = int(os.environ["RANK"])
+        store, _, _ = next(dist.rendezvous("env://", rank, world))
+        # torchrun keeps its store when it restarts a worker group: the new group's keys get their own prefix, or
+        # its processes read the dead group's addresses and fail to connect (pytorch/pytorch#167288)
+        store = dist.PrefixStore(f"googlenet/restart_{restart_count()}", store)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", store=store, rank=rank, world_size=world)
     rank = dist.get_rank() if world > 1 else 0
     return Context(rank, world, torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"))
 
@@ -42,6 +47,17 @@ def all_reduce_sum(values: list[float], ctx: Context) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=ctx.device)
     dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def barrier(ctx: Context) -> None:
+    """Wait until every process gets here (nothing for one process)."""
+    if ctx.world_size > 1:
+        dist.barrier()
+
+
+def restart_count() -> int:
+    """How many times torchrun has restarted this worker group (TORCHELASTIC_RESTART_COUNT; 0 outside torchrun)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
 
 
 def all_reduce_max_(tensor: torch.Tensor, ctx: Context) -> torch.Tensor:

@@ -364,8 +364,14 @@ def save_state(run: Run) -> bool:
     read_steps(run)  # the skipped steps up to now, and how many of them in a row
     if run.nonfinite:
         return False
-    if not run.ctx.is_main:
-        return True
+    try:
+        return _write_state(run) if run.ctx.is_main else True
+    finally:
+        distributed.barrier(run.ctx)  # every process goes on only once the checkpoint is in place
+
+
+def _write_state(run: Run) -> bool:
+    """Rank 0's part of `save_state`: the checkpoint, written atomically."""
     state = {
         "model": run.model.state_dict(),
         "averaged": run.averaged.state_dict() if run.averaged is not None else None,
@@ -374,6 +380,7 @@ def save_state(run: Run) -> bool:
         "epoch": run.epoch,
         "rng": rng_state(),
         "config": run.cfg.to_dict(),
+        "processes": run.ctx.world_size,
     }
     try:
         save_checkpoint(state, run.out / CHECKPOINT)
@@ -478,6 +485,45 @@ def _open_outputs(run: Run, resumed_step: int) -> None:
         run.board = SummaryWriter(str(run.out / "tensorboard"))
 
 
+def refuse_other_config(state: dict, cfg: TrainConfig, source: Path) -> None:
+    """A resume nobody asked for (run.resume auto, a torchrun restart) continues only this config's own run: a
+    checkpoint saved under other settings (outside run.*) is a one-line ValueError."""
+    saved, now = state.get("config") or {}, cfg.to_dict()
+    for section, fields in now.items():
+        if section == "run":
+            continue
+        for name, value in fields.items():
+            was = saved.get(section, {}).get(name, value)
+            if was != value:
+                raise ValueError(
+                    f"{source} belongs to another run ({section}.{name} {was!r} there, {value!r} here): train into "
+                    "a new run.out, or pass --resume to continue it with this config"
+                )
+
+
+def log_resume(run: Run, state: dict, restarts: int) -> None:
+    """A `resume` line in metrics.jsonl: the step it continues from, torchrun's restart count, and the processes
+    before and now (the global batch stays data.batch_size, so the per-process share changes with them)."""
+    before = state.get("processes", run.ctx.world_size)
+    run.log(
+        {
+            "kind": "resume",
+            "step": run.step,
+            "epoch": run.epoch,
+            "restart": restarts,
+            "processes": run.ctx.world_size,
+            "processes_before": before,
+            "per_process_batch": run.per_rank_batch,
+        }
+    )
+    if before != run.ctx.world_size:
+        print(
+            f"{before} process(es) before, {run.ctx.world_size} now: the global batch stays {run.cfg.data.batch_size}, "
+            f"{run.per_rank_batch} per process",
+            file=sys.stderr,
+        )
+
+
 def finish(run: Run, command: str) -> dict[str, Any]:
     """Final evaluation of the averaged and the raw weights, inference weights, plot and results.json."""
     if run.last_eval is not None and run.last_eval[0] == run.step:  # the epoch-end evaluation is this one
@@ -527,7 +573,12 @@ def train(
     run.out. Returns the final metrics."""
     command = command or shlex.join(["googlenet", *sys.argv[1:]])
     checkpoint = Path(cfg.run.out) / CHECKPOINT
-    state = load_checkpoint(checkpoint) if resume and checkpoint.exists() else None
+    restarts = distributed.restart_count()  # a worker group torchrun restarted carries on by itself
+    automatic = not resume and (cfg.run.resume == "auto" or restarts > 0)
+    state = load_checkpoint(checkpoint) if (resume or automatic) and checkpoint.exists() else None
+    if automatic and state is not None:
+        refuse_other_config(state, cfg, checkpoint)
+    resume = resume or automatic
     if state is None:
         (Path(cfg.run.out) / UNREADABLE).unlink(missing_ok=True)  # a fresh run lists its own unreadable files
     run = setup(cfg, task)
@@ -540,6 +591,10 @@ def train(
                 where = f"resuming at step {run.step}" if state else "starting"
                 if resume and state is None:
                     where = f"no checkpoint in {run.out} to resume from; starting"
+                if restarts:
+                    where = f"torchrun restart {restarts}: {where}"
+                if state is not None:
+                    log_resume(run, state, restarts)
                 print(
                     f"{where}: {len(run.train_data)} training images, {run.steps_per_epoch} steps/epoch of "
                     f"{cfg.data.batch_size}, {run.ctx.world_size} process(es) on {run.ctx.device}",
