@@ -41,7 +41,7 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _agent(data_root, out, torchrun_args, log, **extra) -> subprocess.Popen:
+def _agent(data_root, out, torchrun_args, log: Path, **extra) -> subprocess.Popen:
     """One torchrun agent (a node) in its own process group, training on the tiny Fashion-MNIST stand-in."""
     overrides = tiny(data_root, out, **{**OVERRIDES, **extra})
     command = [
@@ -55,9 +55,10 @@ def _agent(data_root, out, torchrun_args, log, **extra) -> subprocess.Popen:
         *[f"--{k}={v}" for k, v in overrides.items()],
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True, text=True
-    )
+    with open(log, "w") as output:  # the agent keeps its own copy of the file
+        return subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True, text=True
+        )
 
 
 def _nodes(port: int, nnodes: str, *more: str) -> list[str]:
@@ -120,7 +121,7 @@ def test_elastic_two_nodes_on_one_host_train_like_one_process(data, tmp_path):
     logs = [tmp_path / "node0.log", tmp_path / "node1.log"]
     agents = []
     for log in logs:
-        agents.append(_agent(data, out, _nodes(port, "2"), open(log, "w")))
+        agents.append(_agent(data, out, _nodes(port, "2"), log))
         time.sleep(0.5)  # the first agent hosts the rendezvous store
     for agent, log in zip(agents, logs, strict=True):
         _finish(agent, log)
@@ -134,7 +135,7 @@ def test_elastic_restart_after_a_killed_worker_resumes_by_itself(data, tmp_path)
     """--max-restarts 1: a worker SIGKILLed after a checkpoint; torchrun restarts the group, which resumes from the
     checkpoint by itself and ends where an uninterrupted two-process run ends."""
     out, log = tmp_path / "restarted", tmp_path / "restarted.log"
-    agent = _agent(data, out, ["--standalone", "--nproc-per-node=2", "--max-restarts=1"], open(log, "w"), **LONG)
+    agent = _agent(data, out, ["--standalone", "--nproc-per-node=2", "--max-restarts=1"], log, **LONG)
     _wait_for(out, 7, [agent])
     workers = _workers(agent)
     assert len(workers) == 2
@@ -147,7 +148,7 @@ def test_elastic_restart_after_a_killed_worker_resumes_by_itself(data, tmp_path)
     assert steps == list(range(1, 19))  # the steps after the checkpoint are logged once, by the resumed run
     uninterrupted = tmp_path / "uninterrupted"
     log2 = tmp_path / "uninterrupted.log"
-    _finish(_agent(data, uninterrupted, ["--standalone", "--nproc-per-node=2"], open(log2, "w"), **LONG), log2)
+    _finish(_agent(data, uninterrupted, ["--standalone", "--nproc-per-node=2"], log2, **LONG), log2)
     assert _largest_relative_difference(_weights(uninterrupted), _weights(out)) < 1e-9
 
 
@@ -160,7 +161,7 @@ def test_elastic_run_that_loses_a_node_finishes_on_the_other(data, tmp_path):
     conf = "--rdzv-conf=last_call_timeout=1,join_timeout=60"
     agents = []
     for log in logs:
-        agents.append(_agent(data, out, _nodes(port, "1:2", "--max-restarts=2", conf), open(log, "w"), **LONG))
+        agents.append(_agent(data, out, _nodes(port, "1:2", "--max-restarts=2", conf), log, **LONG))
         time.sleep(0.5)
     _wait_for(out, 5, agents)
     workers = _workers(agents[1])  # torchrun starts its workers in sessions of their own
@@ -176,7 +177,7 @@ def test_elastic_run_that_loses_a_node_finishes_on_the_other(data, tmp_path):
     assert resumed[-1]["per_process_batch"] == 16  # the global batch kept: 2 x 8 before, 1 x 16 now
     alone = tmp_path / "alone"
     log3 = tmp_path / "alone.log"
-    _finish(_agent(data, alone, ["--standalone", "--nproc-per-node=1"], open(log3, "w"), **LONG), log3)
+    _finish(_agent(data, alone, ["--standalone", "--nproc-per-node=1"], log3, **LONG), log3)
     assert _largest_relative_difference(_weights(alone), _weights(out)) < 1e-9
 
 
