@@ -144,8 +144,21 @@ def test_resume_ends_with_the_same_weights(fmnist, tmp_path):
     for key in ckpt_a["model"]:
         assert torch.equal(ckpt_a["model"][key], ckpt_b["model"][key]), key
     assert full["top1"] == resumed["top1"]
-    # The metrics log is cut back to the checkpoint and redone, so it matches the uninterrupted run's.
-    assert _log_without_timing(tmp_path / "full") == _log_without_timing(tmp_path / "cut")
+    # The metrics log is cut back to the checkpoint and redone, so it matches the uninterrupted run's, but for the
+    # line that says where it resumed.
+    cut = _log_without_timing(tmp_path / "cut")
+    assert [r for r in cut if r["kind"] == "resume"] == [
+        {
+            "kind": "resume",
+            "step": 7,
+            "epoch": 1,
+            "restart": 0,
+            "processes": 1,
+            "processes_before": 1,
+            "per_process_batch": 16,
+        }
+    ]
+    assert _log_without_timing(tmp_path / "full") == [r for r in cut if r["kind"] != "resume"]
 
 
 def test_run_outputs(fmnist, tmp_path):
