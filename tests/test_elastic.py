@@ -18,20 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train import ROOT, _largest_relative_difference, _torchrun, tiny
+from test_train import PAPER_F64, ROOT, _largest_relative_difference, _torchrun, tiny
 
-OVERRIDES = {
-    "model.name": "googlenet",
-    "model.dropout": "0",
-    "model.aux_dropout": "0",
-    "data.mean": "[0.2, 0.2, 0.2]",
-    "data.std": "[0.3, 0.3, 0.3]",
-    "optim.lr": "0.01",
-    "optim.epochs": "1",
-    "run.checkpoint_every": "0",
-    "run.threads": "1",
-    "run.dtype": "float64",
-}
+OVERRIDES = PAPER_F64
 LONG = {"optim.epochs": "3", "run.checkpoint_every": "2"}  # 18 steps, a checkpoint every 2
 
 

@@ -214,25 +214,25 @@ def test_ensemble_members_share_initial_weights_but_not_sampling(fmnist, tmp_pat
     assert torch.equal(first["a"][1], first["other"][1])
 
 
+# The paper variant (no BatchNorm, no dropout: nothing that depends on the per-process batch), in float64: runs
+# over the same global batches with any number of processes differ by rounding alone.
+PAPER_F64 = {
+    "model.name": "googlenet",
+    "model.dropout": "0",
+    "model.aux_dropout": "0",
+    "data.mean": "[0.2, 0.2, 0.2]",
+    "data.std": "[0.3, 0.3, 0.3]",
+    "optim.lr": "0.01",
+    "optim.epochs": "1",
+    "run.checkpoint_every": "0",
+    "run.threads": "1",
+    "run.dtype": "float64",
+}
+
+
 def _torchrun(nproc, data_root, out, entry=("-m", "googlenet")):
-    """The paper variant (no BatchNorm, no dropout: nothing that depends on the per-process batch), in float64.
-    Returns (results, the logged losses, the raw weights)."""
-    overrides = tiny(
-        data_root,
-        out,
-        **{
-            "model.name": "googlenet",
-            "model.dropout": "0",
-            "model.aux_dropout": "0",
-            "data.mean": "[0.2, 0.2, 0.2]",
-            "data.std": "[0.3, 0.3, 0.3]",
-            "optim.lr": "0.01",
-            "optim.epochs": "1",
-            "run.checkpoint_every": "0",
-            "run.threads": "1",
-            "run.dtype": "float64",
-        },
-    )
+    """PAPER_F64 under torchrun. Returns (results, the logged losses, the raw weights)."""
+    overrides = tiny(data_root, out, **PAPER_F64)
     command = [
         sys.executable,
         "-m",
