@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from googlenet.cli import detection, model, testing, training
+from googlenet.cli import detection, model, serve, testing, training
 
 
 class _Help(argparse.HelpFormatter):
@@ -76,6 +76,11 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = [
         model.add_export,
     ),
     ("weights", "weights from elsewhere: import BVLC's Caffe GoogLeNet", model.add_weights),
+    (
+        "serve",
+        "an HTTP API and a web page for a classifier (and a detector), batching concurrent requests",
+        serve.add_serve,
+    ),
     ("data", "make datasets: detection scenes", detection.add_data),
     (
         "detect",

@@ -41,12 +41,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _decode(path: Path) -> Image.Image:
+def _decode(source: Path | io.BytesIO) -> Image.Image:
     """Pillow's decoding, upright (EXIF orientation applied); over Image.MAX_IMAGE_PIXELS pixels is refused
     before any pixel is decoded (Pillow only warns between that limit and twice it)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             image.load()
             return ImageOps.exif_transpose(image)
 
@@ -61,15 +61,27 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise UnreadableImage(f"{path} is a folder, not an image file", path)
     if path.stat().st_size == 0:
         raise UnreadableImage(f"{path} is empty (0 bytes)", path)
+    return _rgb(path, path)
+
+
+def image_from_bytes(data: bytes, name: str = "the upload") -> Image.Image:
+    """An encoded image (a file's bytes: an upload) as 8-bit RGB, with `load_image`'s checks and one-line
+    UnreadableImage errors, naming it `name`."""
+    if not data:
+        raise UnreadableImage(f"{name} is empty (0 bytes)", name)
+    return _rgb(io.BytesIO(data), name)
+
+
+def _rgb(source: Path | io.BytesIO, name: str | os.PathLike) -> Image.Image:
     try:
-        return to_rgb(_decode(path))
+        return to_rgb(_decode(source))
     except UnidentifiedImageError:
-        raise UnreadableImage(f"{path} is not an image file (unknown or damaged format)", path) from None
+        raise UnreadableImage(f"{name} is not an image file (unknown or damaged format)", name) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise UnreadableImage(f"{path} is refused as a possible decompression bomb ({err})", path) from None
+        raise UnreadableImage(f"{name} is refused as a possible decompression bomb ({err})", name) from None
     except Exception as err:  # Pillow's decoders raise many types for damaged data (its own fuzzers catch all)
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UnreadableImage(f"{path} is not a readable image ({reason})", path) from None
+        raise UnreadableImage(f"{name} is not a readable image ({reason})", name) from None
 
 
 def image_tensor(image: Image.Image | str | os.PathLike) -> torch.Tensor:

@@ -1,0 +1,45 @@
+"""Serving: `googlenet serve`, the classifier (and a detector) behind an HTTP API and a web page."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def serve(a: argparse.Namespace) -> None:
+    """Load the model(s), then answer HTTP requests until stopped (Ctrl-C, SIGTERM)."""
+    try:
+        import uvicorn
+
+        from googlenet.serve.app import Limits, build
+    except ImportError as err:
+        raise ValueError(f"googlenet serve needs {err.name}: pip install 'googlenet[serve]'") from None
+    limits = Limits(a.max_bytes, a.max_pixels, a.timeout)
+    app = build(a.checkpoint, a.detector, a.device, a.max_batch, a.max_wait_ms, limits)
+    uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level)
+
+
+def add_serve(p: argparse.ArgumentParser) -> None:
+    from googlenet.cli.options import add_device_option
+
+    p.description = (
+        "Serve a classifier (weights, a run folder, .onnx or TorchScript) over HTTP: POST /v1/classify (image bytes "
+        "or a form upload; ?topk=, ?crops=1|2|10|144), POST /v1/detect with --detector, GET /v1/model, GET /healthz, "
+        "and a web page at /. Concurrent requests are batched into one forward pass (docs/serving.md)."
+    )
+    p.add_argument("--checkpoint", required=True, help="the classifier: weights, a run folder, .onnx or .pt")
+    p.add_argument("--detector", help="a region classifier (googlenet detect train) for POST /v1/detect")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--max-batch", type=int, default=16, help="most images in one forward pass")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
+    p.add_argument("--max-bytes", type=int, default=20 * 2**20, help="largest request body (413 beyond)")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image, width x height (413 beyond)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds a request may wait for the model (503)")
+    p.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (info: one line per request)",
+    )
+    add_device_option(p)
+    p.set_defaults(run=serve)
