@@ -144,3 +144,50 @@ def test_serve_refuses_bad_uploads_in_one_line_and_goes_on(server, name, body, k
 def test_serve_refuses_bad_parameters(server):
     assert _post(f"{server}/v1/classify?crops=7", _jpeg())[0] == 400
     assert _post(f"{server}/v1/classify?topk=0", _jpeg())[0] == 400
+
+
+def _browser():
+    """Headless Chromium through Selenium and Debian's chromium-driver; None where they are not installed."""
+    import shutil
+
+    try:
+        from selenium import webdriver
+    except ImportError:
+        return None
+    driver, chromium = shutil.which("chromedriver"), shutil.which("chromium") or shutil.which("chromium-browser")
+    if not (driver and chromium):
+        return None
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver), options=options)
+
+
+def test_serve_page_shows_the_top5_and_the_boxes_in_a_browser(server, tmp_path):
+    browser = _browser()
+    if browser is None:
+        pytest.skip(
+            "needs selenium and Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+        )
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(_jpeg((120, 90)))
+    try:
+        browser.get(server)
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda b: "classes" in b.find_element(By.ID, "about").text)
+        assert "detector: 2 classes" in browser.find_element(By.ID, "about").text
+        browser.execute_script("document.getElementById('file').hidden = false")
+        browser.find_element(By.ID, "file").send_keys(str(photo))
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".prediction")) == 5)
+        names = [
+            e.find_element(By.CSS_SELECTOR, ".name").text for e in browser.find_elements(By.CSS_SELECTOR, ".prediction")
+        ]
+        assert set(names) <= set(CLASSES) and len(set(names)) == 5
+        wait.until(lambda b: int(b.find_element(By.ID, "canvas").get_attribute("data-boxes") or 0) >= 1)
+        assert browser.find_element(By.ID, "error").text == ""
+    finally:
+        browser.quit()

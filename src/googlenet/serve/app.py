@@ -4,9 +4,11 @@ detection, the weights' record, a health check and a web page; every refused req
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -185,12 +187,15 @@ def _int(request: Request, name: str, default: int, allowed: tuple[int, ...] | r
 
 def create_app(service: Service) -> FastAPI:
     """The FastAPI app around `service` (its batcher starts with the app)."""
-    app = FastAPI(title="googlenet", summary="GoogLeNet (Szegedy et al., 2014): classification and detection")
-    names = service.model.meta.class_names or [str(i) for i in range(service.model.meta.num_classes)]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.batcher.start()  # on the server's event loop
+        yield
 
-    @app.on_event("startup")
-    async def start() -> None:
-        service.batcher.start()
+    app = FastAPI(
+        title="googlenet", summary="GoogLeNet (Szegedy et al., 2014): classification and detection", lifespan=lifespan
+    )
+    names = service.model.meta.class_names or [str(i) for i in range(service.model.meta.num_classes)]
 
     @app.exception_handler(Refused)
     async def refused(request: Request, err: Refused) -> JSONResponse:
