@@ -52,28 +52,46 @@ def server(tmp_path_factory):
     with torch.no_grad():
         regions.linear.bias.copy_(torch.tensor([0.0, 6.0, 0.0]))  # every window is an "a": boxes to find
     save_weights(regions, folder / "regions.safetensors", regions.meta)
+    options = ["--detector", str(folder / "regions.safetensors"), "--max-bytes", "300000", "--max-pixels", "1000000"]
+    process, url = _start(folder / "classifier.safetensors", *options, "--max-wait-ms", "20")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def _start(checkpoint, *options) -> tuple[subprocess.Popen, str]:
+    """`googlenet serve` on a free port of 127.0.0.1, once /healthz answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, "-m", "googlenet", "serve", "--checkpoint", str(folder / "classifier.safetensors")]
-    command += ["--detector", str(folder / "regions.safetensors"), "--port", str(port), "--max-bytes", "300000"]
-    command += ["--max-pixels", "1000000", "--max-wait-ms", "20"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [sys.executable, "-m", "googlenet", "serve", "--checkpoint", str(checkpoint), "--port", str(port)]
+    process = subprocess.Popen([*command, *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=1) as answer:
                 if answer.status == 200:
-                    break
+                    return process, url
         except OSError:
             time.sleep(0.2)
-    else:
-        process.kill()
-        raise AssertionError(process.communicate()[0][-3000:])
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    process.kill()
+    raise AssertionError(process.communicate()[0][-3000:])
+
+
+def test_serve_with_several_worker_processes(server, tmp_path):
+    with urllib.request.urlopen(f"{server}/v1/model") as record:
+        assert json.loads(record.read())["class_names"] == CLASSES
+    model = build_model("googlenet_bn", num_classes=10, width=0.125, aux=False)
+    model.meta.class_names, model.meta.input_size = CLASSES, 32
+    save_weights(model, tmp_path / "small.safetensors", model.meta)
+    process, url = _start(tmp_path / "small.safetensors", "--workers", "2")
+    try:
+        answers = [_post(f"{url}/v1/classify", _jpeg()) for _ in range(4)]
+        assert all(status == 200 and len(a["predictions"]) == 5 for status, a in answers)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def _post(url: str, body: bytes, kind: str = "image/jpeg") -> tuple[int, dict]:

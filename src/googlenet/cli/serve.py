@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 
 
 def serve(a: argparse.Namespace) -> None:
@@ -10,12 +12,28 @@ def serve(a: argparse.Namespace) -> None:
     try:
         import uvicorn
 
-        from googlenet.serve.app import Limits, build
+        from googlenet.serve.app import ENVIRONMENT, Limits, build
     except ImportError as err:
         raise ValueError(f"googlenet serve needs {err.name}: pip install 'googlenet[serve]'") from None
-    limits = Limits(a.max_bytes, a.max_pixels, a.timeout)
-    app = build(a.checkpoint, a.detector, a.device, a.max_batch, a.max_wait_ms, limits)
-    uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level)
+    if a.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    options = dict(
+        checkpoint=a.checkpoint,
+        detector=a.detector,
+        device=a.device,
+        max_batch=a.max_batch,
+        max_wait_ms=a.max_wait_ms,
+        limits=dict(max_bytes=a.max_bytes, max_pixels=a.max_pixels, timeout_s=a.timeout),
+    )
+    if a.workers == 1:
+        app = build(**{**options, "limits": Limits(**options["limits"])})
+        uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level)
+        return
+    os.environ[ENVIRONMENT] = json.dumps(options)  # each worker process builds its own app from these
+    uvicorn.run(
+        "googlenet.serve.app:from_environment", factory=True, host=a.host, port=a.port, workers=a.workers,
+        log_level=a.log_level,
+    )  # fmt: skip
 
 
 def add_serve(p: argparse.ArgumentParser) -> None:
@@ -30,6 +48,9 @@ def add_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", help="a region classifier (googlenet detect train) for POST /v1/detect")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument(
+        "--workers", type=int, default=1, help="server processes on the one port, each with its own model and batching"
+    )
     p.add_argument("--max-batch", type=int, default=16, help="most images in one forward pass")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
     p.add_argument("--max-bytes", type=int, default=20 * 2**20, help="largest request body (413 beyond)")

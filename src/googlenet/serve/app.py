@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -244,6 +245,15 @@ def create_app(service: Service) -> FastAPI:
         return resources.files("googlenet.serve").joinpath("page.html").read_text()
 
     return app
+
+
+ENVIRONMENT = "GOOGLENET_SERVE"  # build()'s arguments as JSON, for each of uvicorn's worker processes
+
+
+def from_environment() -> FastAPI:
+    """The app that `googlenet serve --workers N` starts in each worker process (uvicorn's factory)."""
+    options = json.loads(os.environ[ENVIRONMENT])
+    return build(**{**options, "limits": Limits(**options["limits"])})
 
 
 def build(
