@@ -3,9 +3,11 @@ crop needs), with one-line errors."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -41,14 +43,22 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _decode(source: Path | io.BytesIO) -> Image.Image:
-    """Pillow's decoding, upright (EXIF orientation applied); over Image.MAX_IMAGE_PIXELS pixels is refused
-    before any pixel is decoded (Pillow only warns between that limit and twice it)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(source) as image:
-            image.load()
-            return ImageOps.exif_transpose(image)
+@contextlib.contextmanager
+def _pillow(name: str | os.PathLike) -> Iterator[None]:
+    """Pillow's failures inside as one-line UnreadableImage errors naming `name`; an image over
+    Image.MAX_IMAGE_PIXELS is refused when its header is read, before any pixel is decoded (Pillow only warns
+    between that limit and twice it)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except UnidentifiedImageError:
+        raise UnreadableImage(f"{name} is not an image file (unknown or damaged format)", name) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise UnreadableImage(f"{name} is refused as a possible decompression bomb ({err})", name) from None
+    except Exception as err:  # Pillow's decoders raise many types for damaged data (its own fuzzers catch all)
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UnreadableImage(f"{name} is not a readable image ({reason})", name) from None
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
@@ -73,15 +83,10 @@ def image_from_bytes(data: bytes, name: str = "the upload") -> Image.Image:
 
 
 def _rgb(source: Path | io.BytesIO, name: str | os.PathLike) -> Image.Image:
-    try:
-        return to_rgb(_decode(source))
-    except UnidentifiedImageError:
-        raise UnreadableImage(f"{name} is not an image file (unknown or damaged format)", name) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise UnreadableImage(f"{name} is refused as a possible decompression bomb ({err})", name) from None
-    except Exception as err:  # Pillow's decoders raise many types for damaged data (its own fuzzers catch all)
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UnreadableImage(f"{name} is not a readable image ({reason})", name) from None
+    """Pillow's decoding of `source`, upright (EXIF orientation applied), as 8-bit RGB."""
+    with _pillow(name), Image.open(source) as image:
+        image.load()
+        return to_rgb(ImageOps.exif_transpose(image))
 
 
 def image_tensor(image: Image.Image | str | os.PathLike) -> torch.Tensor:
@@ -122,22 +127,13 @@ def jpeg_size(image: EncodedImage) -> tuple[int, int] | None:
     """The (width, height) of an encoded JPEG as it stands upright (EXIF orientation applied), read from its header;
     None for other formats. A header that is not an image, or one over Image.MAX_IMAGE_PIXELS, is an
     UnreadableImage, as in `load_image`."""
-    try:
-        with Image.open(io.BytesIO(image.data)) as header:  # reads the markers only, no pixel data
-            if header.format != "JPEG":
-                return None
-            width, height = header.size
-            if header.getexif().get(_EXIF_ORIENTATION, 1) in _TRANSPOSED:
-                width, height = height, width
-    except UnidentifiedImageError:
-        raise UnreadableImage(f"{image.path} is not an image file (unknown or damaged format)", image.path) from None
-    except Exception as err:  # as in load_image: Pillow raises many types for damaged data, bombs included
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UnreadableImage(f"{image.path} is not a readable image ({reason})", image.path) from None
-    if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
-        message = f"{image.path} is refused as a possible decompression bomb ({width}x{height})"
-        raise UnreadableImage(message, image.path)
-    return width, height
+    with _pillow(image.path), Image.open(io.BytesIO(image.data)) as header:  # the markers only, no pixel data
+        if header.format != "JPEG":
+            return None
+        width, height = header.size
+        if header.getexif().get(_EXIF_ORIENTATION, 1) in _TRANSPOSED:
+            width, height = height, width
+        return width, height
 
 
 def decode_scaled(image: EncodedImage, reduction: int) -> np.ndarray:
@@ -148,12 +144,3 @@ def decode_scaled(image: EncodedImage, reduction: int) -> np.ndarray:
     if pixels is None:
         raise UnreadableImage(f"{image.path} is not a readable image (damaged or truncated JPEG data)", image.path)
     return pixels
-
-
-def rgb_array(image: Image.Image | EncodedImage) -> np.ndarray:
-    """A decoded image, or an encoded file of any format, as an (H, W, 3) uint8 RGB array (full size)."""
-    if isinstance(image, EncodedImage):
-        if jpeg_size(image):
-            return decode_scaled(image, 1)
-        image = load_image(image.path)
-    return np.array(to_rgb(image))  # writable, as torch.from_numpy wants

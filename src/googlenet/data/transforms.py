@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode, v2
 
-from googlenet.data.images import EncodedImage, decode_scaled, jpeg_size, rgb_array
+from googlenet.data.images import EncodedImage, decode_scaled, image_from_bytes, jpeg_size, to_rgb
 from googlenet.data.multicrop import CentreCrop
 
 if TYPE_CHECKING:
@@ -124,6 +124,7 @@ class TrainAugmentation:
         self.random_resized_crop, self.hflip = random_resized_crop, hflip
         self.interpolations = PAPER_INTERPOLATIONS if random_interpolation else (InterpolationMode.BILINEAR,)
         self.photometric, self.lighting = photometric, lighting
+        self._eigvec, self._eigval = torch.tensor(EIGVEC), torch.tensor(EIGVAL)
 
     def draw(self, width: int, height: int) -> Draw:
         """The random choices for a `width` x `height` image, from torch's global generator."""
@@ -139,13 +140,16 @@ class TrainAugmentation:
             factors = tuple(torch.empty(3).uniform_(1 - self.photometric, 1 + self.photometric).tolist())
         if self.lighting > 0:
             alpha = torch.randn(3) * self.lighting
-            shift = tuple((torch.tensor(EIGVEC) @ (alpha * torch.tensor(EIGVAL))).tolist())
+            shift = tuple((self._eigvec @ (alpha * self._eigval)).tolist())
         return Draw(*box, interpolation, flip, order, factors, shift)
 
     def __call__(self, image: Image.Image | EncodedImage) -> tuple[torch.Tensor, torch.Tensor]:
         """One image (decoded, or a file's bytes) -> (its (3, size, size) uint8 crop, its 9 colour parameters)."""
         full = jpeg_size(image) if isinstance(image, EncodedImage) else None
-        pixels = None if full else rgb_array(image)
+        pixels = None
+        if full is None:  # decoded already, or another format than JPEG: decoded in full by Pillow
+            decoded = image_from_bytes(image.data, image.path) if isinstance(image, EncodedImage) else image
+            pixels = np.array(to_rgb(decoded))  # writable, as torch.from_numpy wants
         width, height = full or (pixels.shape[1], pixels.shape[0])  # type: ignore[union-attr]
         d = self.draw(width, height)
         if pixels is None:  # a reduced decode only under the wide antialiased filters, which it changes least

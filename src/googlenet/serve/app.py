@@ -9,6 +9,7 @@ import io
 import json
 import os
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ class Batcher:
         self.max_batch, self.max_wait_s = max(1, max_batch), max_wait_s
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="googlenet-model")
-        self.batches: list[int] = []  # the images of each batch run (the last 1,000), for /v1/model's stats
+        self.batches: deque[int] = deque(maxlen=1000)  # the images of the last batches run, for /v1/model
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -105,7 +106,7 @@ class Batcher:
         crops = torch.cat([j.crops for j in jobs])
         weights = torch.cat([j.weights for j in jobs])
         owner = torch.cat([torch.full((len(j.weights),), k, dtype=torch.long) for k, j in enumerate(jobs)])
-        self.batches = [*self.batches[-999:], len(jobs)]
+        self.batches.append(len(jobs))
         probs = self.ensemble((crops, weights, owner, torch.full((len(jobs),), -1)))  # (models=1, jobs, classes)
         return list(probs[0])
 

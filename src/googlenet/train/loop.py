@@ -151,8 +151,8 @@ def update_average(averaged: AveragedModel, model: nn.Module, mode: str, decay: 
     theirs = [*model.parameters(), *model.buffers()]
     floats = [(a, c) for a, c in zip(mine, theirs, strict=True) if a.is_floating_point()]
     if floats:
-        weight_t = weight.float()
-        torch._foreach_lerp_([a.detach() for a, _ in floats], [c.detach() for _, c in floats], weight_t)  # type: ignore[call-overload]
+        lerp = torch._foreach_lerp_  # one kernel per tensor group; the weight stays on the device
+        lerp([a.detach() for a, _ in floats], [c.detach() for _, c in floats], weight.float())  # type: ignore[call-overload]
     for a, c in zip(mine, theirs, strict=True):
         if not a.is_floating_point():  # BatchNorm's step counts, averaged as numbers and rounded down as before
             a.copy_(a + (c - a) * weight)
