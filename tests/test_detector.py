@@ -146,6 +146,19 @@ def test_detect_train_evaluate_predict(fmnist, tmp_path, capsys):
     assert {k: v for k, v in record.items() if k not in timed} == {
         k: v for k, v in result.items() if k not in timed | {"command"}
     }
+    # classes matched by name: the same dataset listing them in another order, or (no classes.txt, as in VOC's
+    # downloads) sorted by name, scores the same AP per class
+    listing = root / "classes.txt"
+    names = listing.read_text().splitlines()
+    listing.write_text("\n".join(reversed(names)) + "\n")
+    assert VOCDetection(root, "test").classes == names[::-1]
+    assert evaluate_detector(str(root), checkpoints=runs, progress=False)[0]["ap"] == record["ap"]
+    listing.unlink()
+    assert VOCDetection(root, "test").classes != names  # only the classes that the annotations name, sorted
+    assert evaluate_detector(str(root), checkpoints=runs, progress=False)[0]["ap"] == record["ap"]
+    with pytest.raises(ValueError, match=r"dataset class\(s\) match none of the model's 2 classes"):
+        VOCDetection(root, "test").matched_to(["no such class", "nor this"])
+    listing.write_text("\n".join(names) + "\n")
     assert main(["detect", "fit-bbox", "--checkpoint", runs[0], "--data", str(root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["windows"] > 0
     args = ["detect", "evaluate", "--checkpoint", runs[0], "--data", str(root), "--json", "--bbox-regression"]

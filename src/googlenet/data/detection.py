@@ -21,6 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from googlenet.data.images import load_image
+from googlenet.data.loaders import class_order
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".JPEG", ".JPG", ".png", ".PNG")
 
@@ -143,6 +144,17 @@ class VOCDetection(Dataset):
         unknown = {n for a in self.annotations for n in a.names} - set(self.classes)
         if unknown:
             raise ValueError(f"{root}: annotations name classes missing from {classes_file}: {sorted(unknown)[:5]}")
+        self._index = {name: i for i, name in enumerate(self.classes)}  # an annotation's name -> its label
+
+    def matched_to(self, classes: list[str]) -> VOCDetection:
+        """Labels as indices of `classes` (a classifier's), each of this dataset's classes matched to one of them by
+        name in any order, up to case and the characters a file name cannot hold (`class_order`): a VOC download
+        without classes.txt lists its classes sorted, the classifier in its training order. A class that matches
+        none is a one-line ValueError."""
+        order = class_order(list(self.classes), list(classes), kind="dataset class")
+        self._index = {name: order[i] for name, i in self._index.items()}
+        self.classes = list(classes)
+        return self
 
     def __len__(self) -> int:
         return len(self.annotations)
@@ -170,5 +182,4 @@ class VOCDetection(Dataset):
 
     def labels(self, index: int) -> np.ndarray:
         """Class indices of item `index`'s objects."""
-        lookup = {name: i for i, name in enumerate(self.classes)}
-        return np.asarray([lookup[n] for n in self.annotations[index].names], np.int64)
+        return np.asarray([self._index[n] for n in self.annotations[index].names], np.int64)

@@ -268,12 +268,15 @@ def _key(name: str) -> str:
     return _FORBIDDEN.sub("_", name).strip("_").lower()
 
 
-def class_order(folders: list[str], classes: list[str], ids: list[str] | None = None) -> list[int]:
+def class_order(
+    folders: list[str], classes: list[str], ids: list[str] | None = None, kind: str = "folder"
+) -> list[int]:
     """For each class folder (ImageFolder's, sorted), the index of the model class it holds: the same name up to
     case and the characters a file system forbids (T-shirt/top in T-shirt_top/), also after that class's index
     and "_" (0_T-shirt_top/); ILSVRC's wnid folders (n01440764/, ...), all of them, are the classes in order
     (Caffe's and torchvision's class order is the sorted wnids'); with the classes' `ids` (the model's wnids),
-    folders named by id, any of them, are those classes."""
+    folders named by id, any of them, are those classes. (Also for other lists of class names, e.g. a detection
+    dataset's: `kind` names them in the errors.)"""
     by_id = {c: i for i, c in enumerate(ids or [])}
     if by_id and all(f in by_id for f in folders):
         return [by_id[f] for f in folders]
@@ -292,11 +295,11 @@ def class_order(folders: list[str], classes: list[str], ids: list[str] | None = 
             unmatched.append(folder)
     if unmatched:
         raise ValueError(
-            f"{len(unmatched)} folder(s) match none of the model's {len(classes)} classes, e.g. "
+            f"{len(unmatched)} {kind}(s) match none of the model's {len(classes)} classes, e.g. "
             f"{', '.join(unmatched[:3])} (its classes: {', '.join(classes[:3])}, ...)"
         )
     if len(set(order)) != len(order):
-        raise ValueError("two folders hold the same class of the model")
+        raise ValueError(f"two {kind}s hold the same class of the model")
     return order
 
 

@@ -152,7 +152,7 @@ def fit_for(
         raise ValueError("--limit must be >= 0, --max-windows >= 1 and --iou in (0, 1)")
     model = load_regions(checkpoint)
     method = proposals or region_head(model).proposals
-    dataset = VOCDetection(data, split).limit(limit)
+    dataset = VOCDetection(data, split).limit(limit).matched_to(list(model.meta.class_names or [])[1:])  # 0: background
     boxes, _ = joined(dataset_proposals(dataset, method, cache, workers, None, progress))
     x, y, classes = collect(model, dataset, boxes, iou, max_windows, progress=progress)
     weights, report = fit(x, y, classes, model.meta.num_classes - 1)

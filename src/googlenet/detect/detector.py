@@ -238,8 +238,7 @@ def evaluate_dataset(
 ) -> tuple[dict[str, Any], list[float]]:
     """Detect every image of `data` on its (cached) `proposals` and score the detections with `metric`:
     (the evaluator's record, each image's seconds of detection)."""
-    if list(data.classes) != detector.classes:
-        raise ValueError(f"the dataset's classes {list(data.classes)} differ from the classifier's {detector.classes}")
+    data = data.matched_to(detector.classes)
     collected = DetectionScores(detector.classes, metric)
     images = ((k, data.annotations[k], data.labels(k)) for k in range(len(data)))
 
