@@ -8,7 +8,7 @@ from PIL import Image
 
 from googlenet.cli import main
 from googlenet.data.detection import Annotation, VOCDetection, read_xml, write_xml
-from googlenet.data.scenes import make_scene
+from googlenet.data.scenes import STYLES, make_scene
 from googlenet.detect.proposals import METHODS, ProposalCache, recall, unique_boxes
 
 
@@ -20,10 +20,12 @@ def test_xml_round_trip(tmp_path):
         np.array([[0, 0, 10, 20], [47, 11, 300, 375]], np.float32),
         ["cat", "dog"],
         np.array([False, True]),
+        "photo",
     )
     write_xml(note, tmp_path / "a.xml")
     back = read_xml(tmp_path / "a.xml")
     assert (back.filename, back.width, back.height, back.names) == ("a.jpg", 500, 375, ["cat", "dog"])
+    assert back.style == "photo"
     assert np.array_equal(back.boxes, note.boxes) and back.difficult.tolist() == [False, True]
     assert "<xmin>1</xmin>" in (tmp_path / "a.xml").read_text()  # VOC's 1-based inclusive pixels
 
@@ -59,34 +61,79 @@ class _Articles:
         return 10
 
 
-def test_scene_boxes_tightly_bound_their_articles():
+def _visible(scene):
+    """Each pasted article's pixels inside the image (alpha >= 0.5), and those of them not under a later
+    article's alpha >= 0.5 (the visible ones), worked out from the layers."""
+    height, width = scene.background.shape[:2]
+    masks = []
+    for x0, y0, _, alpha in scene.layers:
+        mask = np.zeros((height + 2 * 1000, width + 2 * 1000), bool)  # room for articles cut by the border
+        mask[1000 + y0 : 1000 + y0 + alpha.shape[0], 1000 + x0 : 1000 + x0 + alpha.shape[1]] = alpha >= 0.5
+        masks.append(mask[1000 : 1000 + height, 1000 : 1000 + width])
+    return masks, [m & ~np.any(masks[k + 1 :], axis=0) if k + 1 < len(masks) else m for k, m in enumerate(masks)]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_each_style_boxes_bound_the_visible_pixels(style):
     rng = np.random.default_rng(0)
-    for _ in range(10):
-        image, boxes, labels = make_scene(rng, _Articles(), max_overlap=0.0)
-        assert 300 <= image.width <= 500 and 300 <= image.height <= 375 and 1 <= len(boxes) <= 6
-        # Pasting the same articles on a black background shows their pixels: each box is their bounding box.
-        assert len(boxes) == len(labels)
-        for x1, y1, x2, y2 in boxes:
-            assert 0 <= x1 < x2 <= image.width and 0 <= y1 < y2 <= image.height
-            assert x2 - x1 >= 6 and y2 - y1 >= 6
+    cut = covered = 0
+    for k in range(12):
+        scene = make_scene(rng, _Articles(), style, "train" if k % 2 else "test")
+        image = np.asarray(scene.image)
+        assert scene.style == style and 300 <= image.shape[1] <= 500 and 300 <= image.shape[0] <= 375
+        assert 1 <= len(scene.boxes) == len(scene.labels) == len(scene.layers) <= 6
+        # The picture is the background with the layers pasted in order, so the layers are what is seen.
+        redrawn = scene.background.copy()
+        for x0, y0, colour, alpha in scene.layers:
+            for y in range(alpha.shape[0]):
+                if 0 <= y0 + y < image.shape[0]:
+                    for_x = [(x0 + x, x) for x in range(alpha.shape[1]) if 0 <= x0 + x < image.shape[1]]
+                    cols, own = np.array([c for c, _ in for_x]), np.array([o for _, o in for_x])
+                    a = alpha[y, own, None]
+                    redrawn[y0 + y, cols] = redrawn[y0 + y, cols] * (1 - a) + colour[y, own] * a
+        assert np.array_equal(np.clip(redrawn, 0, 255).astype(np.uint8), image)
+        for box, inside, seen, (_, _, _, alpha) in zip(scene.boxes, *_visible(scene), scene.layers, strict=True):
+            ys, xs = np.nonzero(seen)
+            assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+            assert len(xs) >= 0.5 * (alpha >= 0.5).sum()  # at least half of each article in sight
+            cut += int(inside.sum() < (alpha >= 0.5).sum())
+            covered += int(len(xs) < inside.sum())
+    assert cut and covered  # both happen: the check above saw truncated and occluded articles
 
 
-def test_scene_box_matches_pasted_pixels(monkeypatch):
-    """On a black background with white articles a pixel's value is its alpha: the box bounds alpha >= 0.5."""
+def test_boxes_equal_the_visible_pixels_of_differently_coloured_articles(monkeypatch):
+    """On a black background with each article a flat colour of its own, the pixels of that colour are the
+    article's visible ones: each box is their bounding box, borders and occlusion included."""
     import googlenet.data.scenes as scenes
 
     real_article = scenes._article
+    count = iter(range(1, 10**6))
 
-    def white(rng, pixels, side):
+    def flat(rng, pixels, side):
         colour, alpha = real_article(rng, pixels, side)
-        return np.full_like(colour, 255.0), alpha
+        return np.full_like(colour, float(next(count) % 250 + 5)), (alpha >= 0.5).astype(np.float32)
 
-    monkeypatch.setattr(scenes, "_background", lambda rng, w, h: np.zeros((h, w, 3), np.float32))
-    monkeypatch.setattr(scenes, "_article", white)
-    for seed in range(5):
-        image, boxes, _ = make_scene(np.random.default_rng(seed), _Articles(), max_objects=1)
-        ys, xs = np.nonzero(np.asarray(image)[..., 0] >= 128)
-        assert boxes.tolist() == [[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]]
+    monkeypatch.setattr(scenes, "_background", lambda rng, w, h, style, split: np.zeros((h, w, 3), np.float32))
+    monkeypatch.setattr(scenes, "_article", flat)
+    for seed in range(40):
+        scene = make_scene(np.random.default_rng(seed), _Articles(), max_overlap=0.6)
+        image = np.asarray(scene.image)[..., 0]
+        assert len({float(layer[2][0, 0, 0]) for layer in scene.layers}) == len(scene.layers)
+        for box, (_, _, colour, _) in zip(scene.boxes, scene.layers, strict=True):
+            ys, xs = np.nonzero(image == colour[0, 0, 0])
+            assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+def test_style_option_selects_the_styles(fmnist, tmp_path, capsys):
+    out = tmp_path / "s"
+    args = ["data", "scenes", "--out", str(out), "--count", "4", "--root", str(fmnist)]
+    assert main([*args, "--style", "texture", "photo"]) == 0
+    assert [a.style for a in VOCDetection(out, "test").annotations] == ["texture", "photo", "texture", "photo"]
+    assert main([*args, "--count", "3", "--out", str(tmp_path / "all")]) == 0
+    assert sorted(a.style for a in VOCDetection(tmp_path / "all", "test").annotations) == sorted(STYLES)
+    with pytest.raises(SystemExit) as err:
+        main([*args, "--style", "cartoon"])
+    assert err.value.code == 2 and "invalid choice: 'cartoon'" in capsys.readouterr().err
 
 
 def test_scenes_command_writes_voc(fmnist, tmp_path, capsys):
@@ -101,7 +148,7 @@ def test_scenes_command_writes_voc(fmnist, tmp_path, capsys):
 
 
 def test_selective_search_boxes_inside_the_image_and_2x_has_fewer():
-    image, _, _ = make_scene(np.random.default_rng(3), _Articles())
+    image = make_scene(np.random.default_rng(3), _Articles()).image
     pixels = np.asarray(image)
     found = {m: METHODS[m](pixels) for m in ("ss", "ss2x")}
     for got in found.values():

@@ -131,3 +131,24 @@ def test_agrees_with_torchmetrics_mean_average_precision(seed):
     per_class = dict(zip(reference["classes"].tolist(), reference["map_per_class"].tolist(), strict=True))
     for c, name in enumerate("abc"):
         assert result["ap"][name] == pytest.approx(per_class[c], abs=0.02)
+
+
+def test_scores_per_scene_style():
+    """A dataset whose images have a scene <style> is also scored per style: each style's mAP is that of its
+    images alone (here: photo scenes all found, clutter ones half missed)."""
+    from googlenet.data.detection import Annotation
+    from googlenet.detect.detector import Detections, DetectionScores
+
+    scores = DetectionScores(["thing"])
+    box = np.array([[0, 0, 50, 50]], np.float32)
+    for k, style in enumerate(["photo", "clutter", "photo", "clutter"]):
+        found = box if style == "photo" or k == 1 else np.zeros((0, 4), np.float32)
+        detections = Detections(found, np.full(len(found), 0.9 - 0.1 * k), np.zeros(len(found), np.int64),
+                                {"total": 0.1})  # fmt: skip
+        scores.process((k, Annotation(f"{k}.jpg", 99, 99, box, ["thing"], np.zeros(1, bool), style), np.zeros(1)),
+                       detections)  # fmt: skip
+    result = scores.evaluate()
+    assert result["styles"] == {"clutter": {"map": 0.5, "ap": {"thing": 0.5}}, "photo": {"map": 1, "ap": {"thing": 1}}}
+    assert result["map"] == pytest.approx(0.75) and len(scores.seconds) == 4
+    scores.reset()
+    assert "styles" not in scores.evaluate()

@@ -140,6 +140,7 @@ def test_detect_train_evaluate_predict(fmnist, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert 0 <= result["map"] <= 1 and set(result["ap"]) <= set(VOCDetection(root, "test").classes)
     assert result["models"] == 2 and result["images"] == 2 and result["seconds_per_image"] > 0
+    assert set(result["styles"]) == {"clutter", "texture"}  # the two test scenes' styles, each scored apart
     assert (tmp_path / "ev" / "precision_recall.png").is_file()
     record, _ = evaluate_detector(str(root), checkpoints=runs, progress=False)  # from Python: the same record
     timed = {"seconds_per_image", "classify_seconds_per_image", "proposal_seconds_per_image", "wall_seconds"}

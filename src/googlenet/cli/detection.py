@@ -25,27 +25,41 @@ def scenes(a: argparse.Namespace) -> None:
     """Write detection scenes of Fashion-MNIST articles in VOC layout."""
     from googlenet.data.scenes import write_scenes
 
-    folder = write_scenes(out=a.out, split=a.split, count=a.count, seed=a.seed, root=a.root)
+    folder = write_scenes(out=a.out, split=a.split, count=a.count, seed=a.seed, root=a.root, styles=a.style)
     print(
-        f"{a.count} {a.split} scenes in {folder} (JPEGImages/, Annotations/, ImageSets/Main/{a.split}.txt, classes.txt)"
+        f"{a.count} {a.split} scenes ({', '.join(a.style)}) in {folder} (JPEGImages/, Annotations/, "
+        f"ImageSets/Main/{a.split}.txt, classes.txt)"
     )
 
 
 def add_data(p: argparse.ArgumentParser) -> None:
+    from googlenet.data.scenes import STYLES
+
     p.description = "Make datasets: detection scenes of real objects."
     sub = p.add_subparsers(title="data commands", metavar="COMMAND", required=True)
     s = sub.add_parser(
         "scenes",
-        help="detection scenes of real Fashion-MNIST articles on cluttered backgrounds (VOC XML + JPEG)",
-        description="Paste 1-6 Fashion-MNIST articles per scene (about 20 px up to half the image, aspect "
-        "jitter, some overlapping) onto cluttered backgrounds (gradients, textures, shapes, noise); images of "
-        "300-500 x 300-375 px; tight boxes from the articles' pixels. Train scenes use the train split's "
-        "articles, test scenes the test split's, so no article is in both. Written in PASCAL VOC layout.",
+        help="detection scenes of real Fashion-MNIST articles on clutter, textures and photographs (VOC XML + JPEG)",
+        description="Paste 1-6 Fashion-MNIST articles per scene (about 20 px up to 90%% of the shorter side, "
+        "aspect jitter, random tint, gain and offset, a fifth inverted; cut by the border or covered by later "
+        "ones, at least half of each in sight) onto a background of one style: clutter (gradients, a sinusoid, "
+        "shapes, noise), texture (fractal noise, stripes, checks, or scikit-image's brick / grass / gravel "
+        "photographs tiled, in random colours) or photo (crops of scikit-image's sample photographs and "
+        "matplotlib's grace_hopper.jpg). Images of 300-500 x 300-375 px; each box bounds its article's visible "
+        "pixels. Train scenes use the train split's articles and pictures, test scenes the test split's, so "
+        "none is in both. Written in PASCAL VOC layout, each XML with its scene's <style>.",
     )
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--split", default="test", choices=["train", "test"], help="article split (default: test)")
     s.add_argument("--count", type=int, default=200, help="number of scenes (default: 200)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    s.add_argument(
+        "--style",
+        nargs="+",
+        default=list(STYLES),
+        choices=STYLES,
+        help="background styles, used in turn (default: all three; name fewer to hold one out)",
+    )
     s.add_argument("--root", help="folder with Fashion-MNIST's IDX files (default: as in training)")
     s.set_defaults(run=scenes)
 
@@ -75,6 +89,8 @@ def proposals(a: argparse.Namespace) -> None:
             f"{r['method']}: {r['boxes_per_image']:.0f} boxes per image, recall at IoU 0.5 {100 * r['recall']:.1f}% "
             f"of {r['objects']} objects, {r['seconds_per_image']:.2f} s per image, {r['images']} images"
         )
+        for style, part in r.get("styles", {}).items():
+            print(f"  {style} scenes: recall {100 * part['recall']:.1f}% of {part['objects']} objects")
         for name, source in r.get("sources", {}).items():
             print(
                 f"  from {name}: {source['boxes_per_image']:.0f} boxes per image, recall {100 * source['recall']:.1f}%"
@@ -173,6 +189,8 @@ def detect_evaluate(a: argparse.Namespace) -> None:
         return
     for name, ap in record["ap"].items():
         print(f"{name:>14}: AP {100 * ap:5.1f}")
+    for style, part in record.get("styles", {}).items():
+        print(f"{style + ' scenes':>14}: mAP {100 * part['map']:5.1f}")
     print(
         f"mAP {100 * record['map']:.2f}% ({a.metric}) over {record['images']} images, {record['models']} model(s), "
         f"{record['proposals']} proposals ({record['proposals_per_image']:.0f} per image), "

@@ -36,6 +36,7 @@ class Annotation:
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     names: list[str] = field(default_factory=list)
     difficult: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    style: str = ""  # a generated scene's <style> (googlenet data scenes); "" in other datasets
 
 
 def _number(path: str | os.PathLike, parent: ET.Element, field: str, where: str) -> float:
@@ -86,6 +87,7 @@ def read_xml(path: str | os.PathLike) -> Annotation:
         boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
         names=names,
         difficult=np.asarray(difficult, bool),
+        style=(root.findtext("style") or "").strip(),
     )
 
 
@@ -97,6 +99,8 @@ def write_xml(annotation: Annotation, path: str | os.PathLike, folder: str = "JP
     size = ET.SubElement(root, "size")
     for key, value in (("width", annotation.width), ("height", annotation.height), ("depth", 3)):
         ET.SubElement(size, key).text = str(value)
+    if annotation.style:
+        ET.SubElement(root, "style").text = annotation.style
     for box, name, hard in zip(annotation.boxes, annotation.names, annotation.difficult, strict=True):
         obj = ET.SubElement(root, "object")
         ET.SubElement(obj, "name").text = name

@@ -221,16 +221,30 @@ class Detector:
 
 class DetectionScores(DetectionEvaluator):
     """mAP of whole images through the evaluation driver: inputs are (index, annotation, labels) of an image,
-    outputs its `Detections`, whose timings are kept too."""
+    outputs its `Detections`, whose timings are kept too; images with a scene <style> are also scored per style."""
 
     def reset(self) -> None:
         super().reset()
         self.seconds: list[float] = []
+        self.styles: dict[str, DetectionEvaluator] = {}
 
     def process(self, inputs: tuple[int, Any, np.ndarray], outputs: Detections) -> None:
         _, annotation, labels = inputs
-        self.add(outputs.boxes, outputs.scores, outputs.labels, annotation.boxes, labels, annotation.difficult)
+        found = (outputs.boxes, outputs.scores, outputs.labels, annotation.boxes, labels, annotation.difficult)
+        self.add(*found)
+        if annotation.style:
+            self.styles.setdefault(annotation.style, DetectionEvaluator(self.classes, self.metric)).add(*found)
         self.seconds.append(outputs.seconds["total"])
+
+    def evaluate(self) -> dict[str, Any]:
+        """As `DetectionEvaluator.evaluate`, with `styles`: each style's mAP and AP per class (when there are)."""
+        results = super().evaluate()
+        if self.styles:
+            results["styles"] = {}
+            for style, scores in sorted(self.styles.items()):
+                found = scores.evaluate()
+                results["styles"][style] = {"map": found["map"], "ap": found["ap"]}
+        return results
 
 
 def evaluate_dataset(
@@ -274,6 +288,7 @@ def evaluate_detector(
     record = {
         "map": results["map"],
         "ap": results["ap"],
+        **({"styles": results["styles"]} if "styles" in results else {}),
         "metric": metric,
         "images": len(dataset),
         "proposals": found_by.method,

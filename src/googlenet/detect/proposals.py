@@ -189,14 +189,25 @@ def propose_dataset(
 def coverage(
     proposals: list[np.ndarray], data: VOCDetection, counts: tuple[int, ...] = (10, 20, 50, 100, 200, 500, 1000, 2000)
 ) -> dict[str, Any]:
-    """Recall at IoU 0.5 of `data`'s ground truth, with all proposals and with each image's first n."""
+    """Recall at IoU 0.5 of `data`'s ground truth, with all proposals and with each image's first n; for the
+    images of each scene <style> too (`styles`) when the dataset has styles."""
     truths = [a.boxes for a in data.annotations]
-    return {
+    found: dict[str, Any] = {
         "recall": recall(proposals, truths),
         "boxes_per_image": float(np.mean([len(p) for p in proposals])) if proposals else 0.0,
         "recall_at": {str(n): recall(proposals, truths, top=n) for n in counts},
         "objects": int(sum(len(t) for t in truths)),
     }
+    styles = sorted({a.style for a in data.annotations} - {""})
+    if styles:
+        found["styles"] = {}
+        for style in styles:
+            mine = [k for k, a in enumerate(data.annotations) if a.style == style]
+            found["styles"][style] = {
+                "recall": recall([proposals[k] for k in mine], [truths[k] for k in mine]),
+                "objects": int(sum(len(truths[k]) for k in mine)),
+            }
+    return found
 
 
 def plot_recall(results: dict[str, dict[str, Any]], path: str | Path) -> None:
