@@ -40,7 +40,7 @@ def add_data(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser(
         "scenes",
         help="detection scenes of real Fashion-MNIST articles on clutter, textures and photographs (VOC XML + JPEG)",
-        description="Paste 1-6 Fashion-MNIST articles per scene (about 20 px up to 90%% of the shorter side, "
+        description="Paste 1-6 Fashion-MNIST articles per scene (about 20 px up to 90% of the shorter side, "
         "aspect jitter, random tint, gain and offset, a fifth inverted; cut by the border or covered by later "
         "ones, at least half of each in sight) onto a background of one style: clutter (gradients, a sinusoid, "
         "shapes, noise), texture (fractal noise, stripes, checks, or scikit-image's brick / grass / gravel "
