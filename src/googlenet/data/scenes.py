@@ -173,6 +173,26 @@ def _bounds(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     return (float(xs.min()), float(ys.min()), xs.max() + 1.0, ys.max() + 1.0)
 
 
+def _clip(
+    x0: int, y0: int, shape: tuple[int, ...], width: int, height: int
+) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """Where an article of `shape` (h, w) pasted at (x0, y0) lies inside a `width` x `height` image: (the
+    image's rows and columns, the article's)."""
+    h, w = shape
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + w, width), min(y0 + h, height)
+    return (slice(iy0, iy1), slice(ix0, ix1)), (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
+
+
+def _composite(background: np.ndarray, layers: list[tuple[int, int, np.ndarray, np.ndarray]]) -> Image.Image:
+    """The background with each layer (x0, y0, colour, alpha) alpha-blended over it in order, as an RGB image."""
+    image = background.copy()
+    for x0, y0, colour, alpha in layers:
+        at, part = _clip(x0, y0, alpha.shape, image.shape[1], image.shape[0])
+        a = alpha[part][..., None]
+        image[at] = image[at] * (1 - a) + colour[part] * a
+    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+
+
 @dataclass
 class Scene:
     """A generated scene: the image, each object's box (N, 4) x1 y1 x2 y2 bounding its visible pixels (alpha
@@ -220,13 +240,12 @@ def make_scene(
             size = int(solid.sum())
             if size == 0:
                 continue
-            # The article's part inside the image: its rows/columns [ay0:ay1, ax0:ax1] at [iy0:iy1, ix0:ix1].
-            ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + w, width), min(y0 + h, height)
+            at, part = _clip(x0, y0, alpha.shape, width, height)
             shown = owner.copy()
-            inside = solid[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
-            shown[iy0:iy1, ix0:ix1][inside] = len(boxes)
+            shown[at][solid[part]] = len(boxes)
+            region = (at[1].start, at[0].start, at[1].stop, at[0].stop)
             found = [  # only the boxes that the new article overlaps can change
-                _bounds(shown == k) if k == len(boxes) or _iou(boxes[k], (ix0, iy0, ix1, iy1)) > 0 else boxes[k]
+                _bounds(shown == k) if k == len(boxes) or _iou(boxes[k], region) > 0 else boxes[k]
                 for k in range(len(boxes) + 1)
             ]
             counts = np.bincount(shown[shown >= 0].ravel(), minlength=len(boxes) + 1)
@@ -244,15 +263,8 @@ def make_scene(
             labels.append(int(articles.targets[index]))
             layers.append((x0, y0, colour, alpha))
             break
-    image = background.copy()
-    for x0, y0, colour, alpha in layers:
-        h, w = alpha.shape
-        ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + w, width), min(y0 + h, height)
-        a = alpha[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0, None]
-        region = image[iy0:iy1, ix0:ix1]
-        region[:] = region * (1 - a) + colour[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] * a
-    picture = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
-    return Scene(picture, np.asarray(boxes, np.float32).reshape(-1, 4), labels, style, background, layers)
+    image = _composite(background, layers)
+    return Scene(image, np.asarray(boxes, np.float32).reshape(-1, 4), labels, style, background, layers)
 
 
 def write_scenes(
