@@ -61,15 +61,18 @@ class _Articles:
         return 10
 
 
+def _placed(scene, x0, y0, values):
+    """An article-sized array `values` put at (x0, y0) on an image-sized canvas of zeros, cut by the border."""
+    height, width = scene.background.shape[:2]
+    canvas = np.zeros((height + 2000, width + 2000, *values.shape[2:]), values.dtype)  # room for cut articles
+    canvas[1000 + y0 : 1000 + y0 + values.shape[0], 1000 + x0 : 1000 + x0 + values.shape[1]] = values
+    return canvas[1000 : 1000 + height, 1000 : 1000 + width]
+
+
 def _visible(scene):
     """Each pasted article's pixels inside the image (alpha >= 0.5), and those of them not under a later
     article's alpha >= 0.5 (the visible ones), worked out from the layers."""
-    height, width = scene.background.shape[:2]
-    masks = []
-    for x0, y0, _, alpha in scene.layers:
-        mask = np.zeros((height + 2 * 1000, width + 2 * 1000), bool)  # room for articles cut by the border
-        mask[1000 + y0 : 1000 + y0 + alpha.shape[0], 1000 + x0 : 1000 + x0 + alpha.shape[1]] = alpha >= 0.5
-        masks.append(mask[1000 : 1000 + height, 1000 : 1000 + width])
+    masks = [_placed(scene, x0, y0, alpha >= 0.5) for x0, y0, _, alpha in scene.layers]
     return masks, [m & ~np.any(masks[k + 1 :], axis=0) if k + 1 < len(masks) else m for k, m in enumerate(masks)]
 
 
@@ -85,12 +88,8 @@ def test_each_style_boxes_bound_the_visible_pixels(style):
         # The picture is the background with the layers pasted in order, so the layers are what is seen.
         redrawn = scene.background.copy()
         for x0, y0, colour, alpha in scene.layers:
-            for y in range(alpha.shape[0]):
-                if 0 <= y0 + y < image.shape[0]:
-                    for_x = [(x0 + x, x) for x in range(alpha.shape[1]) if 0 <= x0 + x < image.shape[1]]
-                    cols, own = np.array([c for c, _ in for_x]), np.array([o for _, o in for_x])
-                    a = alpha[y, own, None]
-                    redrawn[y0 + y, cols] = redrawn[y0 + y, cols] * (1 - a) + colour[y, own] * a
+            a = _placed(scene, x0, y0, alpha)[..., None]  # 0 where the article is not: the pixel stays
+            redrawn = redrawn * (1 - a) + _placed(scene, x0, y0, colour) * a
         assert np.array_equal(np.clip(redrawn, 0, 255).astype(np.uint8), image)
         for box, inside, seen, (_, _, _, alpha) in zip(scene.boxes, *_visible(scene), scene.layers, strict=True):
             ys, xs = np.nonzero(seen)

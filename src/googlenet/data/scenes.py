@@ -46,6 +46,7 @@ def _picture(name: str) -> np.ndarray:
 
 
 def _resized(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H, W) or (H, W, 3) pixels, clipped to 0-255, bilinearly resized to `width` x `height` as float."""
     # Pillow sets Image.BILINEAR at import time, unseen by its type hints; their Image.Resampling.BILINEAR needs
     # Pillow 9.1, newer than the pillow>=8.4 this package supports.
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
@@ -85,7 +86,7 @@ def _noise(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     cells = int(rng.integers(2, 6))
     for octave in range(5):
         grid = rng.uniform(0, 255, (cells << octave, cells << octave)).astype(np.float32)
-        total += 0.5**octave * _resized(np.repeat(grid[..., None], 3, 2), width, height)[..., 0]
+        total += 0.5**octave * _resized(grid, width, height)
     return (total - total.min()) / max(float(np.ptp(total)), 1e-6)
 
 
@@ -105,13 +106,12 @@ def _texture(rng: np.random.Generator, width: int, height: int, split: str) -> n
         t = 0.7 * t + 0.3 * _noise(rng, width, height)
     else:
         names = TEXTURES["train" if split == "train" else "test"]
-        pixels = _picture(names[int(rng.integers(len(names)))])[..., 0].astype(np.float32)
+        pixels = _picture(names[int(rng.integers(len(names)))])[..., 0]
         scale = rng.uniform(0.5, 2.0)
-        tile = _resized(np.repeat(pixels[..., None], 3, 2), *(max(8, round(s * scale)) for s in pixels.shape[1::-1]))
-        reps = (math.ceil(height / tile.shape[0]) + 1, math.ceil(width / tile.shape[1]) + 1, 1)
-        tiled = np.tile(tile, reps)
+        tile = _resized(pixels, *(max(8, round(s * scale)) for s in pixels.shape[1::-1]))
+        tiled = np.tile(tile, (math.ceil(height / tile.shape[0]) + 1, math.ceil(width / tile.shape[1]) + 1))
         y0, x0 = int(rng.integers(tile.shape[0])), int(rng.integers(tile.shape[1]))
-        t = tiled[y0 : y0 + height, x0 : x0 + width, 0] / 255.0
+        t = tiled[y0 : y0 + height, x0 : x0 + width] / 255.0
     image = low + (high - low) * t[..., None]
     return image + rng.normal(0, rng.uniform(1, 10), (height, width, 3))
 
@@ -149,7 +149,7 @@ def _article(rng: np.random.Generator, pixels: np.ndarray, side: float) -> tuple
     offset, a fifth of them inverted (dark on light): (colour (h, w, 3), alpha (h, w))."""
     aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
     w, h = max(2, round(side * math.sqrt(aspect))), max(2, round(side / math.sqrt(aspect)))
-    gray = _resized(np.repeat(pixels[..., None], 3, 2), w, h)[..., 0]
+    gray = _resized(pixels, w, h)
     alpha = np.clip(gray / 24.0, 0, 1)  # the articles lie on black: dark = background
     tint = rng.uniform(0.3, 1.0, 3) if rng.random() < 0.6 else np.ones(3)
     colour = gray[..., None] * tint * rng.uniform(0.6, 1.2) + rng.uniform(0, 60)
