@@ -1,18 +1,22 @@
-"""Exported ONNX, int8 ONNX and TorchScript files run without this package's model code, carry the weights'
-metadata and give the eager model's outputs; `googlenet export` refuses a file that does not."""
+"""Exported ONNX, int8 ONNX, TorchScript and ExecuTorch (fp32, int8) files run without this package's model
+code, carry the weights' metadata and give the eager model's outputs; `googlenet export` refuses a file that does
+not."""
 
 import dataclasses
 import json
 
+import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from PIL import Image
 
 from googlenet import save_weights
 from googlenet.cli import main
 from googlenet.data.fashion_mnist import CLASSES
 from googlenet.export import check, export, load_exported, sample_images
+from googlenet.model.exported import executorch_missing
 
 from conftest import assert_float32_close, forward, trained_like
 
@@ -97,3 +101,71 @@ def test_export_command_int8_and_evaluate_on_the_file(tiny, fmnist, tmp_path, ca
     assert json.loads(capsys.readouterr().out)["images"] == 48
     assert main(["export", *common, "--format", "torchscript", "--int8"]) == 2
     assert "--int8" in capsys.readouterr().err
+
+
+executorch_reason = executorch_missing() or ""
+needs_executorch = pytest.mark.skipif(bool(executorch_reason), reason=executorch_reason)
+
+
+@needs_executorch
+def test_executorch_export_runs_in_executorch_alone_and_matches_eager(tiny, fmnist, tmp_path):
+    from executorch.runtime import Runtime
+
+    images = sample_images(tiny.meta, "fashion_mnist", "test", str(fmnist), 40)
+    report = export(tiny, "executorch", tmp_path / "m.pte", images)
+    assert report["top1_agreement"] == 1 and report["relative_diff"] <= 1e-4
+    # ExecuTorch's runtime alone: the forward method at two batch sizes, the metadata record as a constant method.
+    program = Runtime.get().load_program(tmp_path / "m.pte")
+    method = program.load_method("forward")
+    for batch in (images[:5], images[:1]):
+        assert_float32_close(method.execute((batch,))[0], forward, tiny, batch)
+    record = program.load_method("googlenet_meta").execute(())[0]
+    meta = json.loads(bytes(record.numpy()).decode())
+    assert meta["class_names"] == list(CLASSES) and meta["input_size"] == 32 and meta["std"] == [0.353] * 3
+    # More images than the program's planned batch run in chunks, each chunk's logits those of eager.
+    net = load_exported(tmp_path / "m.pte")
+    assert 1 <= net.max_batch <= 32 < len(images)
+    assert_float32_close(net(images), forward, tiny, images)
+
+
+@needs_executorch
+def test_executorch_int8_export_and_predict_on_the_file(tiny, fmnist, tmp_path, capsys):
+    weights = str(save_weights(tiny, tmp_path / "tiny.safetensors"))
+    args = ["export", "--checkpoint", weights, "--root", str(fmnist), "--format", "executorch", "--int8"]
+    assert main([*args, "--check-images", "64", "--calibration-images", "64", "--json", "--min-agreement", "0.5"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    path = tmp_path / "tiny.int8.pte"
+    # The int8 file's top-1 agreement with fp32 eager on the 64 test images: reported, and bounded.
+    assert report["path"] == str(path) and report["int8"] and 0.5 <= report["top1_agreement"] <= 1
+    two = sample_images(tiny.meta, "fashion_mnist", "test", str(fmnist), 2)
+    fp32 = export(tiny, "executorch", tmp_path / "tiny.pte", two)
+    assert path.stat().st_size < 0.6 * fp32["bytes"]  # int8 weights; per-channel scales add to this tiny model
+    image = tmp_path / "item.png"
+    Image.fromarray(np.full((28, 28), 128, np.uint8)).save(image)
+    assert main(["predict", "--checkpoint", str(path), str(image), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["predictions"][0]["class"] in CLASSES
+
+
+@needs_executorch
+def test_a_damaged_pte_gives_one_line(tiny, fmnist, tmp_path, capsys):
+    images = sample_images(tiny.meta, "fashion_mnist", "test", str(fmnist), 2)
+    export(tiny, "executorch", tmp_path / "m.pte", images)
+    data = (tmp_path / "m.pte").read_bytes()
+    (tmp_path / "cut.pte").write_bytes(data[: len(data) // 2])
+    (tmp_path / "noise.pte").write_bytes(bytes(range(256)) * 64)
+    for name in ("cut.pte", "noise.pte"):
+        image = tmp_path / "item.png"
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
+        assert main(["predict", "--checkpoint", str(tmp_path / name), str(image)]) == 2
+        # ExecuTorch's C++ runtime logs its own lines on stderr (file size, CPU info); ours is one line.
+        (err,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("googlenet")]
+        assert name in err and "not a readable ExecuTorch program" in err, err
+
+
+def test_executorch_missing_says_what_to_install(monkeypatch, tiny, fmnist, tmp_path):
+    import googlenet.model.exported as exported
+
+    monkeypatch.setattr(exported.importlib.util, "find_spec", lambda name: None)
+    images = sample_images(tiny.meta, "fashion_mnist", "test", str(fmnist), 2)
+    with pytest.raises(ValueError, match=r"pip install -e '\.\[executorch\]'"):
+        export(tiny, "executorch", tmp_path / "m.pte", images)

@@ -36,7 +36,7 @@ def add_summary(p: argparse.ArgumentParser) -> None:
 
 
 def export(a: argparse.Namespace) -> None:
-    """Write a checkpoint as an ONNX or TorchScript file (int8 ONNX with --int8), checked against eager."""
+    """Write a checkpoint as an ONNX, TorchScript or ExecuTorch file (int8 with --int8), checked against eager."""
     from googlenet.export import export_checkpoint
 
     report = export_checkpoint(
@@ -69,18 +69,22 @@ def add_export(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Export the inference model (BatchNorm folded; for TorchScript also each Inception's 1x1 "
         "convolutions fused, which onnxruntime runs slower than the separate ones) as a "
-        "file that runs without this package: ONNX for onnxruntime or TorchScript for torch.jit. The weights' "
-        "metadata record (class names, mean/std, input size, ...) travels in the file (ONNX metadata_props or the "
-        "TorchScript extra file, key/name googlenet). --int8 quantises the ONNX file with onnxruntime's static "
-        "post-training quantisation, calibrated on real images. The file's logits are then compared with the eager "
-        "model's on the first --check-images images of --data; an export that differs beyond the tolerance is "
-        "deleted and the command fails."
+        "file that runs without this package: ONNX for onnxruntime, TorchScript for torch.jit, or an ExecuTorch "
+        "program (.pte, lowered to the XNNPACK delegate) for phones and embedded CPUs (pip install -e "
+        "'.[executorch]'). The weights' metadata record (class names, mean/std, input size, ...) travels in the "
+        "file (ONNX metadata_props, the TorchScript extra file googlenet.json, the ExecuTorch constant method "
+        "googlenet_meta). --int8 quantises the ONNX file with onnxruntime's static post-training quantisation, or "
+        "the ExecuTorch program with PT2E's XNNPACK quantiser, calibrated on real images. The file's logits are "
+        "then compared with the eager model's on the first --check-images images of --data; an export that "
+        "differs beyond the tolerance is deleted and the command fails."
     )
     add_checkpoint_option(p, "weights: a .safetensors file of ours or a training run's folder", many=False)
     p.add_argument("--format", default="onnx", choices=list(FORMATS), help="file format (default: onnx)")
-    p.add_argument("--int8", action="store_true", help="int8 post-training quantisation (ONNX only)")
+    p.add_argument("--int8", action="store_true", help="int8 post-training quantisation (ONNX, ExecuTorch)")
     p.add_argument(
-        "--out", help="output file (default: beside the weights, model.onnx / model.int8.onnx / model.torchscript.pt)"
+        "--out",
+        help="output file (default: beside the weights, model.onnx / model.int8.onnx / model.torchscript.pt / "
+        "model.pte / model.int8.pte)",
     )
     p.add_argument("--data", default="fashion_mnist", help="images to check on: fashion_mnist or an ImageFolder split")
     p.add_argument("--split", default="test", help="Fashion-MNIST split to check on (default: test)")

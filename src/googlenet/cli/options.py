@@ -12,11 +12,12 @@ CROPS_HELP = "crops per image: 1 centre, 2 centre and mirror, 10 TenCrop, 144 th
 Commands = Any  # argparse's subparsers action (argparse._SubParsersAction, a private name)
 
 
-WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".pt", ".pth", ".caffemodel")
+WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".pt", ".pte", ".pth", ".caffemodel")
 WEIGHTS_HELP = (
     "weights: a .safetensors file of ours (with its metadata record), a training run's folder, an exported "
-    ".onnx / TorchScript .pt file, BVLC's Caffe GoogLeNet .caffemodel, or bvlc / torchvision (published weights, "
-    "downloaded once into torch.hub's cache); several = an ensemble (--checkpoint A B, or the option repeated)"
+    ".onnx / TorchScript .pt / ExecuTorch .pte file, BVLC's Caffe GoogLeNet .caffemodel, or bvlc / torchvision "
+    "(published weights, downloaded once into torch.hub's cache); several = an ensemble (--checkpoint A B, or "
+    "the option repeated)"
 )
 
 
@@ -28,7 +29,7 @@ def add_checkpoint_option(p: argparse.ArgumentParser, help: str = WEIGHTS_HELP, 
 
 def split_images(a: argparse.Namespace) -> None:
     """The image files that followed --checkpoint's weights (`--checkpoint A B photo.jpg`): weights are folders
-    or files ending in .safetensors, .onnx, .pt or .pth; the first other path and those after it are images."""
+    or files ending in .safetensors, .onnx, .pt, .pte or .pth; the first other path and those after it are images."""
     from googlenet.model.hub import NAMES
 
     for k, path in enumerate(a.checkpoint):
@@ -36,7 +37,7 @@ def split_images(a: argparse.Namespace) -> None:
             a.checkpoint, a.images = a.checkpoint[:k], [*a.checkpoint[k:], *a.images]
             break
     if not a.checkpoint:
-        raise ValueError("--checkpoint needs weights (a .safetensors file, a run's folder, .onnx or .pt)")
+        raise ValueError("--checkpoint needs weights (a .safetensors file, a run's folder, .onnx, .pt or .pte)")
     if not a.images:
         raise ValueError("no image files given")
 

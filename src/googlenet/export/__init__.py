@@ -1,6 +1,7 @@
 """Export for small devices (the paper's "individual devices including even those with limited computational
-resources"): ONNX files for onnxruntime, TorchScript files for torch.jit and int8 ONNX files, each carrying
-the weights' metadata record and checked against the eager model on real images before it is kept."""
+resources"): ONNX files for onnxruntime, TorchScript files for torch.jit, ExecuTorch programs for phones, int8
+ONNX and ExecuTorch files, each carrying the weights' metadata record and checked against the eager model on
+real images before it is kept."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from googlenet.model.weights import ModelMeta
 
 __all__ = ["FORMATS", "check", "compare", "default_path", "export", "load_exported", "sample_images", "write"]
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "executorch")
 
 
 def sample_images(meta: ModelMeta, data: str, split: str | None, root: str | None, count: int) -> torch.Tensor:
@@ -48,10 +49,11 @@ def compare(eager: torch.Tensor, exported: torch.Tensor) -> dict[str, float]:
 
 
 def default_path(checkpoint: str | os.PathLike, format: str, int8: bool) -> Path:
-    """Beside the weights: model.onnx, model.int8.onnx or model.torchscript.pt."""
+    """Beside the weights: model.onnx, model.int8.onnx, model.torchscript.pt, model.pte or model.int8.pte."""
     weights = Path(checkpoint)
     weights = weights / "model.safetensors" if weights.is_dir() else weights
-    suffix = {"onnx": ".int8.onnx" if int8 else ".onnx", "torchscript": ".torchscript.pt"}[format]
+    int8_tag = ".int8" if int8 else ""
+    suffix = {"onnx": f"{int8_tag}.onnx", "torchscript": ".torchscript.pt", "executorch": f"{int8_tag}.pte"}[format]
     return weights.with_name(weights.stem + suffix)
 
 
@@ -59,15 +61,19 @@ def write(
     model: GoogLeNet, format: str, path: Path, example: torch.Tensor, calibration: torch.Tensor | None = None
 ) -> Path:
     """`model`'s inference form (BN folded; 1x1s fused for TorchScript) as `format` at `path`; int8 ONNX when
-    `calibration` images are given (batches of 32 calibrate onnxruntime's quantiser)."""
+    `calibration` images are given (batches of 32 calibrate onnxruntime's quantiser or PT2E's observers)."""
+    from googlenet.export.executorch import export_executorch
     from googlenet.export.onnx import export_onnx, quantize_int8
     from googlenet.export.torchscript import export_torchscript
 
     meta = model.meta
     if format == "torchscript":
         if calibration is not None:
-            raise ValueError("--int8 is available for --format onnx (onnxruntime's static quantisation)")
+            raise ValueError("--int8 is available for --format onnx and executorch, not torchscript")
         return export_torchscript(optimize_for_inference(model), path, example, meta)
+    if format == "executorch":  # XNNPACK takes the graph as ONNX does: BatchNorm folded, branches apart
+        plain = optimize_for_inference(model, channels_last=False, fuse_1x1=False)
+        return export_executorch(plain, path, example, meta, None if calibration is None else calibration.split(32))
     if format != "onnx":
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
     # onnxruntime picks its own memory layout (NCHWc blocks on x86) and keeps it through Concat but not through

@@ -1,9 +1,11 @@
 """Exported files used like models: an .onnx file run by onnxruntime, a TorchScript .pt file run by torch.jit
-(under the oneDNN Graph fuser on the CPU), each with the metadata record `googlenet export` put in it."""
+(under the oneDNN Graph fuser on the CPU), an ExecuTorch .pte program run by ExecuTorch's runtime, each with
+the metadata record `googlenet export` put in it."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import warnings
 from collections.abc import Iterator
@@ -16,6 +18,15 @@ from googlenet.model.weights import METADATA_KEY, ModelMeta
 
 INPUT, OUTPUT = "images", "logits"  # the ONNX graph's input and output names
 META_FILE = "googlenet.json"  # the metadata record, as an extra file in a TorchScript archive
+PTE_META_METHOD = "googlenet_meta"  # the metadata record, as a constant method of an ExecuTorch program
+MAX_PTE_BATCH = 32  # the largest batch asked of an ExecuTorch program (its memory is planned ahead for it)
+
+
+def executorch_missing() -> str | None:
+    """None where ExecuTorch is installed, else the one line that says how to get it."""
+    if importlib.util.find_spec("executorch") is None:
+        return "ExecuTorch is not installed: pip install -e '.[executorch]' (or pip install executorch)"
+    return None
 
 
 @contextlib.contextmanager
@@ -87,10 +98,42 @@ class OnnxClassifier(nn.Module):
         return torch.from_numpy(logits).to(images.device)
 
 
-def load_exported(path: str | os.PathLike) -> OnnxClassifier | TorchScriptClassifier:
-    """An exported .onnx (onnxruntime) or TorchScript .pt file as a module: images -> logits, with `meta`."""
+class ExecuTorchClassifier(nn.Module):
+    """An exported ExecuTorch .pte program run by ExecuTorch's Python runtime on the CPU (its XNNPACK delegate),
+    used like a model: images -> logits, `meta`. Batches over the program's planned input size (`max_batch`, at
+    most MAX_PTE_BATCH: ExecuTorch's memory planner may bound it lower) run in chunks."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__()
+        if executorch_missing():
+            raise ValueError(executorch_missing())
+        from executorch.runtime import Runtime
+
+        try:
+            program = Runtime.get().load_program(Path(path))
+            self.method = program.load_method("forward")
+            self.max_batch = int(self.method.metadata.input_tensor_meta(0).sizes()[0])
+            record = program.load_method(PTE_META_METHOD) if PTE_META_METHOD in program.method_names else None
+        except Exception as err:  # the runtime raises RuntimeError / ValueError with its error code
+            first = (str(err).splitlines() or [""])[0]
+            raise ValueError(f"{path} is not a readable ExecuTorch program ({type(err).__name__}: {first})") from None
+        if record is None:
+            raise ValueError(f"{path} has no googlenet metadata record; export it with `googlenet export`")
+        self.meta = ModelMeta.from_json(bytes(record.execute(())[0].numpy()).decode())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        chunks = images.float().contiguous().cpu().split(self.max_batch)
+        logits = torch.cat([self.method.execute((chunk.contiguous(),))[0] for chunk in chunks])
+        return logits.to(images.device)
+
+
+def load_exported(path: str | os.PathLike) -> OnnxClassifier | TorchScriptClassifier | ExecuTorchClassifier:
+    """An exported .onnx (onnxruntime), ExecuTorch .pte or TorchScript .pt file as a module: images -> logits,
+    with `meta`."""
     if Path(path).suffix == ".onnx":
         return OnnxClassifier(path)
+    if Path(path).suffix == ".pte":
+        return ExecuTorchClassifier(path)
     try:
         return TorchScriptClassifier(path)
     except ValueError:

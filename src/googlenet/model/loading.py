@@ -1,5 +1,5 @@
 """One way to get a classifier for testing from any file: inference weights, a training run's folder, or an
-exported .onnx / TorchScript file."""
+exported .onnx / TorchScript / ExecuTorch .pte file."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class Classifier(Protocol):
 def load_for_inference(path: str | os.PathLike, optimize: bool = True) -> Classifier:
     """A model with its metadata record (`meta`) from inference weights (.safetensors, a training run's
     folder, a .caffemodel, or `bvlc` / `torchvision`: published weights by name), or from an exported file
-    (.onnx for onnxruntime, TorchScript .pt; see googlenet.model.exported).
+    (.onnx for onnxruntime, TorchScript .pt, ExecuTorch .pte; see googlenet.model.exported).
 
     Weights come back as the inference model (`optimize_for_inference`: same logits, computed faster); with
     `optimize=False` as the eager GoogLeNet they were trained as."""
@@ -40,7 +40,7 @@ def load_for_inference(path: str | os.PathLike, optimize: bool = True) -> Classi
         path = path / "model.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix in (".onnx", ".pt"):
+    if path.suffix in (".onnx", ".pt", ".pte"):
         return load_exported(path)
     model = load_model(path).eval()
     return optimize_for_inference(model) if optimize else model
