@@ -3,7 +3,8 @@
 Inference at 224x224, batch 1 and 16: torchvision.models.googlenet eager (channels_last), ours eager
 (`googlenet_tv` with torchvision's weights loaded), ours optimised (`optimize_for_inference`), the same
 under torch.compile, our TorchScript export run as `googlenet` runs it (oneDNN Graph fuser on), onnxruntime
-on our export and on torchvision's model exported the same way, and onnxruntime on our int8 export. A large
+on our export and on torchvision's model exported the same way, onnxruntime on our int8 export, and
+ExecuTorch's runtime (XNNPACK delegate) on our fp32 and int8 .pte programs (where executorch is installed). A large
 matmul probes the machine's peak FLOP/s, so each path also shows the fraction of that limit it reaches
 (2 x multiply-adds per image x images/s / peak).
 Training: images/s of one SGD step with the auxiliary heads on, ours (`googlenet_bn`, as `googlenet train`
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -35,7 +37,7 @@ import torchvision
 from googlenet import build_model
 from googlenet.export import write
 from googlenet.export.onnx import export_onnx, quantize_int8
-from googlenet.model.exported import OnnxClassifier, TorchScriptClassifier
+from googlenet.model.exported import ExecuTorchClassifier, OnnxClassifier, TorchScriptClassifier, executorch_missing
 from googlenet.model.inference import optimize_for_inference
 from googlenet.model.summary import table1
 from googlenet.model.weights import ModelMeta, torchvision_to_googlenet
@@ -116,14 +118,29 @@ def onnx_paths(tv: torch.nn.Module, ours: torch.nn.Module, folder: Path, example
     return {name: OnnxClassifier(folder / f"{file}.onnx") for name, file in names.items()}
 
 
+def executorch_paths(ours: torch.nn.Module, folder: Path, example: torch.Tensor) -> dict:
+    """name -> ExecuTorch program for our fp32 and int8 exports, as `googlenet export --format executorch` writes
+    them (int8 calibrated on random images, as for onnxruntime's); none where executorch is not installed."""
+    if executorch_missing():
+        log(f"no ExecuTorch rows: {executorch_missing()}")
+        return {}
+    write(ours, "executorch", folder / "ours.pte", example)
+    write(ours, "executorch", folder / "ours_int8.pte", example, torch.randn(64, 3, SIZE, SIZE))
+    return {
+        "executorch_ours": ExecuTorchClassifier(folder / "ours.pte"),
+        "executorch_ours_int8": ExecuTorchClassifier(folder / "ours_int8.pte"),
+    }
+
+
 def inference(paths: dict[str, Callable], macs: int, peak: float, repeats: int, seconds: float) -> dict:
     """images/s, GFLOP/s and fraction of peak of every path at every batch size, plus `ours_best`."""
     results: dict[str, dict[str, dict]] = {name: {} for name in paths}
     for batch in BATCHES:
         x = torch.randn(batch, 3, SIZE, SIZE)
         steps = {}
-        for name, model in paths.items():  # PyTorch paths get channels_last input, onnxruntime plain NCHW
-            images = x if name.startswith("onnxruntime") else x.contiguous(memory_format=torch.channels_last)
+        for name, model in paths.items():  # PyTorch paths get channels_last input, the runtimes plain NCHW
+            plain = name.startswith(("onnxruntime", "executorch"))
+            images = x if plain else x.contiguous(memory_format=torch.channels_last)
             steps[name] = lambda m=model, i=images: m(i)
         with torch.inference_mode():  # 3 warm-up calls: TorchScript profiles twice, then compiles
             rates = median_rates(steps, batch, repeats, seconds, warmup=3)
@@ -236,6 +253,11 @@ def ratios(results: dict) -> dict[str, float]:
         )
         fp32 = max(rate["ours_best"], rate["onnxruntime_ours"])
         out[f"int8/best_fp32@{batch}"] = rate["onnxruntime_ours_int8"] / fp32
+        if "executorch_ours" in rate:
+            out[f"executorch_ours/onnxruntime_ours@{batch}"] = rate["executorch_ours"] / rate["onnxruntime_ours"]
+            out[f"executorch_ours_int8/onnxruntime_ours_int8@{batch}"] = (
+                rate["executorch_ours_int8"] / rate["onnxruntime_ours_int8"]
+            )
     return {k: round(v, 3) for k, v in out.items()}
 
 
@@ -252,13 +274,21 @@ def main() -> None:
     tv, ours = models()
     example = torch.randn(2, 3, SIZE, SIZE)
     with tempfile.TemporaryDirectory() as folder:
-        paths = {**pytorch_paths(tv, ours, Path(folder), example), **onnx_paths(tv, ours, Path(folder), example)}
+        paths = {
+            **pytorch_paths(tv, ours, Path(folder), example),
+            **onnx_paths(tv, ours, Path(folder), example),
+            **executorch_paths(ours, Path(folder), example),
+        }
         results = inference(paths, table1(ours, SIZE)["total_macs"], peak, repeats, seconds)
     sizes = {} if args.no_train else {SIZE: 16, 48: 128}
     report = {
         "command": shlex.join(["python", *sys.argv]),
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
-        "versions": {"torch": torch.__version__, "onnxruntime": __import__("onnxruntime").__version__},
+        "versions": {
+            "torch": torch.__version__,
+            "onnxruntime": __import__("onnxruntime").__version__,
+            "executorch": None if executorch_missing() else version("executorch"),
+        },
         "quick": args.quick,
         "peak_gflops": round(peak, 1),
         "results": results,

@@ -71,8 +71,11 @@ def write(
         if calibration is not None:
             raise ValueError("--int8 is available for --format onnx and executorch, not torchscript")
         return export_torchscript(optimize_for_inference(model), path, example, meta)
-    if format == "executorch":  # XNNPACK takes the graph as ONNX does: BatchNorm folded, branches apart
+    if format == "executorch":  # XNNPACK takes the graph as ONNX does: BatchNorm folded, branches apart, and
+        # its layout pass wants NCHW weights even where the eager model was made channels_last (a weight shared
+        # with `model` changes layout only, not value)
         plain = optimize_for_inference(model, channels_last=False, fuse_1x1=False)
+        plain = plain.to(memory_format=torch.contiguous_format)
         return export_executorch(plain, path, example, meta, None if calibration is None else calibration.split(32))
     if format != "onnx":
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
