@@ -14,9 +14,11 @@ from googlenet.model.exported import MAX_PTE_BATCH, PTE_META_METHOD, executorch_
 from googlenet.model.weights import ModelMeta
 
 
-def _export(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
-    """torch.export with a dynamic batch dimension up to MAX_PTE_BATCH (ExecuTorch plans the memory of the
-    largest batch ahead of time, so the bound is kept small; larger batches are run in chunks)."""
+def _export(model: nn.Module, example: torch.Tensor, dynamic: bool = True) -> torch.export.ExportedProgram:
+    """torch.export, with a dynamic batch dimension up to MAX_PTE_BATCH (for calibrating), or static at the
+    batch of `example`."""
+    if not dynamic:
+        return torch.export.export(model, (example.contiguous(),))
     batch = torch.export.Dim("batch", min=1, max=MAX_PTE_BATCH)
     return torch.export.export(model, (example.contiguous(),), dynamic_shapes={"x": {0: batch}})
 
@@ -45,8 +47,10 @@ def export_executorch(
     meta: ModelMeta,
     calibration: Iterable[torch.Tensor] | None = None,
 ) -> Path:
-    """Write `model` (images -> logits, batches of 1 to MAX_PTE_BATCH) as one ExecuTorch program lowered to
-    XNNPACK, int8 when `calibration` batches are given. `meta` travels inside the file as a constant method
+    """Write `model` (images -> logits, one image per call) as one ExecuTorch program lowered to XNNPACK, int8
+    when `calibration` batches are given. The program's shapes are static, batch 1, as a device runs it: with a
+    dynamic batch XNNPACK ran it about 4x slower at every batch here (docs/inference.md); larger batches run
+    one image at a time. `meta` travels inside the file as a constant method
     (PTE_META_METHOD) returning its JSON as a uint8 tensor, so the .pte is self-contained like the other
     formats. Run it with `executorch.runtime.Runtime.get().load_program(path).load_method("forward")`."""
     if executorch_missing():
@@ -60,7 +64,9 @@ def export_executorch(
             model = quantize_pt2e(model, example, calibration)
         record = torch.frombuffer(bytearray(meta.to_json().encode()), dtype=torch.uint8)
         program = to_edge_transform_and_lower(
-            _export(model, example), partitioner=[XnnpackPartitioner()], constant_methods={PTE_META_METHOD: record}
+            _export(model, example[:1], dynamic=False),
+            partitioner=[XnnpackPartitioner()],
+            constant_methods={PTE_META_METHOD: record},
         ).to_executorch()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from googlenet.model.weights import METADATA_KEY, ModelMeta
 INPUT, OUTPUT = "images", "logits"  # the ONNX graph's input and output names
 META_FILE = "googlenet.json"  # the metadata record, as an extra file in a TorchScript archive
 PTE_META_METHOD = "googlenet_meta"  # the metadata record, as a constant method of an ExecuTorch program
-MAX_PTE_BATCH = 32  # the largest batch asked of an ExecuTorch program (its memory is planned ahead for it)
+MAX_PTE_BATCH = 32  # the largest batch of the dynamic export that PT2E calibrates on
 
 
 def executorch_missing() -> str | None:
@@ -100,8 +100,8 @@ class OnnxClassifier(nn.Module):
 
 class ExecuTorchClassifier(nn.Module):
     """An exported ExecuTorch .pte program run by ExecuTorch's Python runtime on the CPU (its XNNPACK delegate),
-    used like a model: images -> logits, `meta`. Batches over the program's planned input size (`max_batch`, at
-    most MAX_PTE_BATCH: ExecuTorch's memory planner may bound it lower) run in chunks."""
+    used like a model: images -> logits, `meta`. Batches over the program's planned input size (`max_batch`: 1
+    for the programs `googlenet export` writes) run in chunks."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__()
