@@ -166,6 +166,15 @@ def test_detect_train_evaluate_predict(fmnist, tmp_path, capsys):
     assert main(args) == 0 and json.loads(capsys.readouterr().out)["bbox_regression"] is True
     assert main([*args[:3], runs[1], *args[4:]]) == 2  # the second model has no regressors
     assert "fit-bbox" in capsys.readouterr().err
+    assert main(["detect", "fit-svm", "--checkpoint", runs[0], "--data", str(root), "--images", "0", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["positives"] == sum(len(a.boxes) for a in VOCDetection(root, "train").annotations)
+    assert report["negative_images"] == 4 and report["path"].endswith("model.svm.safetensors")
+    args = ["detect", "evaluate", "--checkpoint", runs[0], "--data", str(root), "--json", "--svm"]
+    assert main(args) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["svm"] is True and 0 <= scored["map"] <= 1
+    assert main([*args[:3], runs[1], *args[4:]]) == 2 and "fit-svm" in capsys.readouterr().err
     image = str(VOCDetection(root, "test").image_path(0))
     args = [
         "detect",
@@ -213,3 +222,25 @@ def test_box_regression_targets_round_trip_and_fit_recovers_a_linear_map():
     weights, report = bbox.fit(x, y, classes, 2)
     assert report["lambda"] == min(bbox.LAMBDAS) and report["heldout_error"] < 0.01 * report["heldout_error_without"]
     assert torch.allclose(weights.double(), true, atol=0.05)
+
+
+def test_svm_separates_and_hard_negative_mining_finds_the_negatives_near_the_boundary():
+    from googlenet.detect import svm
+
+    generator = torch.Generator().manual_seed(0)
+    positives = torch.randn(200, 8, generator=generator) * 0.3 + torch.tensor([2.0] + [0.0] * 7)
+    easy = torch.randn(5000, 8, generator=generator) * 0.3 + torch.tensor([-6.0] + [0.0] * 7)
+    hard = torch.randn(100, 8, generator=generator) * 0.3 + torch.tensor([-0.5] + [0.0] * 7)
+    negatives = torch.cat([easy, hard])
+    # The first round sees 50 random negatives (about one hard one); mining must bring in the rest.
+    w, report = svm.mine(positives, negatives, c=1.0, rounds=3, first=50)
+    margin = negatives @ w[:-1] + w[-1]
+    assert report["rounds"] >= 1 and report["positives_missed"] == 0
+    assert (margin[-100:] < 0).all() and (margin[:-100] < svm.EVICT).all()  # every negative on its side
+    only_first, _ = svm.mine(positives, negatives, c=1.0, rounds=0, first=50)
+    assert ((negatives @ only_first[:-1] + only_first[-1])[-100:] >= 0).any()  # without mining some hard ones pass
+    # scores(): the fitted scale and bias applied to every class at once
+    svms = {"weight": torch.stack([w, -w]), "scale": torch.tensor([2.0])}
+    both = svm.scores(svms, positives[:3] / 2)
+    assert torch.allclose(both[:, 0], positives[:3] @ w[:-1] + w[-1], atol=1e-5)
+    assert torch.allclose(both[:, 1], -both[:, 0])

@@ -13,6 +13,7 @@ from googlenet.cli.options import (
     Commands,
     add_checkpoint_option,
     add_detector_options,
+    add_device_option,
     add_tiles_option,
     add_voc_options,
     detector_options,
@@ -261,6 +262,63 @@ def _add_fit_bbox(sub: Commands) -> None:
     f.set_defaults(run=fit_bbox)
 
 
+def fit_svm(a: argparse.Namespace) -> None:
+    """R-CNN's per-class SVMs for a region classifier, written beside its weights."""
+    from googlenet.detect.svm import fit_for
+
+    report = fit_for(
+        checkpoint=a.checkpoint,
+        data=a.data,
+        split=a.split,
+        proposals=a.proposals,
+        images=a.images,
+        c=a.c,
+        rounds=a.rounds,
+        limit=a.limit,
+        workers=a.workers,
+        cache=a.cache,
+        device=a.device,
+        progress=not a.json,
+    )
+    if a.json:
+        print(json.dumps(report))
+        return
+    for name, part in report["classes"].items():
+        print(
+            f"{name:>14}: {part['positives']} objects, {part['negatives']} negative windows, {part['cache']} cached "
+            f"after {part['rounds']} mining round(s), {part['hard_left']} still hard, "
+            f"{part['positives_missed']} objects below the margin"
+        )
+    print(
+        f"SVMs for {len(report['classes'])} classes from {report['positives']} objects and the "
+        f"{report['proposal_windows']} {report['proposals']} proposals of {report['negative_images']} images; "
+        f"written to {report['path']}"
+    )
+
+
+def _add_fit_svm(sub: Commands) -> None:
+    f = sub.add_parser(
+        "fit-svm",
+        help="fit R-CNN's per-class linear SVMs on a region classifier's features, hard negatives mined",
+        description="Per class, a linear SVM (squared hinge, C, positives weighted 2) on the region classifier's "
+        "pooled features scaled to a mean norm of 20: positives every training image's objects of the class, "
+        "negatives the proposals of --images images that overlap none of them by IoU 0.3, mined hard (those "
+        "scoring above -1 join, those below -1.2 leave; --rounds times). Writes CKPT's SVMs beside it as "
+        "NAME.svm.safetensors; detect evaluate/predict score with them with --svm.",
+    )
+    add_checkpoint_option(f, "region classifier weights (model.safetensors of `googlenet detect train`)", many=False)
+    add_voc_options(f, split="train")
+    f.add_argument("--proposals", help="proposal method (default: the one the classifier was trained on)")
+    f.add_argument(
+        "--images", type=int, default=400, help="images whose proposals are the negatives (0 = all; default: 400)"
+    )
+    f.add_argument("--c", type=float, default=1e-3, help="the SVMs' C (default: 0.001, R-CNN's)")
+    f.add_argument("--rounds", type=int, default=3, help="hard-negative mining rounds (default: 3)")
+    add_device_option(f, "device (default: auto)")
+    f.add_argument("--json", action="store_true", help="print one JSON object")
+    f.set_defaults(run=fit_svm)
+
+
 def detect_predict(a: argparse.Namespace) -> None:
     """Detections of each image as text or JSON; with --out, each image saved with its boxes drawn."""
     from googlenet.detect.detector import detect_images
@@ -301,3 +359,4 @@ def add_detect(p: argparse.ArgumentParser) -> None:
         add(sub)
     _add_detect_predict(sub)
     _add_fit_bbox(sub)
+    _add_fit_svm(sub)

@@ -96,6 +96,12 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
         help="move each detection by R-CNN's class-specific box regression (an extension; the paper had none; "
         "fit it first with `googlenet detect fit-bbox`)",
     )
+    p.add_argument(
+        "--svm",
+        action="store_true",
+        help="score windows by R-CNN's per-class linear SVMs on the classifier's features instead of its softmax "
+        "(fit them first with `googlenet detect fit-svm`)",
+    )
     add_device_option(p, "device (default: auto)")
     add_no_optimize_option(p)
 
@@ -110,6 +116,7 @@ def detector_options(a: argparse.Namespace) -> dict[str, Any]:
         nms=a.nms,
         max_detections=a.max_detections,
         bbox_regression=a.bbox_regression,
+        svm=a.svm,
         device=a.device,
         optimize=not a.no_optimize,
     )

@@ -1,11 +1,13 @@
 """The detector of section 8 at test time: proposals, every one warped and scored by the region classifier
-(an ensemble averages the classifiers' softmax, like the paper's six ConvNets), per-class greedy NMS at IoU
-0.3, a cap of detections per image; ILSVRC mAP over a dataset; pictures with the boxes drawn."""
+(its softmax, or R-CNN's per-class SVMs on its features; an ensemble averages the classifiers' scores, like the
+paper's six ConvNets), per-class greedy NMS at IoU 0.3, a cap of detections per image; ILSVRC mAP over a
+dataset; pictures with the boxes drawn."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,9 @@ from googlenet.detect.bbox import load as load_regression
 from googlenet.detect.evaluation import DetectionEvaluator
 from googlenet.detect.proposals import Proposer, joined, propose_sources, proposer_for
 from googlenet.detect.regions import load_regions, region_head, warp_pixels
+from googlenet.detect.svm import load as load_svms
+from googlenet.detect.svm import scores as svm_scores
+from googlenet.detect.svm import svm_path
 from googlenet.evaluate.driver import inference_on_dataset, progress_bar, resolve_device
 from googlenet.model import GoogLeNet
 from googlenet.model.inference import optimize_for_inference
@@ -61,6 +66,7 @@ class RegionEnsemble:
         batch: int = 256,
         regressors: list[torch.Tensor] | None = None,
         optimize: bool = True,
+        svms: list[dict[str, torch.Tensor]] | None = None,
     ) -> None:
         if not models:
             raise ValueError("at least one region classifier is needed")
@@ -71,11 +77,14 @@ class RegionEnsemble:
                 raise ValueError("the region classifiers differ in input size, context, classes or mean")
         if regressors is not None and len(regressors) != len(models):
             raise ValueError("bounding-box regression needs every classifier's regressors: googlenet detect fit-bbox")
+        if svms is not None and len(svms) != len(models):
+            raise ValueError("SVM scoring needs every classifier's SVMs: googlenet detect fit-svm")
         # The inference model (BatchNorm folded, 1x1s fused, channels_last), or with optimize=False the eager
         # model in channels_last (about 1.7x faster convolutions on this CPU); same outputs to float rounding.
         prepared = [optimize_for_inference(m) if optimize else m.to(memory_format=torch.channels_last) for m in models]
         self.models = [m.eval().to(device) for m in prepared]
         self.meta, self.device, self.batch, self.regressors = first, torch.device(device), batch, regressors
+        self.svms = svms
         self.context = region_head(models[0]).context
         if not first.class_names:
             raise ValueError("a region classifier's record must name its classes (background first)")
@@ -90,37 +99,54 @@ class RegionEnsemble:
         device: str | torch.device = "cpu",
         bbox_regression: bool = False,
         optimize: bool = True,
+        svm: bool = False,
     ) -> RegionEnsemble:
         """The region classifiers in `paths`, with their regressors (written by fit-bbox beside them) when
-        `bbox_regression`."""
+        `bbox_regression` and their SVMs (fit-svm) when `svm`."""
         models = [load_regions(p) for p in paths]
-        regressors = None
+        regressors = svms = None
         if bbox_regression:
-            regressors = []
-            for path in paths:
-                where = regression_path(path)
-                if not where.is_file():
-                    raise FileNotFoundError(f"no regressors {where}: fit them with googlenet detect fit-bbox")
-                regressors.append(load_regression(where))
-        return cls(models, device, regressors=regressors, optimize=optimize)
+            regressors = [_beside(regression_path(p), "regressors", "fit-bbox", load_regression) for p in paths]
+        if svm:
+            svms = [_beside(svm_path(p), "SVMs", "fit-svm", load_svms) for p in paths]
+        return cls(models, device, regressors=regressors, optimize=optimize, svms=svms)
 
-    @torch.inference_mode()
-    def score(self, pixels: torch.Tensor, boxes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Softmax (N, K + 1) of every box of one image in [0, 1] (3, H, W), averaged over the models, and with
-        bounding-box regression their mean offsets (N, K, 4) per object class, else None."""
+    def _windows(self, pixels: torch.Tensor, boxes: np.ndarray) -> Iterator[tuple[slice, torch.Tensor]]:
+        """The boxes' normalised windows on the device, `batch` at a time, with their place among the boxes."""
         m = self.meta
-        total = torch.zeros(len(boxes), m.num_classes)
-        deltas = torch.zeros(len(boxes), m.num_classes - 1, 4) if self.regressors is not None else None
         boxes_t = torch.as_tensor(np.asarray(boxes, np.float32)).reshape(-1, 4)
         for start in range(0, len(boxes_t), self.batch):
             chunk = boxes_t[start : start + self.batch]
             windows = warp_pixels(pixels, chunk, m.input_size, self.context, m.mean)
             windows = ((windows - self.mean) / self.std).to(self.device, memory_format=torch.channels_last)
+            yield slice(start, start + len(chunk)), windows
+
+    @torch.inference_mode()
+    def features(self, pixels: torch.Tensor, boxes: np.ndarray) -> list[torch.Tensor]:
+        """Each model's pooled (pre-classifier) features (N, D) of every box of one image in [0, 1]."""
+        parts: list[list[torch.Tensor]] = [[] for _ in self.models]
+        for _, windows in self._windows(pixels, boxes):
+            for k, model in enumerate(self.models):
+                parts[k].append(features(model, windows).cpu())
+        return [torch.cat(p) if p else torch.zeros(0, 0) for p in parts]
+
+    @torch.inference_mode()
+    def score(self, pixels: torch.Tensor, boxes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Softmax (N, K + 1) of every box of one image in [0, 1] (3, H, W), averaged over the models (with SVMs,
+        the object columns 1 ... K are the SVMs' margins through a sigmoid instead), and with bounding-box
+        regression their mean offsets (N, K, 4) per object class, else None."""
+        m = self.meta
+        total = torch.zeros(len(boxes), m.num_classes)
+        deltas = torch.zeros(len(boxes), m.num_classes - 1, 4) if self.regressors is not None else None
+        for where, windows in self._windows(pixels, boxes):
             for k, model in enumerate(self.models):
                 pooled = features(model, windows)
-                total[start : start + len(chunk)] += model.linear(pooled).float().softmax(dim=1).cpu()
+                part = model.linear(pooled).float().softmax(dim=1).cpu()
+                if self.svms is not None:
+                    part[:, 1:] = svm_scores(self.svms[k], pooled.cpu()).sigmoid()
+                total[where] += part
                 if deltas is not None and self.regressors is not None:
-                    deltas[start : start + len(chunk)] += apply_regression(self.regressors[k], pooled.cpu())
+                    deltas[where] += apply_regression(self.regressors[k], pooled.cpu())
         if deltas is not None:
             deltas /= len(self.models)
         return total / len(self.models), deltas
@@ -154,6 +180,14 @@ def select(
     return candidate_boxes[keep].numpy(), candidate_scores[keep].numpy(), label[keep].numpy()
 
 
+def _beside(path: Path, what: str, command: str, read: Callable[[Path], Any]) -> Any:
+    """What a fit command wrote beside a region classifier's weights, read; a FileNotFoundError naming the
+    command when it is missing."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} {path}: fit them with googlenet detect {command}")
+    return read(path)
+
+
 class Detector:
     """Proposals -> region softmax -> per-class NMS. `proposer(image)` gives one decoded RGB image's proposals
     as (N, 4) pixel boxes (a `googlenet.detect.proposals.Proposer`)."""
@@ -181,13 +215,14 @@ class Detector:
         bbox_regression: bool = False,
         device: str = "auto",
         optimize: bool = True,
+        svm: bool = False,
     ) -> Detector:
         """The detector of region classifier(s) `checkpoints` with `proposals` (default: the paper's with a
         `multibox` model, else ss2x); its proposal method is `detector.method`."""
         if not 0 < nms <= 1 or max_detections < 1:
             raise ValueError("--nms must be in (0, 1] and --max-detections >= 1")
         method = proposals or ("paper" if multibox else "ss2x")
-        ensemble = RegionEnsemble.load(checkpoints, resolve_device(device), bbox_regression, optimize)
+        ensemble = RegionEnsemble.load(checkpoints, resolve_device(device), bbox_regression, optimize, svm)
         return cls(ensemble, proposer_for(method, multibox, tiles), nms, max_detections, method)
 
     @property
@@ -295,6 +330,7 @@ def evaluate_detector(
         "proposals_per_image": sum(len(b) for b in boxes) / max(len(boxes), 1),
         "models": len(found_by.ensemble.models),
         "bbox_regression": found_by.ensemble.regressors is not None,
+        "svm": found_by.ensemble.svms is not None,
         "seconds_per_image": (sum(seconds) + sum(classify)) / images,
         "classify_seconds_per_image": sum(classify) / images,
         "proposal_seconds_per_image": sum(seconds) / images,

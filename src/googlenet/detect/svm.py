@@ -1,0 +1,220 @@
+"""R-CNN's object scorers: per class a linear SVM on the region classifier's pooled features, trained on the
+ground-truth boxes as positives and, as negatives, proposals that overlap no object of the class by IoU 0.3,
+mined hard over the training images (R-CNN's hard-negative mining, in feature space)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torchvision.ops import box_iou
+from tqdm import tqdm
+
+from googlenet.data.detection import VOCDetection
+from googlenet.data.images import image_tensor
+
+FEATURE_NORM = 20.0  # R-CNN scales the features to this mean norm before the SVMs
+NEG_IOU = 0.3  # R-CNN: a proposal overlapping an object of the class by less is a negative for that class
+HARD, EVICT = -1.0, -1.2  # R-CNN: negatives scoring above HARD join the cache; those below EVICT leave it
+
+
+def svm_path(checkpoint: str | os.PathLike) -> Path:
+    """Where the SVMs of a region classifier's weights file live: beside it, `NAME.svm.safetensors`."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".svm.safetensors")
+
+
+def scores(svms: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Every class's SVM margin (N, K) for pooled features x (N, D): weights (K, D + 1), the last column the
+    bias, on features scaled by the fitted `scale`."""
+    weight = svms["weight"].to(x.dtype)
+    return (x * svms["scale"].to(x.dtype)) @ weight[:, :-1].T + weight[:, -1]
+
+
+def train_svm(
+    x: torch.Tensor, y: torch.Tensor, c: float = 1e-3, pos_weight: float = 2.0, iterations: int = 200
+) -> torch.Tensor:
+    """A linear SVM, w (D + 1,) with the bias last, minimising 0.5 ||w without bias||^2 + c sum_i a_i
+    max(0, 1 - y_i (w . [x_i 1]))^2 (the squared hinge, liblinear's default loss; y in {-1, +1}; a_i = `pos_weight`
+    for positives, as R-CNN's -w1 2), by full-batch L-BFGS in float64."""
+    x1 = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    y = y.double()
+    weight = torch.where(y > 0, pos_weight, 1.0).double()
+    w = torch.zeros(x1.shape[1], dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([w], max_iter=iterations, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
+
+    def objective() -> torch.Tensor:
+        optimiser.zero_grad()
+        margin = torch.relu(1 - y * (x1 @ w))
+        loss = 0.5 * (w[:-1] ** 2).sum() + c * (weight * margin**2).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(objective)
+    return w.detach()
+
+
+def mine(
+    positives: torch.Tensor,
+    negatives: torch.Tensor,
+    c: float = 1e-3,
+    rounds: int = 3,
+    first: int = 5000,
+    cache_limit: int = 50000,
+    seed: int = 0,
+) -> tuple[torch.Tensor, dict[str, int]]:
+    """One class's SVM with hard-negative mining: trained on the positives and `first` random negatives, then
+    `rounds` times: every negative scoring above -1 joins the cache (the hardest `cache_limit`), cached ones below
+    -1.2 leave it, retrained. Stops early when no new hard negative is found. Returns (w, report)."""
+    generator = torch.Generator().manual_seed(seed)
+    cache = torch.randperm(len(negatives), generator=generator)[:first]
+    report = {"positives": len(positives), "negatives": len(negatives), "rounds": 0}
+    w = torch.zeros(positives.shape[1] + 1, dtype=torch.float64)
+    for step in range(rounds + 1):
+        x = torch.cat([positives, negatives[cache]])
+        y = torch.cat([torch.ones(len(positives)), -torch.ones(len(cache))])
+        w = train_svm(x, y, c)
+        if step == rounds:
+            break
+        margin = negatives.double() @ w[:-1] + w[-1]
+        cached = torch.zeros(len(negatives), dtype=torch.bool)
+        cached[cache] = True
+        new = torch.nonzero((margin > HARD) & ~cached).flatten()
+        report["rounds"] = step + 1
+        if not len(new):
+            break
+        kept = cache[margin[cache] >= EVICT]
+        cache = torch.cat([kept, new])
+        if len(cache) > cache_limit:
+            cache = cache[margin[cache].argsort(descending=True)[:cache_limit]]
+    margin = negatives.double() @ w[:-1] + w[-1]
+    report["cache"] = len(cache)
+    report["hard_left"] = int((margin > HARD).sum())
+    report["positives_missed"] = int(((positives.double() @ w[:-1] + w[-1]) < 0).sum())
+    return w.float(), report
+
+
+@torch.inference_mode()
+def collect(
+    ensemble: Any, data: VOCDetection, proposals: list[np.ndarray], images: list[int], progress: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pooled features of every image's ground-truth boxes, and of every proposal of the `images`, by the one
+    classifier of `ensemble` (a RegionEnsemble): (truth features (T, D), their classes (T,), proposal features
+    (P, D), each proposal's highest IoU with an object of each class (P, K))."""
+    classes = len(ensemble.classes)
+    chosen = set(images)
+    truths, labels, found, overlaps = [], [], [], []
+    for k in tqdm(range(len(data)), desc="svm features", unit="img", disable=not progress):
+        annotation = data.annotations[k]
+        boxes = np.asarray(proposals[k], np.float32).reshape(-1, 4) if k in chosen else np.zeros((0, 4), np.float32)
+        windows = np.concatenate([annotation.boxes.astype(np.float32), boxes])
+        if not len(windows):
+            continue
+        pooled = ensemble.features(image_tensor(data.image_path(k)), windows)[0]
+        n, kinds = len(annotation.boxes), torch.as_tensor(data.labels(k))
+        truths.append(pooled[:n])
+        labels.append(kinds)
+        if len(boxes):
+            found.append(pooled[n:])
+            best = torch.zeros(len(boxes), classes)
+            if n:
+                iou = box_iou(torch.as_tensor(boxes), torch.as_tensor(annotation.boxes, dtype=torch.float32))
+                for c in kinds.unique().tolist():
+                    best[:, c] = iou[:, kinds == c].max(dim=1).values
+            overlaps.append(best)
+    if not found:
+        raise ValueError("no proposals in the chosen images: nothing to mine negatives from")
+    return torch.cat(truths), torch.cat(labels), torch.cat(found), torch.cat(overlaps)
+
+
+def fit(
+    truths: torch.Tensor,
+    labels: torch.Tensor,
+    found: torch.Tensor,
+    overlaps: torch.Tensor,
+    c: float = 1e-3,
+    rounds: int = 3,
+    progress: bool = False,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every class's SVM (see `mine`) on features scaled to R-CNN's mean norm of 20; negatives for class k are
+    the proposals overlapping its objects by IoU < 0.3 (objects of other classes included). Returns
+    ({weight (K, D + 1), scale}, report)."""
+    scale = FEATURE_NORM / found.norm(dim=1).mean().clamp(min=1e-12)
+    truths, found = truths * scale, found * scale
+    classes = overlaps.shape[1]
+    weights = torch.zeros(classes, found.shape[1] + 1)
+    report: dict[str, Any] = {"c": c, "rounds": rounds, "classes": {}}
+    for k in tqdm(range(classes), desc="svms", disable=not progress):
+        positives = truths[labels == k]
+        if not len(positives):
+            weights[k, -1] = -10.0  # a class without objects here: margin -10 everywhere, never detected
+            continue
+        w, part = mine(positives, found[overlaps[:, k] < NEG_IOU], c, rounds, seed=k)
+        weights[k] = w
+        report["classes"][k] = part
+    return {"weight": weights, "scale": scale.reshape(1).float()}, report
+
+
+def fit_for(
+    checkpoint: str,
+    data: str,
+    split: str = "train",
+    proposals: str | None = None,
+    images: int = 400,
+    c: float = 1e-3,
+    rounds: int = 3,
+    limit: int = 0,
+    workers: int = 1,
+    cache: str | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """`googlenet detect fit-svm`: the region classifier `checkpoint`'s SVMs, fitted on a VOC-layout split
+    (positives: every image's objects; negatives: the proposals of `images` images drawn at random, 0 = all)
+    and written beside it. Returns the report."""
+    from googlenet.detect.detector import RegionEnsemble
+    from googlenet.detect.proposals import dataset_proposals, joined
+    from googlenet.detect.regions import region_head
+    from googlenet.evaluate.driver import resolve_device
+
+    if limit < 0 or images < 0 or c <= 0 or rounds < 0:
+        raise ValueError("--limit and --images must be >= 0, --c > 0 and --rounds >= 0")
+    ensemble = RegionEnsemble.load([checkpoint], resolve_device(device))
+    method = proposals or region_head(ensemble.models[0]).proposals
+    dataset = VOCDetection(data, split).limit(limit).matched_to(ensemble.classes)
+    boxes, _ = joined(dataset_proposals(dataset, method, cache, workers, None, progress))
+    count = len(dataset) if not images or images >= len(dataset) else images
+    chosen = sorted(np.random.default_rng(seed).permutation(len(dataset))[:count].tolist())
+    truths, labels, found, overlaps = collect(ensemble, dataset, boxes, chosen, progress)
+    svms, report = fit(truths, labels, found, overlaps, c, rounds, progress)
+    path = save(svms, svm_path(checkpoint), report)
+    per_class = report.pop("classes")
+    return {
+        **report,
+        "path": str(path),
+        "proposals": method,
+        "images": len(dataset),
+        "negative_images": count,
+        "positives": len(truths),
+        "proposal_windows": len(found),
+        "classes": {ensemble.classes[k]: part for k, part in per_class.items()},
+    }
+
+
+def save(svms: dict[str, torch.Tensor], path: str | os.PathLike, report: dict[str, Any]) -> Path:
+    path = Path(path)
+    tensors = {k: v.contiguous() for k, v in svms.items()}
+    save_file(tensors, str(path), metadata={"c": str(report["c"]), "rounds": str(report["rounds"])})
+    return path
+
+
+def load(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    found = load_file(str(path))
+    if set(found) != {"weight", "scale"}:
+        raise ValueError(f"{path} holds no region classifier SVMs (fit them with googlenet detect fit-svm)")
+    return found
