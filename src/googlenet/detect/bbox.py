@@ -15,16 +15,10 @@ from tqdm import tqdm
 
 from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor
-from googlenet.detect.regions import load_regions, region_head, warp_pixels
+from googlenet.detect.regions import fitted_path, load_regions, region_head, warp_pixels
 from googlenet.model import GoogLeNet
 
 LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
-
-
-def regression_path(checkpoint: str | os.PathLike) -> Path:
-    """Where the regressors of a region classifier's weights file live: beside it, `NAME.bbox.safetensors`."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.stem + ".bbox.safetensors")
 
 
 def encode(proposals: torch.Tensor, truths: torch.Tensor) -> torch.Tensor:
@@ -156,7 +150,7 @@ def fit_for(
     boxes, _ = joined(dataset_proposals(dataset, method, cache, workers, None, progress))
     x, y, classes = collect(model, dataset, boxes, iou, max_windows, progress=progress)
     weights, report = fit(x, y, classes, model.meta.num_classes - 1)
-    path = save(weights, regression_path(checkpoint), report)
+    path = save(weights, fitted_path(checkpoint, "bbox"), report)
     return {
         **report,
         "path": str(path),

@@ -20,14 +20,13 @@ from torchvision.ops import batched_nms, clip_boxes_to_image
 from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor, load_image
 from googlenet.detect.bbox import apply as apply_regression
-from googlenet.detect.bbox import decode, features, regression_path
+from googlenet.detect.bbox import decode, features
 from googlenet.detect.bbox import load as load_regression
 from googlenet.detect.evaluation import DetectionEvaluator
 from googlenet.detect.proposals import Proposer, joined, propose_sources, proposer_for
-from googlenet.detect.regions import load_regions, region_head, warp_pixels
+from googlenet.detect.regions import fitted_path, load_regions, region_head, warp_pixels
 from googlenet.detect.svm import load as load_svms
 from googlenet.detect.svm import scores as svm_scores
-from googlenet.detect.svm import svm_path
 from googlenet.evaluate.driver import inference_on_dataset, progress_bar, resolve_device
 from googlenet.model import GoogLeNet
 from googlenet.model.inference import optimize_for_inference
@@ -106,9 +105,9 @@ class RegionEnsemble:
         models = [load_regions(p) for p in paths]
         regressors = svms = None
         if bbox_regression:
-            regressors = [_beside(regression_path(p), "regressors", "fit-bbox", load_regression) for p in paths]
+            regressors = [_beside(fitted_path(p, "bbox"), "regressors", "fit-bbox", load_regression) for p in paths]
         if svm:
-            svms = [_beside(svm_path(p), "SVMs", "fit-svm", load_svms) for p in paths]
+            svms = [_beside(fitted_path(p, "svm"), "SVMs", "fit-svm", load_svms) for p in paths]
         return cls(models, device, regressors=regressors, optimize=optimize, svms=svms)
 
     def _windows(self, pixels: torch.Tensor, boxes: np.ndarray) -> Iterator[tuple[slice, torch.Tensor]]:

@@ -4,6 +4,7 @@ each proposal), and loading its .safetensors file."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +25,13 @@ def load_regions(path: str | os.PathLike) -> GoogLeNet:
     """A region classifier from its .safetensors file (as `googlenet detect train` writes it), without its
     auxiliary heads."""
     return load_model(path, task="regions", aux=False).eval()
+
+
+def fitted_path(checkpoint: str | os.PathLike, kind: str) -> Path:
+    """Where a fit command (fit-bbox: `bbox`, fit-svm: `svm`) writes what it fits for a region classifier's
+    weights file: beside it, `NAME.<kind>.safetensors`."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.{kind}.safetensors")
 
 
 def context_boxes(boxes: torch.Tensor, size: int, padding: int = 16) -> torch.Tensor:

@@ -16,16 +16,11 @@ from tqdm import tqdm
 
 from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor
+from googlenet.detect.regions import fitted_path
 
 FEATURE_NORM = 20.0  # R-CNN scales the features to this mean norm before the SVMs
 NEG_IOU = 0.3  # R-CNN: a proposal overlapping an object of the class by less is a negative for that class
 HARD, EVICT = -1.0, -1.2  # R-CNN: negatives scoring above HARD join the cache; those below EVICT leave it
-
-
-def svm_path(checkpoint: str | os.PathLike) -> Path:
-    """Where the SVMs of a region classifier's weights file live: beside it, `NAME.svm.safetensors`."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.stem + ".svm.safetensors")
 
 
 def scores(svms: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -192,7 +187,7 @@ def fit_for(
     chosen = sorted(np.random.default_rng(seed).permutation(len(dataset))[:count].tolist())
     truths, labels, found, overlaps = collect(ensemble, dataset, boxes, chosen, progress)
     svms, report = fit(truths, labels, found, overlaps, c, rounds, progress)
-    path = save(svms, svm_path(checkpoint), report)
+    path = save(svms, fitted_path(checkpoint, "svm"), report)
     per_class = report.pop("classes")
     return {
         **report,
