@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision import transforms as T
 
-from googlenet.data import Augmented, build_dataset, train_loader, train_transform
+from googlenet.data import Augmented, build_dataset, images, train_loader, train_transform
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -121,6 +121,7 @@ def main() -> None:
         "ratio": round(ours_rate / theirs_rate, 2),
         "rounds": {"ours": [round(r, 1) for r in ours_rates], "torchvision": [round(r, 1) for r in theirs_rates]},
         "device_part_ms_per_image": device_ms,
+        "region_decode": images._jpeg is not None,  # googlenet.data._jpeg built: crops decoded alone
         "cpu": platform.processor() or platform.machine(),
     }
     if not args.json:

@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
-from googlenet.data import Augmented, SkipUnreadable, build_dataset, train_transform
-from googlenet.data.images import EncodedImage, decode_scaled, read_encoded
+from googlenet.data import Augmented, SkipUnreadable, build_dataset, images, train_transform
+from googlenet.data.images import EncodedImage, decode_crop, decode_scaled, jpeg_size, read_encoded
 from googlenet.data.loaders import EpochSampler
 from googlenet.data.transforms import EIGVAL, EIGVEC, PAPER_INTERPOLATIONS, Draw, dct_reduction
 
@@ -147,8 +147,10 @@ def test_jpegs_decode_at_the_scale_the_crop_needs(monkeypatch):
     assert decode_scaled(encoded, 4).shape == (300, 400, 3)
     aug = train_transform(224, MEAN, STD)
     scales = []
-    real = decode_scaled
-    monkeypatch.setattr("googlenet.data.transforms.decode_scaled", lambda image, r: scales.append(r) or real(image, r))
+    real = decode_crop
+    monkeypatch.setattr(
+        "googlenet.data.transforms.decode_crop", lambda image, h, r, box: scales.append(r) or real(image, h, r, box)
+    )
     for interpolation in PAPER_INTERPOLATIONS:
         draw = Draw(0, 0, 1200, 1600, interpolation, False, (0, 1, 2), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
         monkeypatch.setattr(aug, "draw", lambda w, h, d=draw: d)
@@ -159,6 +161,88 @@ def test_jpegs_decode_at_the_scale_the_crop_needs(monkeypatch):
         else:
             assert torch.equal(reduced, full)  # decoded in full: OpenCV's libjpeg-turbo decodes as Pillow's does
     assert scales == [4, 1, 1, 4]  # area and nearest see the full-size pixels
+
+
+def _saved(image: Image.Image, **options) -> EncodedImage:
+    out = io.BytesIO()
+    image.save(out, "JPEG", **options)
+    return EncodedImage("x.jpg", out.getvalue())
+
+
+def test_the_region_decoder_is_built_where_libjpeg_is():
+    """setup.py builds it wherever a compiler and libjpeg's headers are (as on the machines the suite runs on); the
+    pipeline then decodes crops alone. Elsewhere it is optional and this says why it is skipped."""
+    import shutil
+    import sysconfig
+    from pathlib import Path
+
+    headers = [Path(d) / "jpeglib.h" for d in ("/usr/include", "/usr/local/include", sysconfig.get_paths()["include"])]
+    if not shutil.which("cc") or not any(h.exists() for h in headers):
+        pytest.skip("no C compiler or jpeglib.h here: googlenet.data._jpeg is not built, whole images are decoded")
+    assert images._jpeg is not None, "googlenet.data._jpeg was not built: reinstall with pip install -e ."
+
+
+@pytest.mark.skipif(images._jpeg is None, reason="googlenet.data._jpeg is not built (no compiler or libjpeg headers)")
+def test_a_region_decode_equals_the_whole_decodes_crop():
+    """Only the crop's rows and columns are decoded, and nothing below it, yet the pixels are those of the crop cut
+    from the whole image as OpenCV decodes it, at every DCT scale, for 4:2:0, 4:4:4, progressive and gray JPEGs
+    and for crops at the image's edges, of one pixel, and of all of it."""
+    rng = np.random.default_rng(0)
+    photo = _photo(333, 250, seed=4)
+    files = [
+        _saved(photo, quality=90),
+        _saved(photo, quality=95, subsampling=0),
+        _saved(photo, quality=85, progressive=True),
+        _saved(photo.convert("L"), quality=90),
+    ]
+    calls = []
+    real = images._jpeg.decode_region
+    for image in files:
+        header = jpeg_size(image)
+        assert header == (333, 250, True)
+        for reduction in (1, 2, 4, 8):
+            whole = decode_scaled(image, reduction)
+            assert whole.shape[:2] == (-(-250 // reduction), -(-333 // reduction))
+            boxes = [(0, 0, 250, 333), (249, 332, 1, 1), (0, 300, 250, 33), (100, 0, 150, 17)]
+            for _ in range(12):
+                height, width = int(rng.integers(1, 251)), int(rng.integers(1, 334))
+                boxes.append((int(rng.integers(0, 251 - height)), int(rng.integers(0, 334 - width)), height, width))
+            for box in boxes:
+                scale_y, scale_x = whole.shape[0] / 250, whole.shape[1] / 333
+                top, left = round(box[0] * scale_y), round(box[1] * scale_x)
+                bottom = max(round((box[0] + box[2]) * scale_y), top + 1)
+                right = max(round((box[1] + box[3]) * scale_x), left + 1)
+                images._jpeg.decode_region = lambda *a: calls.append(a) or real(*a)
+                try:
+                    got = decode_crop(image, header, reduction, box)
+                finally:
+                    images._jpeg.decode_region = real
+                np.testing.assert_array_equal(got, whole[top:bottom, left:right], err_msg=f"{box} at 1/{reduction}")
+    assert len(calls) == 4 * 4 * 16  # every one decoded as a region
+
+
+@pytest.mark.skipif(images._jpeg is None, reason="googlenet.data._jpeg is not built (no compiler or libjpeg headers)")
+def test_what_a_region_decode_cannot_take_is_decoded_whole():
+    """A file turned by EXIF orientation, one cut short, one with bytes after its end, and a CMYK one are decoded
+    whole (OpenCV, Pillow) as before: upright, found damaged, or converted, as without the region decoder."""
+    photo = _photo(120, 80, seed=5)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored on its side: upright it is 80 wide, 120 high
+    turned = _saved(photo, exif=exif.tobytes())
+    header = jpeg_size(turned)
+    assert header == (80, 120, False)
+    crop = decode_crop(turned, header, 1, (10, 20, 30, 40))
+    np.testing.assert_array_equal(crop, decode_scaled(turned, 1)[10:40, 20:60])
+    plain = _saved(photo)
+    cut = EncodedImage("cut.jpg", plain.data[: len(plain.data) // 2])
+    assert jpeg_size(cut) == (120, 80, False)
+    with pytest.raises(images.UnreadableImage, match=r"cut\.jpg"):
+        decode_crop(cut, jpeg_size(cut), 1, (0, 0, 10, 10))  # the top rows are there, but the file is damaged
+    assert jpeg_size(EncodedImage("tail.jpg", plain.data + b"extra"))[2] is False
+    cmyk = _saved(photo.convert("CMYK"))
+    header = jpeg_size(cmyk)
+    assert header == (120, 80, False)
+    assert decode_crop(cmyk, header, 1, (0, 0, 80, 120)).shape == (80, 120, 3)
 
 
 def test_reproducible_per_sample_with_any_workers(tmp_path):

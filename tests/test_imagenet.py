@@ -135,6 +135,29 @@ def test_train_runs_on_imagenet_as_distributed(tmp_path, monkeypatch, layout, ca
     assert model.meta.class_ids == SORTED and model.meta.class_names == ["tench", "goldfish", "brambling"]
 
 
+def test_resume_on_imagenet_jpegs_ends_with_the_same_weights(tmp_path, monkeypatch):
+    """Exact resume with the JPEG pipeline (crops decoded alone by the region decoder): stopped after 3 of 4 steps and
+    resumed, a run ends with the uninterrupted run's weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    from googlenet.data import images
+
+    _kaggle(tmp_path / "imagenet", monkeypatch)
+    calls = []
+    if images._jpeg is not None:  # counted in this process (workers=0 here) that crops are decoded alone
+        real = images._jpeg.decode_region
+        monkeypatch.setattr(images._jpeg, "decode_region", lambda *a: calls.append(a) or real(*a))
+    args = ["train", "--config", "smoke", "--data.dataset", "imagenet", "--data.root", str(tmp_path / "imagenet")]
+    args += ["--data.val_subset", "0", "--run.checkpoint_every", "2", "--data.workers", "0"]
+    assert main([*args, "--run.out", str(tmp_path / "full")]) == 0
+    assert main([*args, "--run.out", str(tmp_path / "cut"), "--run.max_steps", "3"]) == 0
+    assert main([*args, "--run.out", str(tmp_path / "cut"), "--resume"]) == 0
+    full, cut = (load_file(tmp_path / run / "model.safetensors") for run in ("full", "cut"))
+    assert full.keys() == cut.keys() and all(torch.equal(full[k], cut[k]) for k in full)
+    assert images._jpeg is None or len(calls) >= 2 * 3 * PER_CLASS
+
+
 def test_no_imagenet_or_a_damaged_archive_is_one_line(tmp_path, monkeypatch, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no ILSVRC-2012"):

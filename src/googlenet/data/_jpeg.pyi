@@ -1,0 +1,6 @@
+"""Region decoding of JPEGs with libjpeg-turbo (the C module _jpeg.c, built by setup.py where it can be)."""
+
+Buffer = bytes | bytearray | memoryview
+
+def header(data: Buffer, /) -> tuple[int, int, int]: ...
+def decode_region(data: Buffer, reduction: int, top: int, left: int, bottom: int, right: int, /) -> bytearray: ...
