@@ -50,9 +50,25 @@ def _agent(data_root, out, torchrun_args, log: Path, **extra) -> subprocess.Pope
         )
 
 
-def _nodes(port: int, nnodes: str, *more: str) -> list[str]:
+def _nodes(port: int, nnodes: str, node: int, *more: str, conf: str = "") -> list[str]:
+    """torchrun's arguments for `node` of a c10d rendezvous on this host: node 0 hosts the store, as `is_host` says
+    (left to torchrun, two agents on one host race for it)."""
     endpoint = ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=elastic-test"]
-    return [f"--nnodes={nnodes}", "--nproc-per-node=1", *endpoint, *more]
+    settings = ",".join(filter(None, [f"is_host={int(node == 0)}", conf]))
+    return [f"--nnodes={nnodes}", "--nproc-per-node=1", *endpoint, f"--rdzv-conf={settings}", *more]
+
+
+def _start_nodes(data_root, out, port: int, nnodes: str, logs: list[Path], *more: str, conf: str = "", **extra):
+    """Two agents, the second started once the first's rendezvous store takes connections."""
+    first = _agent(data_root, out, _nodes(port, nnodes, 0, *more, conf=conf), logs[0], **extra)
+    deadline = time.monotonic() + 60
+    while first.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return [first, _agent(data_root, out, _nodes(port, nnodes, 1, *more, conf=conf), logs[1], **extra)]
 
 
 def _finish(process: subprocess.Popen, log: Path, timeout: float = 150) -> None:
@@ -72,15 +88,16 @@ def _weights(out: Path) -> dict:
     return torch.load(out / "checkpoint.pt", weights_only=True)["model"]
 
 
-def _wait_for(out: Path, step: int, processes: list[subprocess.Popen], timeout: float = 120) -> None:
-    """Until metrics.jsonl logs `step` and a checkpoint is on disk."""
+def _wait_for(out: Path, step: int, processes: list[subprocess.Popen], logs: list[Path], timeout: float = 120) -> None:
+    """Until metrics.jsonl logs `step` and a checkpoint is on disk; else fails with the agents' logs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and all(p.poll() is None for p in processes):
         metrics = out / "metrics.jsonl"
         if (out / "checkpoint.pt").exists() and metrics.exists() and f'"step": {step},' in metrics.read_text():
             return
         time.sleep(0.02)
-    raise AssertionError(f"step {step} was not reached")
+    ended = [f"{log.name} (exit {p.poll()}):\n{log.read_text()[-3000:]}" for p, log in zip(processes, logs, strict=True)]
+    raise AssertionError(f"step {step} was not reached\n" + "\n".join(ended))
 
 
 def _workers(agent: subprocess.Popen) -> list[int]:
@@ -108,10 +125,7 @@ def data(tmp_path_factory):
 def test_elastic_two_nodes_on_one_host_train_like_one_process(data, tmp_path):
     port, out = _port(), tmp_path / "two-nodes"
     logs = [tmp_path / "node0.log", tmp_path / "node1.log"]
-    agents = []
-    for log in logs:
-        agents.append(_agent(data, out, _nodes(port, "2"), log))
-        time.sleep(0.5)  # the first agent hosts the rendezvous store
+    agents = _start_nodes(data, out, port, "2", logs)
     for agent, log in zip(agents, logs, strict=True):
         _finish(agent, log)
     one, _, one_weights = _torchrun(1, data, tmp_path / "one")
@@ -125,7 +139,7 @@ def test_elastic_restart_after_a_killed_worker_resumes_by_itself(data, tmp_path)
     checkpoint by itself and ends where an uninterrupted two-process run ends."""
     out, log = tmp_path / "restarted", tmp_path / "restarted.log"
     agent = _agent(data, out, ["--standalone", "--nproc-per-node=2", "--max-restarts=1"], log, **LONG)
-    _wait_for(out, 7, [agent])
+    _wait_for(out, 7, [agent], [log])
     workers = _workers(agent)
     assert len(workers) == 2
     os.kill(max(workers), signal.SIGKILL)
@@ -147,12 +161,9 @@ def test_elastic_run_that_loses_a_node_finishes_on_the_other(data, tmp_path):
     global batches (one process throughout)."""
     port, out = _port(), tmp_path / "elastic"
     logs = [tmp_path / "node0.log", tmp_path / "node1.log"]
-    conf = "--rdzv-conf=last_call_timeout=1,join_timeout=60"
-    agents = []
-    for log in logs:
-        agents.append(_agent(data, out, _nodes(port, "1:2", "--max-restarts=2", conf), log, **LONG))
-        time.sleep(0.5)
-    _wait_for(out, 5, agents)
+    conf = "last_call_timeout=3,join_timeout=60"  # both join the first round; after the loss, 3 s alone
+    agents = _start_nodes(data, out, port, "1:2", logs, "--max-restarts=2", conf=conf, **LONG)
+    _wait_for(out, 5, agents, logs)
     workers = _workers(agents[1])  # torchrun starts its workers in sessions of their own
     assert len(workers) == 1
     os.killpg(agents[1].pid, signal.SIGKILL)  # the node that does not host the rendezvous: agent and worker

@@ -343,13 +343,16 @@ def test_compiled_training_gives_eagers_losses(fmnist, tmp_path, monkeypatch):
 
 
 def test_the_step_benchmark_runs_on_the_cpu():
+    """Eager only: the compiled step is test_compiled_training_gives_eagers_losses's (compiling again here would
+    cost the suite another ~2 minutes)."""
+    benchmark = [str(ROOT / "benchmarks" / "train_step.py"), "--device", "cpu", "--quick", "--no-compile", "--json"]
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "train_step.py"), "--device", "cpu", "--quick", "--json"],
+        [sys.executable, *benchmark],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [r["setting"] for r in lines] == ["step eager", "step compiled", "loader + step"]
+    assert [r["setting"] for r in lines] == ["step eager", "loader + step"]
     assert all(r["batch"] == 8 and r["images_per_s"] > 0 for r in lines)
