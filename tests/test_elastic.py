@@ -96,7 +96,9 @@ def _wait_for(out: Path, step: int, processes: list[subprocess.Popen], logs: lis
         if (out / "checkpoint.pt").exists() and metrics.exists() and f'"step": {step},' in metrics.read_text():
             return
         time.sleep(0.02)
-    ended = [f"{log.name} (exit {p.poll()}):\n{log.read_text()[-3000:]}" for p, log in zip(processes, logs, strict=True)]
+    ended = [
+        f"{log.name} (exit {p.poll()}):\n{log.read_text()[-3000:]}" for p, log in zip(processes, logs, strict=True)
+    ]
     raise AssertionError(f"step {step} was not reached\n" + "\n".join(ended))
 
 
