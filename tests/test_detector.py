@@ -237,6 +237,11 @@ def test_svm_separates_and_hard_negative_mining_finds_the_negatives_near_the_bou
     margin = negatives @ w[:-1] + w[-1]
     assert report["rounds"] >= 1 and report["positives_missed"] == 0
     assert (margin[-100:] < 0).all() and (margin[:-100] < svm.EVICT).all()  # every negative on its side
+    # the negatives as rows of a larger table (fit's per-class selection, read in place) give the same SVM
+    table = torch.cat([positives, negatives])
+    rows = torch.arange(len(positives), len(table))
+    in_place, same = svm.mine(positives, table, c=1.0, rounds=3, first=50, rows=rows)
+    assert torch.equal(in_place, w) and same == report
     only_first, _ = svm.mine(positives, negatives, c=1.0, rounds=0, first=50)
     assert ((negatives @ only_first[:-1] + only_first[-1])[-100:] >= 0).any()  # without mining some hard ones pass
     # scores(): the fitted scale and bias applied to every class at once

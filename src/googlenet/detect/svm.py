@@ -21,6 +21,7 @@ from googlenet.detect.regions import fitted_path
 FEATURE_NORM = 20.0  # R-CNN scales the features to this mean norm before the SVMs
 NEG_IOU = 0.3  # R-CNN: a proposal overlapping an object of the class by less is a negative for that class
 HARD, EVICT = -1.0, -1.2  # R-CNN: negatives scoring above HARD join the cache; those below EVICT leave it
+CHUNK = 65536  # rows of features scored at once in float64 (the features themselves are never copied whole)
 
 
 def scores(svms: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -53,6 +54,13 @@ def train_svm(
     return w.detach()
 
 
+def margins(x: torch.Tensor, w: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """The SVM margins w . [x_i 1] in float64 of the rows `rows` of x (all rows when None), CHUNK at a time."""
+    count = len(x) if rows is None else len(rows)
+    parts = [x[i : i + CHUNK] if rows is None else x[rows[i : i + CHUNK]] for i in range(0, count, CHUNK)]
+    return torch.cat([part.double() @ w[:-1] + w[-1] for part in parts] or [torch.zeros(0, dtype=torch.float64)])
+
+
 def mine(
     positives: torch.Tensor,
     negatives: torch.Tensor,
@@ -61,22 +69,26 @@ def mine(
     first: int = 5000,
     cache_limit: int = 50000,
     seed: int = 0,
+    rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, int]]:
     """One class's SVM with hard-negative mining: trained on the positives and `first` random negatives, then
     `rounds` times: every negative scoring above -1 joins the cache (the hardest `cache_limit`), cached ones below
-    -1.2 leave it, retrained. Stops early when no new hard negative is found. Returns (w, report)."""
+    -1.2 leave it, retrained. Stops early when no new hard negative is found. The negatives are the rows `rows` of
+    `negatives` (all when None), read in place. Returns (w, report)."""
     generator = torch.Generator().manual_seed(seed)
-    cache = torch.randperm(len(negatives), generator=generator)[:first]
-    report = {"positives": len(positives), "negatives": len(negatives), "rounds": 0}
+    count = len(negatives) if rows is None else len(rows)
+    pool = torch.arange(count) if rows is None else rows  # cache positions -> rows of `negatives`
+    cache = torch.randperm(count, generator=generator)[:first]
+    report = {"positives": len(positives), "negatives": count, "rounds": 0}
     w = torch.zeros(positives.shape[1] + 1, dtype=torch.float64)
     for step in range(rounds + 1):
-        x = torch.cat([positives, negatives[cache]])
+        x = torch.cat([positives, negatives[pool[cache]]])
         y = torch.cat([torch.ones(len(positives)), -torch.ones(len(cache))])
         w = train_svm(x, y, c)
         if step == rounds:
             break
-        margin = negatives.double() @ w[:-1] + w[-1]
-        cached = torch.zeros(len(negatives), dtype=torch.bool)
+        margin = margins(negatives, w, rows)
+        cached = torch.zeros(count, dtype=torch.bool)
         cached[cache] = True
         new = torch.nonzero((margin > HARD) & ~cached).flatten()
         report["rounds"] = step + 1
@@ -86,10 +98,9 @@ def mine(
         cache = torch.cat([kept, new])
         if len(cache) > cache_limit:
             cache = cache[margin[cache].argsort(descending=True)[:cache_limit]]
-    margin = negatives.double() @ w[:-1] + w[-1]
     report["cache"] = len(cache)
-    report["hard_left"] = int((margin > HARD).sum())
-    report["positives_missed"] = int(((positives.double() @ w[:-1] + w[-1]) < 0).sum())
+    report["hard_left"] = int((margins(negatives, w, rows) > HARD).sum())
+    report["positives_missed"] = int((margins(positives, w) < 0).sum())
     return w.float(), report
 
 
@@ -148,7 +159,8 @@ def fit(
         if not len(positives):
             weights[k, -1] = -10.0  # a class without objects here: margin -10 everywhere, never detected
             continue
-        w, part = mine(positives, found[overlaps[:, k] < NEG_IOU], c, rounds, seed=k)
+        negatives = torch.nonzero(overlaps[:, k] < NEG_IOU).flatten()
+        w, part = mine(positives, found, c, rounds, seed=k, rows=negatives)
         weights[k] = w
         report["classes"][k] = part
     return {"weight": weights, "scale": scale.reshape(1).float()}, report
