@@ -119,6 +119,17 @@ def test_ensemble_averages_the_softmax(tmp_path):
     each = [RegionEnsemble([m]).probs(pixels, boxes) for m in models]
     assert torch.allclose(both, (each[0] + each[1]) / 2, atol=1e-6)
     assert torch.allclose(both.sum(dim=1), torch.ones(2))
+    # --flip: each window's scores averaged with its mirror image's, i.e. with the mirrored box's in the mirrored
+    # image (roi_align samples mirrored points; the bound is float32 rounding of the sampling coordinates). The
+    # head is scaled up so that the fresh network's scores are not all near 1/3.
+    with torch.no_grad():
+        models[0].linear.weight *= 100
+    mirrored = np.stack([80 - boxes[:, 2], boxes[:, 1], 80 - boxes[:, 0], boxes[:, 3]], axis=1)
+    plain, flipped = RegionEnsemble(models[:1]), RegionEnsemble(models[:1], flip=True)
+    as_is, mirror = plain.probs(pixels, boxes), plain.probs(pixels.flip(-1), mirrored)
+    assert (as_is - mirror).abs().max() > 1e-3  # the mirror is scored differently: the average is not a no-op
+    assert torch.allclose(flipped.probs(pixels, boxes), (as_is + mirror) / 2, atol=1e-5)
+    assert torch.allclose(flipped.probs(pixels, boxes), flipped.probs(pixels.flip(-1), mirrored), atol=1e-5)
 
 
 def test_detect_train_evaluate_predict(fmnist, tmp_path, capsys):

@@ -102,6 +102,12 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
         help="score windows by R-CNN's per-class linear SVMs on the classifier's features instead of its softmax "
         "(fit them first with `googlenet detect fit-svm`)",
     )
+    p.add_argument(
+        "--flip",
+        action="store_true",
+        help="score each window and its mirror image and average the two (the paper's mirrored test crops, "
+        "section 7; twice the classification time)",
+    )
     add_device_option(p, "device (default: auto)")
     add_no_optimize_option(p)
 
@@ -117,6 +123,7 @@ def detector_options(a: argparse.Namespace) -> dict[str, Any]:
         max_detections=a.max_detections,
         bbox_regression=a.bbox_regression,
         svm=a.svm,
+        flip=a.flip,
         device=a.device,
         optimize=not a.no_optimize,
     )

@@ -66,6 +66,7 @@ class RegionEnsemble:
         regressors: list[torch.Tensor] | None = None,
         optimize: bool = True,
         svms: list[dict[str, torch.Tensor]] | None = None,
+        flip: bool = False,
     ) -> None:
         if not models:
             raise ValueError("at least one region classifier is needed")
@@ -83,7 +84,7 @@ class RegionEnsemble:
         prepared = [optimize_for_inference(m) if optimize else m.to(memory_format=torch.channels_last) for m in models]
         self.models = [m.eval().to(device) for m in prepared]
         self.meta, self.device, self.batch, self.regressors = first, torch.device(device), batch, regressors
-        self.svms = svms
+        self.svms, self.flip = svms, flip
         self.context = region_head(models[0]).context
         if not first.class_names:
             raise ValueError("a region classifier's record must name its classes (background first)")
@@ -99,16 +100,17 @@ class RegionEnsemble:
         bbox_regression: bool = False,
         optimize: bool = True,
         svm: bool = False,
+        flip: bool = False,
     ) -> RegionEnsemble:
         """The region classifiers in `paths`, with their regressors (written by fit-bbox beside them) when
-        `bbox_regression` and their SVMs (fit-svm) when `svm`."""
+        `bbox_regression` and their SVMs (fit-svm) when `svm`; `flip` scores each window and its mirror."""
         models = [load_regions(p) for p in paths]
         regressors = svms = None
         if bbox_regression:
             regressors = [_beside(fitted_path(p, "bbox"), "regressors", "fit-bbox", load_regression) for p in paths]
         if svm:
             svms = [_beside(fitted_path(p, "svm"), "SVMs", "fit-svm", load_svms) for p in paths]
-        return cls(models, device, regressors=regressors, optimize=optimize, svms=svms)
+        return cls(models, device, regressors=regressors, optimize=optimize, svms=svms, flip=flip)
 
     def _windows(self, pixels: torch.Tensor, boxes: np.ndarray) -> Iterator[tuple[slice, torch.Tensor]]:
         """The boxes' normalised windows on the device, `batch` at a time, with their place among the boxes."""
@@ -132,23 +134,31 @@ class RegionEnsemble:
     @torch.inference_mode()
     def score(self, pixels: torch.Tensor, boxes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Softmax (N, K + 1) of every box of one image in [0, 1] (3, H, W), averaged over the models (with SVMs,
-        the object columns 1 ... K are the SVMs' margins through a sigmoid instead), and with bounding-box
-        regression their mean offsets (N, K, 4) per object class, else None."""
+        the object columns 1 ... K are the SVMs' margins through a sigmoid instead; with `flip` the mean of the
+        window's and its mirror's), and with bounding-box regression their mean offsets (N, K, 4) per object class
+        (of the windows as they are), else None."""
         m = self.meta
         total = torch.zeros(len(boxes), m.num_classes)
         deltas = torch.zeros(len(boxes), m.num_classes - 1, 4) if self.regressors is not None else None
         for where, windows in self._windows(pixels, boxes):
             for k, model in enumerate(self.models):
                 pooled = features(model, windows)
-                part = model.linear(pooled).float().softmax(dim=1).cpu()
-                if self.svms is not None:
-                    part[:, 1:] = svm_scores(self.svms[k], pooled.cpu()).sigmoid()
+                part = self._scores(k, pooled)
+                if self.flip:  # the paper's mirrored crops (section 7): the window's mirror image scored too
+                    part = (part + self._scores(k, features(model, windows.flip(-1)))) / 2
                 total[where] += part
                 if deltas is not None and self.regressors is not None:
                     deltas[where] += apply_regression(self.regressors[k], pooled.cpu())
         if deltas is not None:
             deltas /= len(self.models)
         return total / len(self.models), deltas
+
+    def _scores(self, k: int, pooled: torch.Tensor) -> torch.Tensor:
+        """Model k's scores (N, K + 1) of pooled features: its softmax, or its SVMs' margins through a sigmoid."""
+        part = self.models[k].linear(pooled).float().softmax(dim=1).cpu()
+        if self.svms is not None:
+            part[:, 1:] = svm_scores(self.svms[k], pooled.cpu()).sigmoid()
+        return part
 
     def probs(self, pixels: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
         return self.score(pixels, boxes)[0]
@@ -215,13 +225,14 @@ class Detector:
         device: str = "auto",
         optimize: bool = True,
         svm: bool = False,
+        flip: bool = False,
     ) -> Detector:
         """The detector of region classifier(s) `checkpoints` with `proposals` (default: the paper's with a
         `multibox` model, else ss2x); its proposal method is `detector.method`."""
         if not 0 < nms <= 1 or max_detections < 1:
             raise ValueError("--nms must be in (0, 1] and --max-detections >= 1")
         method = proposals or ("paper" if multibox else "ss2x")
-        ensemble = RegionEnsemble.load(checkpoints, resolve_device(device), bbox_regression, optimize, svm)
+        ensemble = RegionEnsemble.load(checkpoints, resolve_device(device), bbox_regression, optimize, svm, flip)
         return cls(ensemble, proposer_for(method, multibox, tiles), nms, max_detections, method)
 
     @property
@@ -330,6 +341,7 @@ def evaluate_detector(
         "models": len(found_by.ensemble.models),
         "bbox_regression": found_by.ensemble.regressors is not None,
         "svm": found_by.ensemble.svms is not None,
+        "flip": found_by.ensemble.flip,
         "seconds_per_image": (sum(seconds) + sum(classify)) / images,
         "classify_seconds_per_image": sum(classify) / images,
         "proposal_seconds_per_image": sum(seconds) / images,
