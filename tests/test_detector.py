@@ -6,12 +6,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms import v2
 
 from googlenet.cli import main
 from googlenet.data.detection import VOCDetection
+from googlenet.data.images import image_tensor
 from googlenet.detect.classifier import BalancedSampler, Windows
 from googlenet.detect.detector import RegionEnsemble, evaluate_detector, select
-from googlenet.detect.regions import warp_pixels
+from googlenet.detect.regions import sampled_part, warp_pixels, warp_regions
 from googlenet.model import RegionHead, build_model
 
 
@@ -104,6 +106,35 @@ def test_windows_labels_and_warps(fmnist, tmp_path):
     # A box at the corner is padded with the mean pixel outside the image.
     corner = warp_pixels(torch.zeros(3, 50, 50), torch.tensor([[0.0, 0.0, 20.0, 20.0]]), 32, 8, (0.5, 0.25, 0.75))
     assert torch.allclose(corner[0, :, 0, 0], torch.tensor([0.5, 0.25, 0.75]))
+    # A window read from its image's decoded pixels, kept after the first read, is the warp of the whole image.
+    whole = image_tensor(data.image_path(0))
+    assert windows.image(0).dtype == torch.uint8 and windows.image(0) is windows.image(0)
+    assert torch.equal(windows[0][0], warp_pixels(whole, torch.as_tensor(truths[:1]), 32, 4, (0.5, 0.5, 0.5))[0])
+
+
+def test_warp_reads_only_the_part_the_boxes_sample():
+    # warp_pixels converts and warps only the part of the image that roi_align samples for the boxes: the same
+    # pixels as warping the whole image (`warp_regions`), boxes at the borders, inside, outside and tiny included.
+    # The part's boxes are moved by an integer corner, exact in float32, but the grown boxes' centres are
+    # rounded once more: sampling points move by a few float32 ulps of coordinates under 200 px (< 1e-4 px), and
+    # a bilinear sample of values in [0, 1] moves by at most that much.
+    torch.manual_seed(0)
+    image = torch.randint(0, 256, (3, 150, 200), dtype=torch.uint8)
+    pixels = v2.functional.to_dtype(image, torch.float32, scale=True)
+    mean = (0.4, 0.5, 0.6)
+    shift = torch.tensor(mean)[:, None, None]
+    corners = torch.rand(40, 2) * torch.tensor([230.0, 180.0]) - 15
+    sizes = torch.rand(40, 2) * 60 + 0.5
+    fixed = torch.tensor([[0.0, 0.0, 200.0, 150.0], [150.0, 100.0, 199.0, 149.0]])  # the whole, a corner
+    boxes = torch.cat([fixed, torch.cat([corners, corners + sizes], 1)])
+    for size, context in ((32, 4), (48, 3), (64, 0)):
+        for box in boxes:
+            whole = (warp_regions(pixels - shift, box[None], size, context) + shift).clamp(0, 1)
+            rows, cols = sampled_part(box[None], size, context, 150, 200)
+            assert (rows.stop - rows.start) * (cols.stop - cols.start) <= 150 * 200
+            for source in (image, pixels):
+                assert torch.allclose(warp_pixels(source, box[None], size, context, mean), whole, atol=1e-4, rtol=0)
+    assert sampled_part(boxes[2:3], 48, 3, 150, 200) != (slice(0, 150), slice(0, 200))  # a part, not the whole
 
 
 def test_ensemble_averages_the_softmax(tmp_path):

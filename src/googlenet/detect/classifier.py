@@ -15,7 +15,7 @@ from torch.utils.data import Dataset, Sampler
 from torchvision.transforms import v2
 
 from googlenet.data.detection import VOCDetection
-from googlenet.data.images import image_tensor
+from googlenet.data.images import load_image
 from googlenet.detect.regions import label_windows, warp_pixels
 from googlenet.model import ModelMeta
 from googlenet.model.weights import RegionHead
@@ -29,7 +29,8 @@ BACKGROUND = "background"
 
 class Windows(Dataset):
     """Every proposal window of a VOC-layout dataset, plus its ground-truth boxes, with R-CNN's labels
-    (0 = background, 1 ... K = the classes); item k is (warped window in [0, 1] (3, S, S), label)."""
+    (0 = background, 1 ... K = the classes); item k is (warped window in [0, 1] (3, S, S), label). Each process
+    keeps the images it decodes, up to `cache_bytes`, and converts only the part a window reads."""
 
     def __init__(
         self,
@@ -39,6 +40,7 @@ class Windows(Dataset):
         context: int,
         mean: tuple[float, ...],
         fg_iou: float = 0.5,
+        cache_bytes: int = 2 << 30,
     ) -> None:
         self.data, self.size, self.context, self.mean = data, size, context, tuple(mean)
         images, boxes, labels = [], [], []
@@ -52,12 +54,25 @@ class Windows(Dataset):
         self.boxes = np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, 4), np.float32)
         self.labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
         self.classes = [BACKGROUND, *data.classes]
+        self.cache_bytes = cache_bytes
+        self._decoded: dict[int, torch.Tensor] = {}  # this process's decoded images (uint8), up to cache_bytes
+        self._held = 0
+
+    def image(self, k: int) -> torch.Tensor:
+        """Image k decoded, as uint8 (3, H, W): kept in this process while the cache has room, since an epoch
+        reads each training image for every one of its hundreds of windows."""
+        pixels = self._decoded.get(k)
+        if pixels is None:
+            pixels = v2.functional.pil_to_tensor(load_image(self.data.image_path(k)))
+            if self._held + pixels.numel() <= self.cache_bytes:
+                self._decoded[k], self._held = pixels, self._held + pixels.numel()
+        return pixels
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        pixels = image_tensor(self.data.image_path(int(self.images[index])))
+        pixels = self.image(int(self.images[index]))
         box = torch.from_numpy(self.boxes[index : index + 1])
         return warp_pixels(pixels, box, self.size, self.context, self.mean)[0], int(self.labels[index])
 

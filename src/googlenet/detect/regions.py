@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torchvision.ops import box_iou, roi_align
+from torchvision.transforms import v2
 
 from googlenet.model import GoogLeNet, RegionHead, load_model
 
@@ -70,9 +71,31 @@ def label_windows(
     return labels
 
 
+def sampled_part(boxes: torch.Tensor, size: int, context: int, height: int, width: int) -> tuple[slice, slice]:
+    """The rows and columns of a (height, width) image that `warp_regions` of `boxes` reads: the grown boxes' extent
+    with the bilinear neighbours (roi_align's aligned samples lie in [x1 - 0.5, x2 - 0.5]) and a pixel to spare.
+    Warping the part, with the boxes moved by its corner, reads the same pixels as warping the whole image."""
+    if len(boxes) == 0:
+        return slice(0, height), slice(0, width)
+    grown = context_boxes(boxes.float(), size, context)
+    low = (grown[:, :2].min(dim=0).values - 0.5).floor() - 1
+    high = (grown[:, 2:].max(dim=0).values - 0.5).floor() + 3
+    (x0, y0), (x1, y1) = low.long().tolist(), high.long().tolist()
+    x0, y0 = min(max(x0, 0), width - 1), min(max(y0, 0), height - 1)
+    x1, y1 = min(max(x1, x0 + 1), width), min(max(y1, y0 + 1), height)
+    return slice(y0, y1), slice(x0, x1)
+
+
 def warp_pixels(
     pixels: torch.Tensor, boxes: torch.Tensor, size: int, context: int, mean: tuple[float, ...]
 ) -> torch.Tensor:
-    """`warp_regions` of an image in [0, 1]: the regions in [0, 1], their outside filled with the mean pixel."""
-    shift = torch.as_tensor(mean, dtype=pixels.dtype)[:, None, None]
-    return (warp_regions(pixels - shift, boxes, size, context) + shift).clamp(0, 1)
+    """`warp_regions` of an image in [0, 1] (float, or uint8 in 0 ... 255): the regions in [0, 1], their outside
+    filled with the mean pixel. Only the part of the image the boxes sample is converted and read."""
+    rows, cols = sampled_part(boxes, size, context, pixels.shape[1], pixels.shape[2])
+    part = pixels[:, rows, cols]
+    if not part.is_floating_point():
+        part = v2.functional.to_dtype(part, torch.float32, scale=True)  # as image_tensor converts
+    if rows.start or cols.start:
+        boxes = boxes - torch.tensor([cols.start, rows.start] * 2, dtype=boxes.dtype)
+    shift = torch.as_tensor(mean, dtype=part.dtype)[:, None, None]
+    return (warp_regions(part - shift, boxes, size, context) + shift).clamp(0, 1)
