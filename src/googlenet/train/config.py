@@ -134,6 +134,11 @@ class RunConfig:
     device: Device = _f("auto", "auto | cpu | cuda")
     threads: int = _f(0, "torch CPU threads per process (0 = PyTorch's default)")
     amp: bool = _f(True, "mixed precision (bfloat16 autocast) on CUDA; ignored on CPU")
+    cpu_amp: bool = _f(
+        False,
+        "bfloat16 autocast on the CPU too: faster steps where the CPU has bfloat16 instructions (AVX512-BF16, AMX), "
+        "much slower where it has not",
+    )
     dtype: DType = _f(
         "float32", "float32 | float64: the weights' and inputs' type (float64: for numerical checks, slow)"
     )

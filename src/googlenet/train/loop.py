@@ -74,9 +74,11 @@ class Run:
         return getattr(torch, self.cfg.run.dtype)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bfloat16 autocast on CUDA with run.amp, else nothing."""
+        """bfloat16 autocast on CUDA with run.amp, on the CPU with run.cpu_amp, else nothing."""
         if self.ctx.device.type == "cuda" and self.cfg.run.amp:
             return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.ctx.device.type == "cpu" and self.cfg.run.cpu_amp:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def to_device(self, images: Any) -> torch.Tensor:
