@@ -46,18 +46,16 @@ for part in "$NAME:0" "${NAME}1:1"; do
   scenes "$folder" test 0 "$validation" "${STYLES[@]}"
 done
 
-# name, scenes, start (main: the main job's classifier), seed, learning rate
-for cycle in "${NAME}0 $NAME main 0 0.01" "${NAME}0b $NAME ${NAME}0 1 0.005" \
-  "${NAME}0c $NAME ${NAME}0b 2 0.005" "${NAME}0d $NAME ${NAME}0c 3 0.005" "${NAME}0e $NAME ${NAME}0d 4 0.005" \
-  "${NAME}1e ${NAME}1 ${NAME}0d 5 0.005"; do
+# name, scenes, weights it starts from, seed, learning rate
+for cycle in "${NAME}0 $NAME runs/fashion_mnist 0 0.01" "${NAME}0b $NAME $RUNS/${NAME}0 1 0.005" \
+  "${NAME}0c $NAME $RUNS/${NAME}0b 2 0.005" "${NAME}0d $NAME $RUNS/${NAME}0c 3 0.005" \
+  "${NAME}0e $NAME $RUNS/${NAME}0d 4 0.005" "${NAME}1e ${NAME}1 $RUNS/${NAME}0d 5 0.005"; do
   read -r model data start seed lr <<< "$cycle"
   [ -f "$RUNS/$model/model.safetensors" ] && continue
-  weights=$RUNS/$start/model.safetensors
-  [ "$start" = main ] && weights=runs/fashion_mnist/model.safetensors  # README's main job
   resume=()
   [ -f "$RUNS/$model/checkpoint.pt" ] && resume=(--resume)
   timed "$GOOGLENET" detect train --config configs/detect_scenes.yaml --data.root "data/$data" \
-    --run.cpu_amp "$CPU_AMP" --model.weights "$weights" --out "$RUNS/$model" \
+    --run.cpu_amp "$CPU_AMP" --model.weights "$start/model.safetensors" --out "$RUNS/$model" \
     --run.seed "$seed" --optim.lr "$lr" "${resume[@]}"
 done
 
