@@ -131,36 +131,58 @@ def test_weights_import_checks_the_sha1_of_a_file_named_as_bvlcs(source, tmp_pat
     assert "405fc5acd08a3bb12de8ee5e23a96bec22f08204" in err and len(err.strip().splitlines()) == 1
 
 
-def test_published_weights_by_name_from_torch_hubs_cache(tmp_path):
+def test_published_weights_by_name_from_torch_hubs_cache(tmp_path, monkeypatch, capsys):
     """`--checkpoint torchvision` and `bvlc`: found in torch.hub's cache (nothing can be downloaded here), or one
-    line saying where to put the file."""
-    import subprocess
-    import sys
+    line saying where to put the file. A file placed there is checked like a download: the wrong hash is refused;
+    and a changed source is converted again, not the stale conversion used."""
+    import dataclasses
+    import hashlib
 
     import torchvision
 
-    env = {**__import__("os").environ, "TORCH_HOME": str(tmp_path / "torch")}
+    from googlenet.model import hub
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     image = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(image)
 
     def predict(name):
-        command = [sys.executable, "-m", "googlenet", "predict", "--checkpoint", name, str(image), "--json"]
-        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        code = main(["predict", "--checkpoint", name, str(image), "--json"])
+        out, err = capsys.readouterr()
+        return code, out, err
 
-    missing = predict("bvlc")
-    assert missing.returncode == 2 and "put bvlc_googlenet.caffemodel" in missing.stderr.splitlines()[-1]
+    code, _, err = predict("bvlc")
+    assert code == 2 and "put bvlc_googlenet.caffemodel" in err and len(err.strip().splitlines()) == 1
     cache = tmp_path / "torch" / "hub" / "checkpoints"
     cache.mkdir(parents=True, exist_ok=True)  # the bvlc attempt made it
-    theirs = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
-    torch.save(theirs.state_dict(), cache / "googlenet-1378be20.pth")  # as torchvision's own download leaves it
-    done = predict("torchvision")
-    assert done.returncode == 0, done.stderr[-2000:]
-    first = json.loads(done.stdout)[0]["predictions"][0]
+    placed = cache / "googlenet-1378be20.pth"
+
+    def place(seed):
+        torch.manual_seed(seed)
+        theirs = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True).eval()
+        torch.save(theirs.state_dict(), placed)  # as torchvision's own download leaves it
+        return theirs, hashlib.sha256(placed.read_bytes()).hexdigest()
+
+    theirs, digest = place(0)
+    code, _, err = predict("torchvision")  # a random state_dict cannot have the published hash
+    assert code == 2 and f"sha256 {digest}, not the published 1378be20" in err, err
+    assert not (cache / "googlenet_tv-imagenet1k_v1.safetensors").exists()
+    entry = hub.PUBLISHED["torchvision"]
+    monkeypatch.setitem(hub.PUBLISHED, "torchvision", dataclasses.replace(entry, digest=digest[:8]))
+    code, out, err = predict("torchvision")  # the placed file, as if it were torchvision's
+    assert code == 0, err
+    first = json.loads(out)[0]["predictions"][0]
     names = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1.meta["categories"]
     assert first["class"] == names[first["index"]]
-    model = googlenet.load_model(cache / "googlenet_tv-imagenet1k_v1.safetensors")
+    converted = cache / "googlenet_tv-imagenet1k_v1.safetensors"
+    model = googlenet.load_model(converted)
+    assert model.meta.source == {"file": placed.name, "sha256": digest}
     x = torch.randn(1, 3, 224, 224)
-    theirs.eval()
+    assert (model(x) - theirs(x)).abs().max() <= 1e-4 * theirs(x).abs().max()
+    theirs, digest = place(1)  # the source changes: its conversion is made again
+    monkeypatch.setitem(hub.PUBLISHED, "torchvision", dataclasses.replace(entry, digest=digest[:8]))
+    model = googlenet.load_model("torchvision")
+    assert model.meta.source == {"file": placed.name, "sha256": digest}
     assert (model(x) - theirs(x)).abs().max() <= 1e-4 * theirs(x).abs().max()
 
 

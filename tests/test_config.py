@@ -9,6 +9,7 @@ import pytest
 
 from googlenet.model import VARIANTS
 from googlenet.train import config as train_config
+from googlenet.train.tasks import task_names
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -101,11 +102,13 @@ def test_a_missing_data_root_is_an_error(tmp_path):
 def test_train_help_explains_every_field():
     result = _cli("train", "--help")
     assert result.returncode == 0
-    for section in dataclasses.fields(train_config.TrainConfig):
-        for field in dataclasses.fields(
-            section.type if isinstance(section.type, type) else getattr(train_config, section.type)
-        ):
-            assert f"--{section.name}.{field.name}" in result.stdout
+    sections = train_config.all_sections()
+    assert {"model", "data", "augment", "optim", "run", "multibox", "detect"} <= set(sections)
+    for name, kind in sections.items():
+        for field in dataclasses.fields(kind):
+            assert f"--{name}.{field.name}" in result.stdout
+    assert {"classify", "regions", "multibox"} <= set(task_names())
+    assert f"--task {{{','.join(task_names())}}}" in result.stdout
 
 
 def test_smoke_config_through_the_cli_and_resume(fmnist, tmp_path):

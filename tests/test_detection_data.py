@@ -9,7 +9,7 @@ from PIL import Image
 from googlenet.cli import main
 from googlenet.data.detection import Annotation, VOCDetection, read_xml, write_xml
 from googlenet.data.scenes import STYLES, make_scene
-from googlenet.detect.proposals import METHODS, ProposalCache, recall, unique_boxes
+from googlenet.detect.proposals import ProposalCache, proposer_for, recall, unique_boxes
 
 
 def test_xml_round_trip(tmp_path):
@@ -149,7 +149,7 @@ def test_scenes_command_writes_voc(fmnist, tmp_path, capsys):
 def test_selective_search_boxes_inside_the_image_and_2x_has_fewer():
     image = make_scene(np.random.default_rng(3), _Articles()).image
     pixels = np.asarray(image)
-    found = {m: METHODS[m](pixels) for m in ("ss", "ss2x")}
+    found = {m: proposer_for(m)(pixels) for m in ("ss", "ss2x")}
     for got in found.values():
         assert got.ndim == 2 and got.shape[1] == 4 and len(got) > 10
         assert (got[:, 0] >= 0).all() and (got[:, 1] >= 0).all()

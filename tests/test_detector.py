@@ -12,8 +12,8 @@ from googlenet.cli import main
 from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor
 from googlenet.detect.classifier import BalancedSampler, Windows
-from googlenet.detect.detector import RegionEnsemble, evaluate_detector, select
-from googlenet.detect.regions import sampled_part, warp_pixels, warp_regions
+from googlenet.detect.detector import evaluate_detector, select
+from googlenet.detect.regions import RegionEnsemble, sampled_part, warp_pixels, warp_regions
 from googlenet.model import RegionHead, build_model
 
 

@@ -27,6 +27,7 @@ from googlenet import build_model, save_weights
 from googlenet.cli import main
 from googlenet.data.detection import read_xml
 from googlenet.data.images import UnreadableImage, load_image
+from googlenet.model import RegionHead
 from googlenet.train import config as train_config
 from googlenet.train.checkpoint import RunStopped, load_checkpoint, save_checkpoint
 from googlenet.train.classification import Classification
@@ -493,70 +494,103 @@ def test_a_damaged_or_foreign_checkpoint_is_one_line(uninterrupted, tmp_path):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """A valid classifier, a damaged weights file, an image, a run folder with a checkpoint that runs code."""
+    """A valid classifier and region classifier, a damaged weights file, an image, a VOC-layout folder, a run
+    folder with a checkpoint that runs code."""
     folder = tmp_path_factory.mktemp("cli")
     model = build_model("googlenet_bn", num_classes=10, width=0.125)
     model.meta.input_size = 32
     weights = save_weights(model, folder / "tiny.safetensors")
+    regions = build_model("googlenet_bn", num_classes=3, width=0.125, aux=False)
+    regions.meta.input_size, regions.meta.task = 32, "regions"
+    regions.meta.class_names = ["background", "shirt", "bag"]
+    regions.meta.head = RegionHead(context=3, proposals="ss2x", fg_iou=0.5)
+    save_weights(regions, folder / "regions.safetensors")
     (folder / "damaged.safetensors").write_bytes(weights.read_bytes()[:100])
     Image.fromarray(_pixels()).save(folder / "image.png")
     (folder / "evil").mkdir()
     torch.save({"model": _RunsCode(folder / "pwned")}, folder / "evil" / "checkpoint.pt")
     (folder / "config.json").write_text("{not yaml: [")
     (folder / "broken.yaml").write_text("model: [1\n")
+    (folder / "voc" / "ImageSets" / "Main").mkdir(parents=True)  # a detection dataset with one image
+    (folder / "voc" / "JPEGImages").mkdir()
+    (folder / "voc" / "Annotations").mkdir()
+    Image.fromarray(_pixels(80, 100)).save(folder / "voc" / "JPEGImages" / "a.jpg")
+    (folder / "voc" / "Annotations" / "a.xml").write_text(VOC.format(**GOOD))
+    for split in ("train", "test"):
+        (folder / "voc" / "ImageSets" / "Main" / f"{split}.txt").write_text("a\n")
     return folder
 
 
+# Each bad command, with what its one line must say: a row fails when the check it names is gone (another check
+# further on would give another message). Detection commands get a region classifier, so that it is the named
+# check that answers, not "no region classifier".
 BAD_COMMANDS = [
-    ["train", "--config", "does-not-exist.yaml"],
-    ["train", "--config", "{f}/broken.yaml"],
-    ["train", "--config", "{f}"],
-    ["train", "--optim.lr", "-1"],
-    ["train", "--optim.lr", "fast"],
-    ["train", "--run.checkpoint_every", "-5"],
-    ["train", "--model.dropout", "1.5"],
-    ["train", "--data.max_bad_fraction", "2"],
-    ["train", "--run.max_nonfinite", "0"],
-    ["train", "--no-such-option", "1"],
-    ["train", "--data.dataset", "imagefolder", "--data.root", "{f}/nowhere", "--run.out", "{f}/out"],
-    ["train", "--resume", "--out", "{f}/evil"],
-    ["evaluate", "--crops", "7", "--checkpoint", "{f}/tiny.safetensors"],
-    ["evaluate", "--checkpoint", "{f}/missing.safetensors"],
-    ["evaluate", "--checkpoint", "{f}/damaged.safetensors"],
-    ["evaluate", "--checkpoint", "{f}/evil/checkpoint.pt"],
-    ["evaluate", "--checkpoint", "{f}/tiny.safetensors", "--limit", "-1"],
-    ["evaluate", "--checkpoint", "{f}/tiny.safetensors", "--data", "{f}/nowhere"],
-    ["predict", "--checkpoint", "{f}/tiny.safetensors", "missing.jpg"],
-    ["predict", "--checkpoint", "{f}/tiny.safetensors", "{f}/config.json"],
-    ["predict", "--checkpoint", "{f}/tiny.safetensors", "--topk", "0", "{f}/image.png"],
-    ["predict", "--checkpoint", "{f}/tiny.safetensors", "--crops", "7", "{f}/image.png"],
-    ["predict", "--checkpoint", "{f}/damaged.safetensors", "{f}/image.png"],
-    ["predict", "{f}/image.png"],
-    ["summary", "--width", "0"],
-    ["summary", "--input-size", "16"],
-    ["data", "scenes", "--out", "{f}/scenes", "--count", "0"],
-    ["data", "scenes", "--out", "{f}/scenes", "--split", "val"],
-    ["detect", "proposals", "--data", "{f}/nowhere"],
-    ["detect", "proposals", "--data", "{f}", "--method", "multibox"],
-    ["detect", "proposals", "--data", "{f}", "--limit", "-2"],
-    ["detect", "evaluate", "--checkpoint", "{f}/tiny.safetensors", "--data", "{f}/nowhere", "--nms", "2"],
-    ["detect", "evaluate", "--checkpoint", "{f}/damaged.safetensors", "--data", "{f}/nowhere"],
-    ["detect", "predict", "--checkpoint", "{f}/tiny.safetensors", "missing.jpg"],
-    ["detect", "fit-bbox", "--checkpoint", "{f}/missing.safetensors", "--data", "{f}/nowhere"],
-    ["detect", "fit-bbox", "--checkpoint", "{f}/tiny.safetensors", "--data", "{f}", "--iou", "1.5"],
-    ["detect", "fit-svm", "--checkpoint", "{f}/missing.safetensors", "--data", "{f}/nowhere"],
-    ["detect", "fit-svm", "--checkpoint", "{f}/tiny.safetensors", "--data", "{f}", "--c", "0"],
-    ["detect", "evaluate", "--checkpoint", "{f}/tiny.safetensors", "--data", "{f}", "--svm"],
-    ["detect", "train", "--config", "does-not-exist.yaml"],
-    ["detect", "train", "--data.dataset", "fashion_mnist"],
-    ["detect", "train-multibox", "--data.dataset", "voc"],
-    ["detect", "train-multibox", "--multibox.nms", "0"],
-    ["no-such-command"],
+    (["train", "--config", "does-not-exist.yaml"], "config file not found"),
+    (["train", "--config", "{f}/broken.yaml"], "is not valid YAML"),
+    (["train", "--config", "{f}"], "config file not found"),
+    (["train", "--optim.lr", "-1"], "optim.lr must be positive"),
+    (["train", "--optim.lr", "fast"], "--optim.lr: expected float"),
+    (["train", "--run.checkpoint_every", "-5"], "run.checkpoint_every must be 0 or more"),
+    (["train", "--model.dropout", "1.5"], "model.dropout must be in [0, 1)"),
+    (["train", "--data.max_bad_fraction", "2"], "data.max_bad_fraction must be in [0, 1]"),
+    (["train", "--run.max_nonfinite", "0"], "run.max_nonfinite must be at least 1"),
+    (["train", "--data.dataset", "cifar"], "data.dataset must be one of"),
+    (["train", "--task", "segment"], "argument --task: invalid choice"),
+    (["train", "--no-such-option", "1"], "unrecognized arguments: --no-such-option"),
+    (["train", "--data.dataset", "imagefolder", "--data.root", "{f}/nowhere", "--run.out", "{f}/out"], "no train/"),
+    (["train", "--resume", "--out", "{f}/evil"], "loading it could run code"),
+    (["evaluate", "--crops", "7", "--checkpoint", "{f}/tiny.safetensors"], "argument --crops: invalid choice"),
+    (["evaluate", "--checkpoint", "{f}/missing.safetensors"], "checkpoint not found"),
+    (["evaluate", "--checkpoint", "{f}/damaged.safetensors"], "is not a readable safetensors file"),
+    (["evaluate", "--checkpoint", "{f}/evil/checkpoint.pt"], "is no exported TorchScript model"),
+    (["evaluate", "--checkpoint", "{f}/tiny.safetensors", "--limit", "-1"], "--limit"),
+    (["evaluate", "--checkpoint", "{f}/tiny.safetensors", "--data", "{f}/nowhere"], "not a folder"),
+    (["predict", "--checkpoint", "{f}/tiny.safetensors", "missing.jpg"], "no such image file: missing.jpg"),
+    (["predict", "--checkpoint", "{f}/tiny.safetensors", "{f}/config.json"], "config.json"),
+    (["predict", "--checkpoint", "{f}/tiny.safetensors", "--topk", "0", "{f}/image.png"], "--topk must be at least 1"),
+    (["predict", "--checkpoint", "{f}/tiny.safetensors", "--crops", "7", "{f}/image.png"], "--crops: invalid choice"),
+    (["predict", "--checkpoint", "{f}/damaged.safetensors", "{f}/image.png"], "is not a readable safetensors file"),
+    (["predict", "{f}/image.png"], "the following arguments are required: --checkpoint"),
+    (["summary", "--width", "0"], "width"),
+    (["summary", "--input-size", "16"], "input"),
+    (["data", "scenes", "--out", "{f}/scenes", "--count", "0"], "--count"),
+    (["data", "scenes", "--out", "{f}/scenes", "--split", "val"], "argument --split: invalid choice"),
+    (["detect", "proposals", "--data", "{f}/nowhere"], "nowhere"),
+    (["detect", "proposals", "--data", "{f}/voc", "--method", "multibox"], "need --multibox CKPT"),
+    (["detect", "proposals", "--data", "{f}/voc", "--limit", "-2"], "--limit must be >= 0"),
+    (["detect", "evaluate", "--checkpoint", "{f}/regions.safetensors", "--data", "{f}/voc", "--nms", "2"], "--nms"),
+    (["detect", "evaluate", "--checkpoint", "{f}/damaged.safetensors", "--data", "{f}/voc"], "not a readable"),
+    (["detect", "evaluate", "--checkpoint", "{f}/tiny.safetensors", "--data", "{f}/voc"], "not a region classifier"),
+    (["detect", "predict", "--checkpoint", "{f}/regions.safetensors", "missing.jpg"], "image not found"),
+    (
+        ["detect", "predict", "--checkpoint", "{f}/regions.safetensors", "{f}/image.png", "--threshold", "2"],
+        "--threshold must be in [0, 1]",
+    ),
+    (["detect", "fit-bbox", "--checkpoint", "{f}/missing.safetensors", "--data", "{f}/voc"], "weights file not found"),
+    (
+        ["detect", "fit-bbox", "--checkpoint", "{f}/regions.safetensors", "--data", "{f}/voc", "--iou", "1.5"],
+        "--iou in (0, 1)",
+    ),
+    (["detect", "fit-svm", "--checkpoint", "{f}/missing.safetensors", "--data", "{f}/voc"], "weights file not found"),
+    (["detect", "fit-svm", "--checkpoint", "{f}/regions.safetensors", "--data", "{f}/voc", "--c", "0"], "--c > 0"),
+    (
+        ["detect", "evaluate", "--checkpoint", "{f}/regions.safetensors", "--data", "{f}/voc", "--svm"],
+        "fit them with googlenet detect fit-svm",
+    ),
+    (["detect", "train", "--config", "does-not-exist.yaml"], "config file not found"),
+    (["detect", "train", "--data.dataset", "fashion_mnist"], "the region classifier trains on detection data"),
+    (["detect", "train", "--config", "multibox_scenes"], "'multibox' config, not 'regions'"),
+    (["detect", "train", "--detect.foreground", "1.5"], "detect.foreground must be between 0 and 1"),
+    (["detect", "train-multibox", "--data.dataset", "voc"], "data.root is required"),
+    (["detect", "train-multibox", "--multibox.nms", "0"], "multibox.nms must be in (0, 1]"),
+    (["detect", "train-multibox", "--multibox.tiles", "0"], "multibox.tiles must be at least 1"),
+    (["weights", "import", "{f}/tiny.safetensors"], "is no .caffemodel"),
+    (["no-such-command"], "invalid choice: 'no-such-command'"),
 ]
 
 
-@pytest.mark.parametrize("args", BAD_COMMANDS, ids=" ".join)
-def test_every_command_answers_bad_arguments_with_one_line(files, capsys, args):
+@pytest.mark.parametrize("args,says", BAD_COMMANDS, ids=[" ".join(row[0]) for row in BAD_COMMANDS])
+def test_every_command_answers_bad_arguments_with_one_line(files, capsys, args, says):
     try:
         code = main([arg.format(f=files) for arg in args])
     except SystemExit as exit:  # argparse's own checks
@@ -564,6 +598,7 @@ def test_every_command_answers_bad_arguments_with_one_line(files, capsys, args):
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and "error" in err, err
+    assert says in err, err
     assert not (files / "pwned").exists()
 
 

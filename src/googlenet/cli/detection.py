@@ -99,7 +99,7 @@ def proposals(a: argparse.Namespace) -> None:
 
 
 def _add_proposals(sub: Commands) -> None:
-    from googlenet.detect.proposals import METHODS
+    from googlenet.detect.proposals import PROPOSERS
 
     s = sub.add_parser(
         "proposals",
@@ -114,8 +114,8 @@ def _add_proposals(sub: Commands) -> None:
         "--method",
         nargs="+",
         default=["ss2x"],
-        choices=[*METHODS, "multibox", "paper"],
-        help="one or more methods; multibox = the top boxes of a trained MultiBox net, paper = ss2x + multibox",
+        choices=list(PROPOSERS),
+        help="one or more methods: " + "; ".join(f"{m.name} = {m.help}" for m in PROPOSERS.values()),
     )
     s.add_argument("--multibox", metavar="CKPT", help="MultiBox weights (model.safetensors of train-multibox)")
     add_tiles_option(s)
@@ -136,12 +136,7 @@ def _add_train_multibox(sub: Commands) -> None:
     )
     add_training_options(t, "YAML file (see configs/multibox_scenes.yaml)")
 
-    def run(a: argparse.Namespace) -> None:
-        from googlenet.detect.multibox_training import MultiBoxTask
-
-        train(a, task=MultiBoxTask())
-
-    t.set_defaults(run=run)
+    t.set_defaults(run=lambda a: train(a, task="multibox"))
 
 
 def _add_train_regions(sub: Commands) -> None:
@@ -157,12 +152,7 @@ def _add_train_regions(sub: Commands) -> None:
     )
     add_training_options(t, "YAML file (see configs/detect_scenes.yaml)")
 
-    def run(a: argparse.Namespace) -> None:
-        from googlenet.detect.classifier import RegionTask
-
-        train(a, task=RegionTask())
-
-    t.set_defaults(run=run)
+    t.set_defaults(run=lambda a: train(a, task="regions"))
 
 
 def detect_evaluate(a: argparse.Namespace) -> None:
@@ -219,7 +209,7 @@ def _add_detect_evaluate(sub: Commands) -> None:
 
 def fit_bbox(a: argparse.Namespace) -> None:
     """R-CNN's bounding-box regressors for a region classifier, written beside its weights."""
-    from googlenet.detect.bbox import fit_for
+    from googlenet.detect.fitting import fit_bbox as fit_for
 
     report = fit_for(
         checkpoint=a.checkpoint,
@@ -264,7 +254,7 @@ def _add_fit_bbox(sub: Commands) -> None:
 
 def fit_svm(a: argparse.Namespace) -> None:
     """R-CNN's per-class SVMs for a region classifier, written beside its weights."""
-    from googlenet.detect.svm import fit_for
+    from googlenet.detect.fitting import fit_svm as fit_for
 
     report = fit_for(
         checkpoint=a.checkpoint,

@@ -113,7 +113,7 @@ def add_export(p: argparse.ArgumentParser) -> None:
 
 def weights_import(a: argparse.Namespace) -> None:
     """Convert BVLC's Caffe GoogLeNet into our weights file."""
-    from googlenet.model.caffe import import_caffemodel
+    from googlenet.model.hub import import_caffemodel
 
     report = import_caffemodel(a.file, a.out)
     if a.json:

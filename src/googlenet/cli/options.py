@@ -12,7 +12,7 @@ CROPS_HELP = "crops per image: 1 centre, 2 centre and mirror, 10 TenCrop, 144 th
 Commands = Any  # argparse's subparsers action (argparse._SubParsersAction, a private name)
 
 
-WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".pt", ".pte", ".pth", ".caffemodel")
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".caffemodel")  # and every exported format's (googlenet.model.exported)
 WEIGHTS_HELP = (
     "weights: a .safetensors file of ours (with its metadata record), a training run's folder, an exported "
     ".onnx / TorchScript .pt / ExecuTorch .pte file, BVLC's Caffe GoogLeNet .caffemodel, or bvlc / torchvision "
@@ -30,10 +30,12 @@ def add_checkpoint_option(p: argparse.ArgumentParser, help: str = WEIGHTS_HELP, 
 def split_images(a: argparse.Namespace) -> None:
     """The image files that followed --checkpoint's weights (`--checkpoint A B photo.jpg`): weights are folders
     or files ending in .safetensors, .onnx, .pt, .pte or .pth; the first other path and those after it are images."""
+    from googlenet.model.exported import LOADERS
     from googlenet.model.hub import NAMES
 
+    suffixes = (*WEIGHT_SUFFIXES, *LOADERS)
     for k, path in enumerate(a.checkpoint):
-        if not (Path(path).is_dir() or path.endswith(WEIGHT_SUFFIXES) or path in NAMES):
+        if not (Path(path).is_dir() or path.endswith(suffixes) or path in NAMES):
             a.checkpoint, a.images = a.checkpoint[:k], [*a.checkpoint[k:], *a.images]
             break
     if not a.checkpoint:
@@ -76,6 +78,8 @@ def add_tiles_option(p: argparse.ArgumentParser) -> None:
 
 def add_detector_options(p: argparse.ArgumentParser) -> None:
     """Options of the commands that detect."""
+    from googlenet.detect.proposals import PROPOSERS
+
     add_checkpoint_option(
         p,
         "region classifier weights (model.safetensors of `googlenet detect train`); several = an ensemble that "
@@ -83,8 +87,9 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--proposals",
-        choices=["ss", "ss2x", "opencv_fast", "opencv_quality", "paper"],
-        help="proposal method (default: paper with --multibox, else ss2x)",
+        choices=list(PROPOSERS),
+        help="proposal method (default: paper with --multibox, else ss2x): "
+        + "; ".join(f"{m.name} = {m.help}" for m in PROPOSERS.values()),
     )
     p.add_argument("--multibox", metavar="CKPT", help="MultiBox weights, for the paper's proposals (ss2x + MultiBox)")
     add_tiles_option(p)

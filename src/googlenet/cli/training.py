@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 
-def train(a: argparse.Namespace, task: Any = None) -> None:
-    """Train with the paper's recipe (`task`: classification by default); print the final metrics and where
-    the outputs are."""
+def train(a: argparse.Namespace, task: str | None = None) -> None:
+    """Train with the paper's recipe the registered task `task` (the command's: `detect train` trains "regions"),
+    else the config's (`task:`, or --task; a resumed run's own); print the final metrics and where the outputs
+    are."""
     from googlenet.train import config as train_config
-    from googlenet.train.classification import Classification
     from googlenet.train.loop import train as run_training
     from googlenet.train.task import CHECKPOINT, PLOT, WEIGHTS
+    from googlenet.train.tasks import task_spec
 
     overrides = train_config.overrides_from(a)
     if a.device is not None:
         overrides = {**overrides, "run.device": a.device}
-    cfg = train_config.for_run(a.config, a.out, a.resume, overrides)
-    task = task or Classification()
-    results = run_training(cfg, resume=a.resume, task=task)
+    cfg = train_config.for_run(a.config, a.out, a.resume, overrides, task=task or getattr(a, "task", None))
+    results = run_training(cfg, resume=a.resume)
     where = cfg.run.out
-    print(task.summary(results, cfg))
+    print(task_spec(cfg.task).make().summary(results, cfg))
     print(f"checkpoint: {where}/{CHECKPOINT}\ninference weights: {where}/{WEIGHTS}\nplot: {where}/{PLOT}")
 
 
@@ -35,7 +34,16 @@ def add_train(p: argparse.ArgumentParser) -> None:
         "weights), metrics.jsonl, curves.png, config.yaml, results.json (and unreadable.jsonl, when image files "
         "could not be read and were skipped). SIGTERM or Ctrl-C: checkpoint, then stop (continue with --resume)."
     )
+    from googlenet.train.tasks import task_names
+
     add_training_options(p, "YAML file with sections model, data, augment, optim, run (see configs/)")
+    p.add_argument(
+        "--task",
+        choices=task_names(),
+        help="what to train, as the config's `task:` says it (default: the config's, else classify; with --resume "
+        "the run's own): classify = section 6's image classification; regions = the region classifier "
+        "(`googlenet detect train`); multibox = MultiBox proposals (`googlenet detect train-multibox`)",
+    )
     p.set_defaults(run=train)
 
 

@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 
 _jpeg: ModuleType | None
 try:  # the optional compiled part (setup.py): region decoding with libjpeg-turbo
-    from googlenet.data import _jpeg
+    import googlenet.data._jpeg as _jpeg
 except ImportError:  # built without a compiler or libjpeg's headers: whole images through OpenCV, the same pixels
     _jpeg = None
 

@@ -1,4 +1,5 @@
-"""Datasets by name, and loaders whose augmentation is reproducible per sample (for exact resume and DDP)."""
+"""Datasets by name (`DATASETS`, the registry of layouts), and loaders whose augmentation is reproducible per
+sample (for exact resume and DDP)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sized
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -32,30 +34,75 @@ class ImageDataset(Protocol):
     def __getitem__(self, index: int) -> tuple[Any, int]: ...
 
 
+@dataclass(frozen=True)
+class DatasetLayout:
+    """A way datasets are laid out on disk, by name (`data.dataset`, `--data`): `build` (root, split, loader) ->
+    a dataset of (image, class index) items with `classes` (and `class_ids` where it has them); `loader` reads
+    one file (decoded, or its bytes for training's augmentation). `needs_root`: the layout is a folder, so
+    `evaluate --data FOLDER` means root FOLDER's parent and split its name."""
+
+    name: str
+    help: str
+    build: Callable[[str | None, str, Callable[[str], Any]], Any]
+    needs_root: bool = True
+
+
+DATASETS: dict[str, DatasetLayout] = {}
+
+
+def register_dataset(layout: DatasetLayout) -> DatasetLayout:
+    """Add a dataset layout (usable as data.dataset and, where it needs no root, as --data NAME)."""
+    if DATASETS.get(layout.name, layout) != layout:
+        raise ValueError(f"dataset layout {layout.name!r} is registered already")
+    DATASETS[layout.name] = layout
+    return layout
+
+
+def _image_folder(root: str | None, split: str, loader: Callable[[str], Any]) -> Any:
+    if not root:
+        raise ValueError("data.root is required for imagefolder datasets")
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no {split}/ folder in {root} (ImageFolder layout: root/{split}/<class>/...)")
+    return ImageFolder(str(folder), loader=loader)
+
+
+def _imagenet(root: str | None, split: str, loader: Callable[[str], Any]) -> Any:
+    from googlenet.data.imagenet import imagenet
+
+    return imagenet(root, split, loader)
+
+
+def _detection(root: str | None, split: str, loader: Callable[[str], Any]) -> Any:
+    raise ValueError(
+        "voc is detection data (boxes, not one class per image): the detection commands read it (googlenet "
+        "detect train, train-multibox, evaluate)"
+    )
+
+
+for _layout in (
+    DatasetLayout("imagefolder", "root/train, root/val, one folder per class", _image_folder),
+    DatasetLayout("imagenet", "ILSVRC-2012's archives, Kaggle's layout or wnid folders", _imagenet),
+    DatasetLayout(
+        "fashion_mnist", "empty root = Debian's package, else a download", lambda r, s, _: FashionMNIST(r, s), False
+    ),
+    DatasetLayout("voc", "detection: PASCAL VOC layout", _detection),
+):
+    register_dataset(_layout)
+
+
 def build_dataset(name: str, root: str | None, split: str, subset: int = 0, decode: bool = True) -> ImageDataset:
-    """A split of `imagefolder` (root/split/<class>/*.jpg), `imagenet` (ILSVRC-2012 as distributed, see
-    `googlenet.data.imagenet`) or `fashion_mnist`; yields (PIL image, label), or with `decode` False the files'
-    bytes (`EncodedImage`) where the data are files, for training's augmentation to decode.
+    """A split of a registered layout (`DATASETS`): `imagefolder` (root/split/<class>/*.jpg), `imagenet`
+    (ILSVRC-2012 as distributed, see `googlenet.data.imagenet`), `fashion_mnist`, or one registered with
+    `register_dataset`; yields (PIL image, label), or with `decode` False the files' bytes (`EncodedImage`) where
+    the data are files, for training's augmentation to decode.
 
     The dataset's `classes` attribute lists the class names (and `class_ids` the wnids, for ImageNet).
     """
     loader = load_image if decode else read_encoded  # load_image: any mode (16-bit, palette, ...) as RGB
-    dataset: Any
-    if name == "fashion_mnist":
-        dataset = FashionMNIST(root, split)
-    elif name == "imagenet":
-        from googlenet.data.imagenet import imagenet
-
-        dataset = imagenet(root, split, loader)
-    elif name == "imagefolder":
-        if not root:
-            raise ValueError("data.root is required for imagefolder datasets")
-        folder = Path(root) / split
-        if not folder.is_dir():
-            raise FileNotFoundError(f"no {split}/ folder in {root} (ImageFolder layout: root/{split}/<class>/...)")
-        dataset = ImageFolder(str(folder), loader=loader)
-    else:
-        raise ValueError(f"unknown dataset {name!r}; choose imagefolder, imagenet or fashion_mnist")
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose {', '.join(DATASETS)}")
+    dataset = DATASETS[name].build(root, split, loader)
     classes = list(dataset.classes)
     if subset:
         part = Subset(dataset, range(min(subset, len(dataset))))
@@ -325,13 +372,15 @@ def dataset_for(
     classes: list[str] | None = None,
     ids: list[str] | None = None,
 ) -> ImageDataset:
-    """`fashion_mnist` (its `split`, read from `root` or found as in training), or the path of an ImageFolder
-    split: a folder with one subfolder of images per class (e.g. ImageNet's val/)."""
-    if data == "fashion_mnist":
-        return build_dataset("fashion_mnist", root, split)
+    """A registered layout that needs no folder, by name (`fashion_mnist`: its `split`, read from `root` or found
+    as in training), or the path of an ImageFolder split: a folder with one subfolder of images per class (e.g.
+    ImageNet's val/)."""
+    if data in DATASETS and not DATASETS[data].needs_root:
+        return build_dataset(data, root, split)
     folder = Path(data)
     if not folder.is_dir():
-        raise FileNotFoundError(f"--data {data}: not fashion_mnist and not a folder (ImageFolder: <class>/<image>)")
+        named = ", ".join(name for name, layout in DATASETS.items() if not layout.needs_root)
+        raise FileNotFoundError(f"--data {data}: not a folder (ImageFolder: <class>/<image>) nor one of {named}")
     dataset = build_dataset("imagefolder", str(folder.parent), folder.name)
     if classes is None or list(dataset.classes) == list(classes):
         return dataset

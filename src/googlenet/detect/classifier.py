@@ -16,13 +16,15 @@ from torchvision.transforms import v2
 
 from googlenet.data.detection import VOCDetection
 from googlenet.data.images import load_image
+from googlenet.detect.config import DetectConfig
 from googlenet.detect.regions import label_windows, warp_pixels
 from googlenet.model import ModelMeta
 from googlenet.model.weights import RegionHead
 from googlenet.train.classification import Classification
 from googlenet.train.config import TrainConfig
-from googlenet.train.loop import Run
+from googlenet.train.run import Run
 from googlenet.train.task import Parts, input_scaling, model_for
+from googlenet.train.tasks import TaskSpec, register_task
 
 BACKGROUND = "background"
 
@@ -140,10 +142,10 @@ def window_transform(mean, std, train: bool, photometric: float = 0.0, hflip: bo
 
 def training_proposals(data: VOCDetection, method: str, workers: int) -> list[np.ndarray]:
     """The cached proposals of `method` for every image of `data` (computed and cached when missing)."""
-    from googlenet.detect.proposals import METHODS, dataset_proposals
+    from googlenet.detect.proposals import PROPOSERS, dataset_proposals
 
-    if method not in METHODS:
-        raise ValueError(f"detect.proposals must be one of {', '.join(METHODS)}, not {method!r}")
+    if method not in PROPOSERS or PROPOSERS[method].sources:
+        raise ValueError(f"detect.proposals must be one of {', '.join(PROPOSERS)} (not a union), not {method!r}")
     return dataset_proposals(data, method, workers=workers)[method][0]
 
 
@@ -154,14 +156,12 @@ class RegionTask(Classification):
 
     name = "regions"
 
-    def build(self, cfg: TrainConfig) -> Parts:
+    def build(self, cfg: TrainConfig, start: ModelMeta | None = None) -> Parts:
         if cfg.data.dataset != "voc" or not cfg.data.root:
             raise ValueError("the region classifier trains on detection data: set data.dataset voc and data.root")
-        d = cfg.detect
-        if not 0 < d.foreground < 1:
-            raise ValueError(f"detect.foreground must be between 0 and 1, not {d.foreground}")
+        d = cfg.section(DetectConfig)
         train_data = VOCDetection(cfg.data.root, cfg.data.train_split).limit(cfg.data.train_subset)
-        model = model_for(cfg, len(train_data.classes) + 1)
+        model = model_for(cfg, len(train_data.classes) + 1, start)
         mean, std = input_scaling(cfg, model.meta)
         sets = []
         for data in (train_data, VOCDetection(cfg.data.root, cfg.data.val_split).limit(cfg.data.val_subset)):
@@ -180,6 +180,7 @@ class RegionTask(Classification):
             train_set.classes,
             mean,
             std,
+            start=model.meta,
         )
 
     def epoch_size(self, train_set: Dataset) -> int:
@@ -191,7 +192,7 @@ class RegionTask(Classification):
         return BalancedSampler(
             self.labels,
             run.per_rank_batch,
-            run.cfg.detect.foreground,
+            run.cfg.section(DetectConfig).foreground,
             run.steps_per_epoch,
             run.ctx.rank,
             run.ctx.world_size,
@@ -199,7 +200,7 @@ class RegionTask(Classification):
         )
 
     def metadata(self, run: Run, results: dict[str, Any]) -> ModelMeta:
-        d = run.cfg.detect
+        d = run.cfg.section(DetectConfig)
         return dataclasses.replace(
             super().metadata(run, results),
             metrics={f"{run.cfg.data.root}/{run.cfg.data.val_split}/windows": results},
@@ -212,3 +213,6 @@ class RegionTask(Classification):
             f"region classifier on {cfg.data.root} {results['split']} windows: accuracy {results['top1']:.2%} "
             f"(raw weights {results['raw_top1']:.2%}) over {results['images']} windows, after {results['step']} steps"
         )
+
+
+REGIONS = register_task(TaskSpec("regions", "googlenet detect train", RegionTask))

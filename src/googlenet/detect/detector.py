@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,17 +18,11 @@ from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor, load_image
-from googlenet.detect.bbox import apply as apply_regression
-from googlenet.detect.bbox import decode, features
-from googlenet.detect.bbox import load as load_regression
+from googlenet.detect.bbox import decode
 from googlenet.detect.evaluation import DetectionEvaluator
 from googlenet.detect.proposals import Proposer, joined, propose_sources, proposer_for
-from googlenet.detect.regions import fitted_path, load_regions, region_head, warp_pixels
-from googlenet.detect.svm import load as load_svms
-from googlenet.detect.svm import scores as svm_scores
+from googlenet.detect.regions import RegionEnsemble
 from googlenet.evaluate.driver import inference_on_dataset, progress_bar, resolve_device
-from googlenet.model import GoogLeNet
-from googlenet.model.inference import optimize_for_inference
 
 
 @dataclass
@@ -52,116 +45,6 @@ class Detections:
             {"box": [round(float(v), 1) for v in b], "class": classes[int(c)], "score": round(float(s), 4)}
             for b, s, c in zip(self.boxes, self.scores, self.labels, strict=True)
         ]
-
-
-class RegionEnsemble:
-    """One or more region classifiers that share input size, context, scaling and classes; `score` averages
-    their softmax over every window of an image (and, with `bbox_regression`, their regressed box offsets)."""
-
-    def __init__(
-        self,
-        models: list[GoogLeNet],
-        device: str | torch.device = "cpu",
-        batch: int = 256,
-        regressors: list[torch.Tensor] | None = None,
-        optimize: bool = True,
-        svms: list[dict[str, torch.Tensor]] | None = None,
-        flip: bool = False,
-    ) -> None:
-        if not models:
-            raise ValueError("at least one region classifier is needed")
-        first = models[0].meta
-        for m in models[1:]:
-            same = (m.meta.input_size, region_head(m).context, m.meta.class_names, tuple(m.meta.mean))
-            if same != (first.input_size, region_head(models[0]).context, first.class_names, tuple(first.mean)):
-                raise ValueError("the region classifiers differ in input size, context, classes or mean")
-        if regressors is not None and len(regressors) != len(models):
-            raise ValueError("bounding-box regression needs every classifier's regressors: googlenet detect fit-bbox")
-        if svms is not None and len(svms) != len(models):
-            raise ValueError("SVM scoring needs every classifier's SVMs: googlenet detect fit-svm")
-        # The inference model (BatchNorm folded, 1x1s fused, channels_last), or with optimize=False the eager
-        # model in channels_last (about 1.7x faster convolutions on this CPU); same outputs to float rounding.
-        prepared = [optimize_for_inference(m) if optimize else m.to(memory_format=torch.channels_last) for m in models]
-        self.models = [m.eval().to(device) for m in prepared]
-        self.meta, self.device, self.batch, self.regressors = first, torch.device(device), batch, regressors
-        self.svms, self.flip = svms, flip
-        self.context = region_head(models[0]).context
-        if not first.class_names:
-            raise ValueError("a region classifier's record must name its classes (background first)")
-        self.classes = list(first.class_names[1:])  # background is class 0
-        mean, std = torch.tensor(first.mean), torch.tensor(first.std)
-        self.mean, self.std = mean[:, None, None], std[:, None, None]
-
-    @classmethod
-    def load(
-        cls,
-        paths: list[str],
-        device: str | torch.device = "cpu",
-        bbox_regression: bool = False,
-        optimize: bool = True,
-        svm: bool = False,
-        flip: bool = False,
-    ) -> RegionEnsemble:
-        """The region classifiers in `paths`, with their regressors (written by fit-bbox beside them) when
-        `bbox_regression` and their SVMs (fit-svm) when `svm`; `flip` scores each window and its mirror."""
-        models = [load_regions(p) for p in paths]
-        regressors = svms = None
-        if bbox_regression:
-            regressors = [_beside(fitted_path(p, "bbox"), "regressors", "fit-bbox", load_regression) for p in paths]
-        if svm:
-            svms = [_beside(fitted_path(p, "svm"), "SVMs", "fit-svm", load_svms) for p in paths]
-        return cls(models, device, regressors=regressors, optimize=optimize, svms=svms, flip=flip)
-
-    def _windows(self, pixels: torch.Tensor, boxes: np.ndarray) -> Iterator[tuple[slice, torch.Tensor]]:
-        """The boxes' normalised windows on the device, `batch` at a time, with their place among the boxes."""
-        m = self.meta
-        boxes_t = torch.as_tensor(np.asarray(boxes, np.float32)).reshape(-1, 4)
-        for start in range(0, len(boxes_t), self.batch):
-            chunk = boxes_t[start : start + self.batch]
-            windows = warp_pixels(pixels, chunk, m.input_size, self.context, m.mean)
-            windows = ((windows - self.mean) / self.std).to(self.device, memory_format=torch.channels_last)
-            yield slice(start, start + len(chunk)), windows
-
-    @torch.inference_mode()
-    def features(self, pixels: torch.Tensor, boxes: np.ndarray) -> list[torch.Tensor]:
-        """Each model's pooled (pre-classifier) features (N, D) of every box of one image in [0, 1]."""
-        parts: list[list[torch.Tensor]] = [[] for _ in self.models]
-        for _, windows in self._windows(pixels, boxes):
-            for k, model in enumerate(self.models):
-                parts[k].append(features(model, windows).cpu())
-        return [torch.cat(p) if p else torch.zeros(0, 0) for p in parts]
-
-    @torch.inference_mode()
-    def score(self, pixels: torch.Tensor, boxes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Softmax (N, K + 1) of every box of one image in [0, 1] (3, H, W), averaged over the models (with SVMs,
-        the object columns 1 ... K are the SVMs' margins through a sigmoid instead; with `flip` the mean of the
-        window's and its mirror's), and with bounding-box regression their mean offsets (N, K, 4) per object class
-        (of the windows as they are), else None."""
-        m = self.meta
-        total = torch.zeros(len(boxes), m.num_classes)
-        deltas = torch.zeros(len(boxes), m.num_classes - 1, 4) if self.regressors is not None else None
-        for where, windows in self._windows(pixels, boxes):
-            for k, model in enumerate(self.models):
-                pooled = features(model, windows)
-                part = self._scores(k, pooled)
-                if self.flip:  # the paper's mirrored crops (section 7): the window's mirror image scored too
-                    part = (part + self._scores(k, features(model, windows.flip(-1)))) / 2
-                total[where] += part
-                if deltas is not None and self.regressors is not None:
-                    deltas[where] += apply_regression(self.regressors[k], pooled.cpu())
-        if deltas is not None:
-            deltas /= len(self.models)
-        return total / len(self.models), deltas
-
-    def _scores(self, k: int, pooled: torch.Tensor) -> torch.Tensor:
-        """Model k's scores (N, K + 1) of pooled features: its softmax, or its SVMs' margins through a sigmoid."""
-        part = self.models[k].linear(pooled).float().softmax(dim=1).cpu()
-        if self.svms is not None:
-            part[:, 1:] = svm_scores(self.svms[k], pooled.cpu()).sigmoid()
-        return part
-
-    def probs(self, pixels: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
-        return self.score(pixels, boxes)[0]
 
 
 def select(
@@ -187,14 +70,6 @@ def select(
             candidate_boxes = clip_boxes_to_image(candidate_boxes, size)
     keep = batched_nms(candidate_boxes, candidate_scores, label, nms)[:max_detections]
     return candidate_boxes[keep].numpy(), candidate_scores[keep].numpy(), label[keep].numpy()
-
-
-def _beside(path: Path, what: str, command: str, read: Callable[[Path], Any]) -> Any:
-    """What a fit command wrote beside a region classifier's weights, read; a FileNotFoundError naming the
-    command when it is missing."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no {what} {path}: fit them with googlenet detect {command}")
-    return read(path)
 
 
 class Detector:
@@ -397,19 +272,16 @@ def plot_precision_recall(results: dict[str, Any], path: str | Path, title: str 
     plt.close(fig)
 
 
-def draw(
-    image: Image.Image, detections: Detections, classes: list[str], out: str | os.PathLike, threshold: float = 0.5
-) -> Path:
-    """The decoded RGB image with its detections at or above `threshold` drawn (box, class, score), saved to
-    `out`."""
+def draw(image: Image.Image, detections: Detections, classes: list[str], out: str | os.PathLike) -> Path:
+    """The decoded RGB image with every one of `detections` drawn (box, class, score), saved to `out`: what is
+    shown is decided once, by the caller (`Detections.above`)."""
     from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
     from torchvision.utils import draw_bounding_boxes
 
     image = pil_to_tensor(image)
-    kept = detections.scores >= threshold
-    labels, scores = detections.labels[kept], detections.scores[kept]
+    labels, scores = detections.labels, detections.scores
     names = [f"{classes[int(c)]} {s:.2f}" for c, s in zip(labels, scores, strict=True)]
-    boxes = torch.as_tensor(detections.boxes[kept]).reshape(-1, 4)
+    boxes = torch.as_tensor(detections.boxes).reshape(-1, 4)
     colours = [_colour(int(c)) for c in labels]
     drawn = draw_bounding_boxes(image, boxes, names, colors=colours, width=2) if len(boxes) else image
     out = Path(out)

@@ -13,14 +13,16 @@ from torch import nn
 from torch.utils.data import Dataset
 from torchvision.ops import box_iou
 
+from googlenet.detect.config import MultiBoxConfig
 from googlenet.detect.multibox import BoxTransform, MultiBox, kmeans_priors, matching_loss, top_boxes
 from googlenet.evaluate.driver import inference_on_dataset
-from googlenet.model import ModelMeta, build_model, save_weights
+from googlenet.model import ModelMeta, save_weights
 from googlenet.model.weights import MultiBoxHead
 from googlenet.train import distributed
 from googlenet.train.config import TrainConfig
-from googlenet.train.loop import Run
-from googlenet.train.task import WEIGHTS, Parts, Task, inference_model, input_scaling
+from googlenet.train.run import Run
+from googlenet.train.task import WEIGHTS, Parts, Task, inference_model, input_scaling, model_for
+from googlenet.train.tasks import TaskSpec, register_task
 
 
 def collate_boxes(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -72,7 +74,7 @@ class MultiBoxTask(Task):
     raw_keys = ("recall",)
     collate = staticmethod(collate_boxes)
 
-    def build(self, cfg: TrainConfig) -> Parts:
+    def build(self, cfg: TrainConfig, start: ModelMeta | None = None) -> Parts:
         from googlenet.data.detection import VOCDetection
 
         if cfg.data.dataset != "voc":
@@ -81,16 +83,15 @@ class MultiBoxTask(Task):
             raise ValueError("data.root is required: a folder in VOC layout (googlenet data scenes makes one)")
         train_set = VOCDetection(cfg.data.root, cfg.data.train_split).limit(cfg.data.train_subset)
         val_set = VOCDetection(cfg.data.root, cfg.data.val_split).limit(cfg.data.val_subset)
-        options: dict[str, Any] = dict(width=cfg.model.width, dropout=cfg.model.dropout, aux=False)
-        if cfg.model.weights:  # a classification checkpoint (its classifier is unused)
-            backbone = build_model(cfg.model.name, weights=cfg.model.weights, **options)
-        else:
-            backbone = build_model(cfg.model.name, num_classes=len(train_set.classes), **options)
+        # from model.weights, a classification checkpoint, its classifier kept as it is (MultiBox does not use it)
+        classes = None if cfg.model.weights or start else len(train_set.classes)
+        backbone = model_for(cfg, classes, start, aux=False)
         mean, std = input_scaling(cfg, backbone.meta)
-        priors = kmeans_priors(_normalised_boxes(train_set), cfg.multibox.priors, seed=cfg.run.seed)
+        m = cfg.section(MultiBoxConfig)
+        priors = kmeans_priors(_normalised_boxes(train_set), m.priors, seed=cfg.run.seed)
         size, a = cfg.model.input_size, cfg.augment
         return Parts(
-            MultiBox(backbone, torch.from_numpy(priors), cfg.multibox.grid),
+            MultiBox(backbone, torch.from_numpy(priors), m.grid),
             train_set,
             val_set,
             BoxTransform(size, mean, std, True, a.photometric, a.hflip),
@@ -98,12 +99,13 @@ class MultiBoxTask(Task):
             train_set.classes,
             mean,
             std,
+            start=backbone.meta,
         )
 
     def loss(self, net: nn.Module, images: torch.Tensor, targets: Any, cfg: TrainConfig) -> tuple[Any, ...]:
         boxes, logits = net(images)
         truths = [t.to(images.device) for t in targets]
-        loss = matching_loss(boxes.float(), logits.float(), truths, cfg.multibox.alpha)
+        loss = matching_loss(boxes.float(), logits.float(), truths, cfg.section(MultiBoxConfig).alpha)
         return loss, loss, (boxes, logits)
 
     @torch.no_grad()
@@ -118,12 +120,12 @@ class MultiBoxTask(Task):
             data, run.per_rank_batch, run.ctx.rank, run.ctx.world_size, cfg.data.workers, collate_fn=collate_boxes
         )
         batches = ((x.to(run.ctx.device, run.dtype), [t.to(run.ctx.device) for t in truths]) for x, truths in loader)
-        m = cfg.multibox
+        m = cfg.section(MultiBoxConfig)
         recall = MultiBoxRecall(m.alpha, m.top, m.nms, lambda sums: distributed.all_reduce_sum(sums, run.ctx))
         return inference_on_dataset(lambda batch: model(batch[0]), batches, recall)[0]
 
     def export(self, run: Run, results: dict[str, Any]) -> None:
-        cfg = run.cfg
+        cfg, m = run.cfg, run.cfg.section(MultiBoxConfig)
         model = cast(MultiBox, inference_model(run))
         meta = ModelMeta(
             variant=cfg.model.name,
@@ -135,19 +137,17 @@ class MultiBoxTask(Task):
             class_names=run.classes,
             metrics={f"{cfg.data.root}/{cfg.data.val_split}": results},
             task="multibox",
-            head=MultiBoxHead(
-                priors=cfg.multibox.priors,
-                top=cfg.multibox.top,
-                nms=cfg.multibox.nms,
-                grid=cfg.multibox.grid,
-                tiles=cfg.multibox.tiles,
-            ),
+            head=MultiBoxHead(priors=m.priors, top=m.top, nms=m.nms, grid=m.grid, tiles=m.tiles),
         )
         save_weights(model, run.out / WEIGHTS, meta)
 
     def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:
+        top = cfg.section(MultiBoxConfig).top
         return (
-            f"MultiBox on {cfg.data.root} {results['split']}: recall at IoU 0.5 of the top {cfg.multibox.top} "
+            f"MultiBox on {cfg.data.root} {results['split']}: recall at IoU 0.5 of the top {top} "
             f"boxes {results['recall']:.1%} (raw weights {results['raw_recall']:.1%}), matching loss "
             f"{results['loss']:.3f}, after {results['step']} steps"
         )
+
+
+MULTIBOX = register_task(TaskSpec("multibox", "googlenet detect train-multibox", MultiBoxTask))

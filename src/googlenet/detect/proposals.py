@@ -8,7 +8,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -96,13 +96,52 @@ def unique_boxes(boxes: np.ndarray) -> np.ndarray:
     return boxes[np.sort(first)].astype(np.float32)
 
 
+@dataclass(frozen=True)
+class ProposalMethod:
+    """A proposal method by name (--method, --proposals, detect.proposals): `make` (a MultiBox checkpoint or
+    None, tiles or None) -> its `Proposer`; a union of others names them in `sources` instead (the paper's)."""
+
+    name: str
+    help: str
+    make: Callable[[str | os.PathLike | None, int | None], Proposer] | None = None
+    sources: tuple[str, ...] = ()
+
+
+PROPOSERS: dict[str, ProposalMethod] = {}
+
+
+def register_proposer(method: ProposalMethod) -> ProposalMethod:
+    """Add a proposal method: every command that proposes regions offers it."""
+    if PROPOSERS.get(method.name, method) != method:
+        raise ValueError(f"proposal method {method.name!r} is registered already")
+    PROPOSERS[method.name] = method
+    return method
+
+
+def _multibox(checkpoint: str | os.PathLike | None, tiles: int | None) -> Proposer:
+    if not checkpoint:
+        raise ValueError(
+            "MultiBox proposals need a MultiBox checkpoint (--multibox, from googlenet detect train-multibox)"
+        )
+    from googlenet.detect.multibox import MultiBoxProposer
+
+    return MultiBoxProposer.load(checkpoint, tiles)
+
+
+def _search(settings: SelectiveSearch) -> Callable[[str | os.PathLike | None, int | None], Proposer]:
+    return lambda checkpoint, tiles: settings
+
+
 # R-CNN's fast recipe, and the paper's: "the superpixel size was increased by 2x", i.e. k doubled.
-METHODS = {
-    "ss": SelectiveSearch(),
-    "ss2x": SelectiveSearch(ks=(100, 200)),
-    "opencv_fast": SelectiveSearch(opencv="fast"),
-    "opencv_quality": SelectiveSearch(opencv="quality"),
-}
+for _method in (
+    ProposalMethod("ss", "R-CNN's fast Selective Search", _search(SelectiveSearch())),
+    ProposalMethod("ss2x", "Selective Search at 2x superpixels (the paper's)", _search(SelectiveSearch(ks=(100, 200)))),
+    ProposalMethod("opencv_fast", "OpenCV's fast preset", _search(SelectiveSearch(opencv="fast"))),
+    ProposalMethod("opencv_quality", "OpenCV's quality preset", _search(SelectiveSearch(opencv="quality"))),
+    ProposalMethod("multibox", "a trained MultiBox model's top boxes", _multibox),
+    ProposalMethod("paper", "the paper's union: ss2x + multibox", sources=("ss2x", "multibox")),
+):
+    register_proposer(_method)
 
 
 def recall(proposals: list[np.ndarray], truths: list[np.ndarray], iou: float = 0.5, top: int | None = None) -> float:
@@ -232,15 +271,11 @@ def plot_recall(results: dict[str, dict[str, Any]], path: str | Path) -> None:
     plt.close(fig)
 
 
-PAPER_SOURCES = ("ss2x", "multibox")  # the paper's proposals: Selective Search at 2x superpixels + MultiBox
-
-
 def sources_of(method: str) -> tuple[str, ...]:
-    """The methods whose boxes `method` joins: the paper's = ss2x + multibox, any other = itself."""
-    known = [*METHODS, "multibox", "paper"]
-    if method not in known:
-        raise ValueError(f"unknown proposal method {method!r}; choose from {', '.join(known)}")
-    return PAPER_SOURCES if method == "paper" else (method,)
+    """The methods whose boxes `method` joins: a union's sources (the paper's = ss2x + multibox), any other itself."""
+    if method not in PROPOSERS:
+        raise ValueError(f"unknown proposal method {method!r}; choose from {', '.join(PROPOSERS)}")
+    return PROPOSERS[method].sources or (method,)
 
 
 class Joined:
@@ -255,18 +290,14 @@ class Joined:
 
 
 def proposer_for(method: str = "ss2x", multibox: str | os.PathLike | None = None, tiles: int | None = None) -> Joined:
-    """The proposer of `method`: a Selective Search method, `multibox` (a trained MultiBox model's top boxes,
-    on the whole image and `tiles` x `tiles` crops; default: the model's tiling) or the paper's union of both."""
+    """The proposer of a registered `method` (`PROPOSERS`), made with the `multibox` checkpoint and `tiles` where
+    it needs them (MultiBox: on the whole image and `tiles` x `tiles` crops; default: the model's tiling)."""
     sources: dict[str, Proposer] = {}
     for source in sources_of(method):
-        if source != "multibox":
-            sources[source] = METHODS[source]
-            continue
-        if not multibox:
-            raise ValueError(f"proposals {method!r} need a MultiBox checkpoint (from googlenet detect train-multibox)")
-        from googlenet.detect.multibox import MultiBoxProposer
-
-        sources[source] = MultiBoxProposer.load(multibox, tiles)
+        make = PROPOSERS[source].make
+        if make is None:
+            raise ValueError(f"proposal method {source!r} makes no proposer of its own")
+        sources[source] = make(multibox, tiles)
     return Joined(sources)
 
 
@@ -329,7 +360,9 @@ def proposal_report(
     (also with each image's first n boxes) and the seconds per image; a union also per source."""
     if limit < 0 or workers < 1 or (tiles is not None and tiles < 1):
         raise ValueError("--limit must be >= 0, --workers >= 1 and --tiles >= 1")
-    if {"multibox", "paper"} & set(methods) and not multibox:
+    for method in methods:
+        sources_of(method)  # an unknown method is an error before anything is read
+    if "multibox" in {s for m in methods for s in sources_of(m)} and not multibox:
         raise ValueError("--method multibox and paper need --multibox CKPT (from googlenet detect train-multibox)")
     dataset = VOCDetection(data, split).limit(limit)
     found: dict[str, tuple[list, list]] = {}

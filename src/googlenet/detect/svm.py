@@ -1,6 +1,7 @@
 """R-CNN's object scorers: per class a linear SVM on the region classifier's pooled features, trained on the
 ground-truth boxes as positives and, as negatives, proposals that overlap no object of the class by IoU 0.3,
-mined hard over the training images (R-CNN's hard-negative mining, in feature space)."""
+mined hard over the training images (R-CNN's hard-negative mining, in feature space). The maths only: the
+features are collected in fitting.py."""
 
 from __future__ import annotations
 
@@ -8,15 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from torchvision.ops import box_iou
 from tqdm import tqdm
-
-from googlenet.data.detection import VOCDetection
-from googlenet.data.images import image_tensor
-from googlenet.detect.regions import fitted_path
 
 FEATURE_NORM = 20.0  # R-CNN scales the features to this mean norm before the SVMs
 NEG_IOU = 0.3  # R-CNN: a proposal overlapping an object of the class by less is a negative for that class
@@ -104,39 +99,6 @@ def mine(
     return w.float(), report
 
 
-@torch.inference_mode()
-def collect(
-    ensemble: Any, data: VOCDetection, proposals: list[np.ndarray], images: list[int], progress: bool = True
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pooled features of every image's ground-truth boxes, and of every proposal of the `images`, by the one
-    classifier of `ensemble` (a RegionEnsemble): (truth features (T, D), their classes (T,), proposal features
-    (P, D), each proposal's highest IoU with an object of each class (P, K))."""
-    classes = len(ensemble.classes)
-    chosen = set(images)
-    truths, labels, found, overlaps = [], [], [], []
-    for k in tqdm(range(len(data)), desc="svm features", unit="img", disable=not progress):
-        annotation = data.annotations[k]
-        boxes = np.asarray(proposals[k], np.float32).reshape(-1, 4) if k in chosen else np.zeros((0, 4), np.float32)
-        windows = np.concatenate([annotation.boxes.astype(np.float32), boxes])
-        if not len(windows):
-            continue
-        pooled = ensemble.features(image_tensor(data.image_path(k)), windows)[0]
-        n, kinds = len(annotation.boxes), torch.as_tensor(data.labels(k))
-        truths.append(pooled[:n])
-        labels.append(kinds)
-        if len(boxes):
-            found.append(pooled[n:])
-            best = torch.zeros(len(boxes), classes)
-            if n:
-                iou = box_iou(torch.as_tensor(boxes), torch.as_tensor(annotation.boxes, dtype=torch.float32))
-                for c in kinds.unique().tolist():
-                    best[:, c] = iou[:, kinds == c].max(dim=1).values
-            overlaps.append(best)
-    if not found:
-        raise ValueError("no proposals in the chosen images: nothing to mine negatives from")
-    return torch.cat(truths), torch.cat(labels), torch.cat(found), torch.cat(overlaps)
-
-
 def fit(
     truths: torch.Tensor,
     labels: torch.Tensor,
@@ -164,53 +126,6 @@ def fit(
         weights[k] = w
         report["classes"][k] = part
     return {"weight": weights, "scale": scale.reshape(1).float()}, report
-
-
-def fit_for(
-    checkpoint: str,
-    data: str,
-    split: str = "train",
-    proposals: str | None = None,
-    images: int = 400,
-    c: float = 1e-3,
-    rounds: int = 3,
-    limit: int = 0,
-    workers: int = 1,
-    cache: str | None = None,
-    device: str = "auto",
-    seed: int = 0,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """`googlenet detect fit-svm`: the region classifier `checkpoint`'s SVMs, fitted on a VOC-layout split
-    (positives: every image's objects; negatives: the proposals of `images` images drawn at random, 0 = all)
-    and written beside it. Returns the report."""
-    from googlenet.detect.detector import RegionEnsemble
-    from googlenet.detect.proposals import dataset_proposals, joined
-    from googlenet.detect.regions import region_head
-    from googlenet.evaluate.driver import resolve_device
-
-    if limit < 0 or images < 0 or c <= 0 or rounds < 0:
-        raise ValueError("--limit and --images must be >= 0, --c > 0 and --rounds >= 0")
-    ensemble = RegionEnsemble.load([checkpoint], resolve_device(device))
-    method = proposals or region_head(ensemble.models[0]).proposals
-    dataset = VOCDetection(data, split).limit(limit).matched_to(ensemble.classes)
-    boxes, _ = joined(dataset_proposals(dataset, method, cache, workers, None, progress))
-    count = len(dataset) if not images or images >= len(dataset) else images
-    chosen = sorted(np.random.default_rng(seed).permutation(len(dataset))[:count].tolist())
-    truths, labels, found, overlaps = collect(ensemble, dataset, boxes, chosen, progress)
-    svms, report = fit(truths, labels, found, overlaps, c, rounds, progress)
-    path = save(svms, fitted_path(checkpoint, "svm"), report)
-    per_class = report.pop("classes")
-    return {
-        **report,
-        "path": str(path),
-        "proposals": method,
-        "images": len(dataset),
-        "negative_images": count,
-        "positives": len(truths),
-        "proposal_windows": len(found),
-        "classes": {ensemble.classes[k]: part for k, part in per_class.items()},
-    }
 
 
 def save(svms: dict[str, torch.Tensor], path: str | os.PathLike, report: dict[str, Any]) -> Path:

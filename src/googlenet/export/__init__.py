@@ -6,7 +6,8 @@ real images before it is kept."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sized
+from collections.abc import Callable, Sized
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,11 +20,43 @@ from googlenet.data.multicrop import CropSpec
 from googlenet.model.exported import load_exported
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.inference import optimize_for_inference
-from googlenet.model.weights import ModelMeta
+from googlenet.model.weights import ModelMeta, weights_file
 
-__all__ = ["FORMATS", "check", "compare", "default_path", "export", "load_exported", "sample_images", "write"]
+__all__ = [
+    "FORMATS",
+    "ExportFormat",
+    "check",
+    "compare",
+    "default_path",
+    "export",
+    "load_exported",
+    "register_format",
+    "sample_images",
+    "write",
+]
 
-FORMATS = ("onnx", "torchscript", "executorch")
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """A file format `googlenet export` writes: `write` (model, path, example batch, int8 calibration batches or
+    None) -> path; files end in `suffix` (int8 ones in .int8 + suffix where `int8`), and run like models through
+    `googlenet.model.exported`'s loader for that suffix (`register_loader`)."""
+
+    name: str
+    suffix: str
+    write: Callable[[GoogLeNet, Path, torch.Tensor, torch.Tensor | None], Path]
+    int8: bool = False
+
+
+FORMATS: dict[str, ExportFormat] = {}
+
+
+def register_format(fmt: ExportFormat) -> ExportFormat:
+    """Add an export format: `googlenet export --format NAME` writes it."""
+    if FORMATS.get(fmt.name, fmt) != fmt:
+        raise ValueError(f"export format {fmt.name!r} is registered already")
+    FORMATS[fmt.name] = fmt
+    return fmt
 
 
 def sample_images(meta: ModelMeta, data: str, split: str | None, root: str | None, count: int) -> torch.Tensor:
@@ -49,48 +82,71 @@ def compare(eager: torch.Tensor, exported: torch.Tensor) -> dict[str, float]:
 
 
 def default_path(checkpoint: str | os.PathLike, format: str, int8: bool) -> Path:
-    """Beside the weights: model.onnx, model.int8.onnx, model.torchscript.pt, model.pte or model.int8.pte."""
-    weights = Path(checkpoint)
-    weights = weights / "model.safetensors" if weights.is_dir() else weights
-    int8_tag = ".int8" if int8 else ""
-    suffix = {"onnx": f"{int8_tag}.onnx", "torchscript": ".torchscript.pt", "executorch": f"{int8_tag}.pte"}[format]
-    return weights.with_name(weights.stem + suffix)
+    """Beside the weights: model.onnx, model.int8.onnx, model.torchscript.pt, model.pte, model.int8.pte (the
+    format's suffix)."""
+    weights = weights_file(checkpoint)
+    return weights.with_name(weights.stem + (".int8" if int8 else "") + _format(format).suffix)
+
+
+def _format(name: str) -> ExportFormat:
+    if name not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {name!r}")
+    return FORMATS[name]
 
 
 def write(
     model: GoogLeNet, format: str, path: Path, example: torch.Tensor, calibration: torch.Tensor | None = None
 ) -> Path:
-    """`model`'s inference form (BN folded; 1x1s fused for TorchScript) as `format` at `path`; int8 ONNX when
-    `calibration` images are given (batches of 32 calibrate onnxruntime's quantiser or PT2E's observers)."""
-    from googlenet.export.executorch import export_executorch
-    from googlenet.export.onnx import export_onnx, quantize_int8
+    """`model`'s inference form as `format` at `path`; int8 when `calibration` images are given (batches of 32
+    calibrate onnxruntime's quantiser or PT2E's observers)."""
+    fmt = _format(format)
+    if calibration is not None and not fmt.int8:
+        int8 = ", ".join(name for name, f in FORMATS.items() if f.int8)
+        raise ValueError(f"--int8 is available for --format {int8}, not {format}")
+    return fmt.write(model, path, example, calibration)
+
+
+def _torchscript(model: GoogLeNet, path: Path, example: torch.Tensor, calibration: torch.Tensor | None) -> Path:
+    """BatchNorm folded and each Inception's 1x1s fused."""
     from googlenet.export.torchscript import export_torchscript
 
-    meta = model.meta
-    if format == "torchscript":
-        if calibration is not None:
-            raise ValueError("--int8 is available for --format onnx and executorch, not torchscript")
-        return export_torchscript(optimize_for_inference(model), path, example, meta)
-    if format == "executorch":  # XNNPACK takes the graph as ONNX does: BatchNorm folded, branches apart, and
-        # its layout pass wants NCHW weights even where the eager model was made channels_last (a weight shared
-        # with `model` changes layout only, not value)
-        plain = optimize_for_inference(model, channels_last=False, fuse_1x1=False)
-        plain = plain.to(memory_format=torch.contiguous_format)
-        return export_executorch(plain, path, example, meta, None if calibration is None else calibration.split(32))
-    if format != "onnx":
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
-    # onnxruntime picks its own memory layout (NCHWc blocks on x86) and keeps it through Concat but not through
-    # Split: a fused 1x1 convolution would cost two layout reorders per module, so the ONNX graph keeps the
-    # branches apart and only has BatchNorm folded; it is exported in PyTorch's default memory format.
+    return export_torchscript(optimize_for_inference(model), path, example, model.meta)
+
+
+def _executorch(model: GoogLeNet, path: Path, example: torch.Tensor, calibration: torch.Tensor | None) -> Path:
+    """XNNPACK takes the graph as ONNX does: BatchNorm folded, branches apart, and its layout pass wants NCHW
+    weights even where the eager model was made channels_last (a weight shared with `model` changes layout only,
+    not value)."""
+    from googlenet.export.executorch import export_executorch
+
+    plain = optimize_for_inference(model, channels_last=False, fuse_1x1=False)
+    plain = plain.to(memory_format=torch.contiguous_format)
+    return export_executorch(plain, path, example, model.meta, None if calibration is None else calibration.split(32))
+
+
+def _onnx(model: GoogLeNet, path: Path, example: torch.Tensor, calibration: torch.Tensor | None) -> Path:
+    """onnxruntime picks its own memory layout (NCHWc blocks on x86) and keeps it through Concat but not through
+    Split: a fused 1x1 convolution would cost two layout reorders per module, so the ONNX graph keeps the
+    branches apart and only has BatchNorm folded; it is exported in PyTorch's default memory format."""
+    from googlenet.export.onnx import export_onnx, quantize_int8
+
     fused = optimize_for_inference(model, channels_last=False, fuse_1x1=False)
     if calibration is None:
-        return export_onnx(fused, path, example, meta)
+        return export_onnx(fused, path, example, model.meta)
     fp32 = path.with_name(f".{path.name}.fp32.onnx")
     try:
-        export_onnx(fused, fp32, example, meta)
+        export_onnx(fused, fp32, example, model.meta)
         return quantize_int8(fp32, path, calibration.split(32))
     finally:
         fp32.unlink(missing_ok=True)
+
+
+for _fmt in (
+    ExportFormat("onnx", ".onnx", _onnx, int8=True),
+    ExportFormat("torchscript", ".torchscript.pt", _torchscript),
+    ExportFormat("executorch", ".pte", _executorch, int8=True),
+):
+    register_format(_fmt)
 
 
 def check(eager: nn.Module, path: Path, images: torch.Tensor, tolerance: float, min_agreement: float | None) -> dict:

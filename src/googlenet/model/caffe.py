@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from googlenet.model.weights import ModelMeta
+from googlenet.model.meta import ModelMeta
 
 BVLC_SHA1 = "405fc5acd08a3bb12de8ee5e23a96bec22f08204"  # models/bvlc_googlenet/readme.md
 BVLC_MEAN_BGR = (104.0, 117.0, 123.0)  # Caffe's mean_value, subtracted from 0-255 BGR pixels
@@ -211,29 +211,3 @@ def read_caffemodel(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], M
         else {},
     )
     return state, meta
-
-
-def import_caffemodel(path: str | os.PathLike, out: str | os.PathLike | None = None) -> dict[str, object]:
-    """`googlenet weights import`: a .caffemodel converted once into our .safetensors (beside it by default,
-    NAME.safetensors) with its metadata record. A file named like BVLC's (bvlc_googlenet.caffemodel) must have
-    its published sha1. Returns what was written."""
-    from googlenet.model.variants import load_model
-    from googlenet.model.weights import save_weights
-
-    path = Path(path)
-    digest = sha1(path)
-    if path.name == "bvlc_googlenet.caffemodel" and digest != BVLC_SHA1:
-        raise ValueError(
-            f"{path} is named as BVLC's GoogLeNet but its sha1 is {digest}, not the published {BVLC_SHA1}: "
-            "a damaged download or another file (rename it to import it anyway)"
-        )
-    model = load_model(path)
-    target = save_weights(model, Path(out) if out else path.with_suffix(".safetensors"))
-    return {
-        "path": str(target),
-        "source": str(path),
-        "sha1": digest,
-        "bvlc": digest == BVLC_SHA1,
-        "classes": model.meta.num_classes,
-        "aux": model.aux1 is not None,
-    }

@@ -8,7 +8,7 @@ import contextlib
 import importlib.util
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -127,13 +127,7 @@ class ExecuTorchClassifier(nn.Module):
         return logits.to(images.device)
 
 
-def load_exported(path: str | os.PathLike) -> OnnxClassifier | TorchScriptClassifier | ExecuTorchClassifier:
-    """An exported .onnx (onnxruntime), ExecuTorch .pte or TorchScript .pt file as a module: images -> logits,
-    with `meta`."""
-    if Path(path).suffix == ".onnx":
-        return OnnxClassifier(path)
-    if Path(path).suffix == ".pte":
-        return ExecuTorchClassifier(path)
+def _torchscript(path: Path) -> TorchScriptClassifier:
     try:
         return TorchScriptClassifier(path)
     except ValueError:
@@ -141,3 +135,35 @@ def load_exported(path: str | os.PathLike) -> OnnxClassifier | TorchScriptClassi
             f"{path} is no exported TorchScript model (a training checkpoint? pass the run's folder or its "
             "model.safetensors)"
         ) from None
+
+
+# Exported files by suffix: how each kind is run like a model (googlenet.export registers how each is written).
+LOADERS: dict[str, Callable[[Path], nn.Module]] = {
+    ".onnx": OnnxClassifier,
+    ".pte": ExecuTorchClassifier,
+    ".pt": _torchscript,
+}
+
+
+def register_loader(suffix: str, load: Callable[[Path], nn.Module]) -> None:
+    """Teach `load_exported` (and so every --checkpoint) files ending in `suffix`: `load` (path) -> a module
+    images -> logits with `meta`."""
+    if LOADERS.get(suffix, load) is not load:
+        raise ValueError(f"exported files ending in {suffix} have a loader already")
+    LOADERS[suffix] = load
+
+
+def exported_suffix(path: str | os.PathLike) -> str | None:
+    """The registered suffix `path` ends with (the longest), or None for a file that is no export."""
+    name = Path(path).name
+    found = [suffix for suffix in LOADERS if name.endswith(suffix)]
+    return max(found, key=len) if found else None
+
+
+def load_exported(path: str | os.PathLike) -> nn.Module:
+    """An exported file (.onnx for onnxruntime, ExecuTorch .pte, TorchScript .pt, or a registered kind) as a
+    module: images -> logits, with `meta`."""
+    suffix = exported_suffix(path)
+    if suffix is None:
+        raise ValueError(f"{path}: no exported format ends so; exports end in {', '.join(LOADERS)}")
+    return LOADERS[suffix](Path(path))

@@ -1,83 +1,174 @@
-"""Published weights by name, in torch.hub's cache: `bvlc` (BVLC's Caffe GoogLeNet, the paper's network,
-sha1 checked) and `torchvision` (torchvision's IMAGENET1K_V1 in the googlenet_tv layout, through torchvision's
-own download and hash check). Offline, one line says where to put the file."""
+"""Published weights by name (`PUBLISHED`: entries, not code): where each file comes from, its hash, how it becomes
+our .safetensors and what its record says; resolved to a checked local file before anything is read
+(`resolve`, `read_weights`). A file placed in torch.hub's cache is checked like a download, and a cached
+conversion records its source's hash, so a changed source is converted again. Also `googlenet weights import`."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-NAMES = ("bvlc", "torchvision")
-BVLC_URL = "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel"
-BVLC_FILE = "bvlc_googlenet.caffemodel"
-TORCHVISION_FILE = "googlenet_tv-imagenet1k_v1.safetensors"
+import torch
+
+from googlenet.model.caffe import BVLC_SHA1, imagenet_wnids, read_caffemodel, sha1
+from googlenet.model.meta import ModelMeta
+from googlenet.model.weights import read_file, write_weights
 
 
-def _checkpoints() -> Path:
-    import torch
+@dataclass(frozen=True)
+class Published:
+    """One set of published weights: `file` in torch.hub's checkpoints folder, downloaded from `url`, checked
+    by `algorithm` against `digest` (torch.hub's files name a sha256 prefix); `convert` (source, its full hex
+    digest, target) writes our .safetensors as `converted` beside it, or None where our reader reads the file
+    as it is."""
 
+    name: str
+    description: str
+    file: str
+    url: str
+    algorithm: str
+    digest: str
+    convert: Callable[[Path, str, Path], Path] | None = None
+    converted: str | None = None
+
+
+def _torchvision_convert(source: Path, digest: str, target: Path) -> Path:
+    """torchvision's IMAGENET1K_V1 state_dict in the googlenet_tv layout (transform_input on, auxiliary heads
+    left out), with ImageNet's names and normalisation and the source's hash in the record."""
+    from torchvision.models import GoogLeNet_Weights
+
+    state, _ = read_file(source)  # a torchvision state_dict is renamed to our layout on reading
+    meta = ModelMeta(
+        variant="googlenet_tv",
+        num_classes=1000,
+        options={"transform_input": True, "aux": False},
+        class_names=list(GoogLeNet_Weights.IMAGENET1K_V1.meta["categories"]),
+        class_ids=imagenet_wnids(),
+        metrics={"imagenet-1k/val (torchvision's docs)": {"top1": 0.69778, "top5": 0.8953}},
+        source={"file": source.name, "sha256": digest},
+    )
+    return write_weights({k: v for k, v in state.items() if not k.startswith("aux")}, target, meta)
+
+
+PUBLISHED: dict[str, Published] = {
+    "bvlc": Published(
+        "bvlc",
+        "BVLC's Caffe GoogLeNet (models/bvlc_googlenet): the paper's network, ImageNet",
+        "bvlc_googlenet.caffemodel",
+        "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel",
+        "sha1",
+        BVLC_SHA1,
+    ),
+    "torchvision": Published(
+        "torchvision",
+        "torchvision's GoogLeNet_Weights.IMAGENET1K_V1 in the googlenet_tv layout",
+        "googlenet-1378be20.pth",
+        "https://download.pytorch.org/models/googlenet-1378be20.pth",
+        "sha256",
+        "1378be20",
+        _torchvision_convert,
+        "googlenet_tv-imagenet1k_v1.safetensors",
+    ),
+}
+NAMES = tuple(PUBLISHED)
+
+
+def checkpoints() -> Path:
+    """torch.hub's checkpoints folder, where published weights are downloaded to (or placed by hand)."""
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def locate(path: str | os.PathLike) -> Path:
-    """`path` itself, unless it is a name of published weights and no such file exists here: then that
-    file in torch.hub's cache, downloaded (and checked) where it is missing."""
-    if str(path) not in NAMES or Path(path).exists():
-        return Path(path)
-    return _bvlc() if str(path) == "bvlc" else _torchvision()
+def _digest(path: Path, algorithm: str) -> str:
+    if algorithm == "sha1":
+        return sha1(path)
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
-def _bvlc() -> Path:
-    import torch
-
-    from googlenet.model.caffe import BVLC_SHA1, sha1
-
-    target = _checkpoints() / BVLC_FILE
+def _fetch(entry: Published) -> tuple[Path, str]:
+    """The entry's source file, downloaded where missing, and its full digest; a file with another hash
+    (downloaded or placed by hand) is a one-line ValueError."""
+    target = checkpoints() / entry.file
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            torch.hub.download_url_to_file(BVLC_URL, str(target), progress=True)
+            torch.hub.download_url_to_file(entry.url, str(target), progress=True)
         except Exception as err:  # no network, a proxy, a full disk: the user is told the same thing
             raise FileNotFoundError(
-                f"could not download BVLC's GoogLeNet ({type(err).__name__}); put {BVLC_FILE} ({BVLC_URL}) at {target}"
+                f"could not download {entry.name} weights ({type(err).__name__}); put {entry.file} ({entry.url}) "
+                f"at {target}"
             ) from None
-    digest = sha1(target)
-    if digest != BVLC_SHA1:
-        raise ValueError(f"{target} has sha1 {digest}, not BVLC's {BVLC_SHA1}: delete it and download it again")
-    return target
+    digest = _digest(target, entry.algorithm)
+    if not digest.startswith(entry.digest):
+        raise ValueError(
+            f"{target} has {entry.algorithm} {digest}, not the published {entry.digest}: delete it and download it "
+            "again"
+        )
+    return target, digest
 
 
-def _torchvision() -> Path:
-    """torchvision's googlenet weights converted once into our .safetensors (the googlenet_tv layout with
-    transform_input, ImageNet's class names and normalisation in the record)."""
-    import dataclasses
-
-    from torchvision.models import GoogLeNet_Weights
-
-    from googlenet.model.caffe import imagenet_wnids
-    from googlenet.model.variants import build_model
-    from googlenet.model.weights import save_weights, torchvision_to_googlenet
-
-    target = _checkpoints() / TORCHVISION_FILE
-    if target.is_file():
-        return target
-    weights = GoogLeNet_Weights.IMAGENET1K_V1
+def _converted_from(path: Path, digest: str) -> bool:
+    """Whether the conversion at `path` was made from the source whose hash is `digest`."""
+    if not path.is_file():
+        return False
     try:
-        state = weights.get_state_dict(progress=True, check_hash=True)
-    except Exception as err:
-        raise FileNotFoundError(
-            f"could not download torchvision's googlenet weights ({type(err).__name__}); put "
-            f"{Path(weights.url).name} ({weights.url}) in {_checkpoints()}"
-        ) from None
-    model = build_model("googlenet_tv", transform_input=True, aux=False)
-    model.load_state_dict({k: v for k, v in torchvision_to_googlenet(state).items() if not k.startswith("aux")})
-    model.meta = dataclasses.replace(
-        model.meta,
-        class_names=list(weights.meta["categories"]),
-        class_ids=imagenet_wnids(),
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        options={**model.meta.options, "transform_input": True},
-        metrics={"imagenet-1k/val (torchvision's docs)": {"top1": 0.69778, "top5": 0.8953}},
-    )
-    return save_weights(model, target)
+        _, meta = read_file(path)
+    except ValueError:
+        return False
+    return meta is not None and (meta.source or {}).get("sha256") == digest
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """`path` itself, unless it names published weights and no such file exists here: then that entry's
+    checked file in torch.hub's cache (converted once into ours where the entry converts)."""
+    entry = PUBLISHED.get(str(path))
+    if entry is None or Path(path).exists():
+        return Path(path)
+    source, digest = _fetch(entry)
+    if entry.convert is None or entry.converted is None:
+        return source
+    target = source.with_name(entry.converted)
+    return target if _converted_from(target, digest) else entry.convert(source, digest, target)
+
+
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelMeta | None]:
+    """Tensors and metadata record of any weights file (googlenet.model.weights.read_file), a training run's
+    folder, or published weights by name (`PUBLISHED`)."""
+    return read_file(resolve(path))
+
+
+def import_caffemodel(path: str | os.PathLike, out: str | os.PathLike | None = None) -> dict[str, object]:
+    """`googlenet weights import`: a .caffemodel converted once into our .safetensors (beside it by default,
+    NAME.safetensors) with its metadata record. Any other file is refused in one line and left as it is; a file
+    named like BVLC's (bvlc_googlenet.caffemodel) must have its published sha1. Returns what was written."""
+    path = Path(path)
+    if path.suffix.lower() != ".caffemodel":
+        raise ValueError(
+            f"{path} is no .caffemodel: `weights import` converts Caffe's GoogLeNet; other weights files load as they "
+            "are (--checkpoint, --model.weights)"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    digest = sha1(path)
+    if path.name == PUBLISHED["bvlc"].file and digest != BVLC_SHA1:
+        raise ValueError(
+            f"{path} is named as BVLC's GoogLeNet but its sha1 is {digest}, not the published {BVLC_SHA1}: "
+            "a damaged download or another file (rename it to import it anyway)"
+        )
+    state, meta = read_caffemodel(path)
+    meta.source = {"file": path.name, "sha1": digest}
+    target = write_weights(state, Path(out) if out else path.with_suffix(".safetensors"), meta)
+    return {
+        "path": str(target),
+        "source": str(path),
+        "sha1": digest,
+        "bvlc": digest == BVLC_SHA1,
+        "classes": meta.num_classes,
+        "aux": "aux1.linear.weight" in state,
+    }

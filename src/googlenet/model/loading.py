@@ -4,15 +4,15 @@ exported .onnx / TorchScript / ExecuTorch .pte file."""
 from __future__ import annotations
 
 import os
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 
-from googlenet.model.exported import load_exported
-from googlenet.model.hub import locate
+from googlenet.model.exported import exported_suffix, load_exported
+from googlenet.model.hub import resolve
 from googlenet.model.inference import optimize_for_inference
 from googlenet.model.variants import load_model
-from googlenet.model.weights import ModelMeta
+from googlenet.model.weights import ModelMeta, weights_file
 
 
 class Classifier(Protocol):
@@ -35,12 +35,10 @@ def load_for_inference(path: str | os.PathLike, optimize: bool = True) -> Classi
 
     Weights come back as the inference model (`optimize_for_inference`: same logits, computed faster); with
     `optimize=False` as the eager GoogLeNet they were trained as."""
-    path = locate(path)  # `bvlc` or `torchvision`: published weights, from torch.hub's cache
-    if path.is_dir():
-        path = path / "model.safetensors"
+    path = weights_file(resolve(path))  # `bvlc` or `torchvision`: published weights, from torch.hub's cache
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix in (".onnx", ".pt", ".pte"):
-        return load_exported(path)
+    if exported_suffix(path) is not None:
+        return cast(Classifier, load_exported(path))
     model = load_model(path).eval()
     return optimize_for_inference(model) if optimize else model

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from googlenet.model.googlenet import GoogLeNet
-from googlenet.model.weights import ModelMeta, read_weights
+from googlenet.model.hub import read_weights
+from googlenet.model.meta import ModelMeta
 
 # The reference Caffe model feeds 0-255 pixels minus the BGR mean (104, 117, 123), unscaled. In this
 # package's [0, 1] RGB convention that is mean = (123, 117, 104) / 255 and std = 1 / 255.

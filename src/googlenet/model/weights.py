@@ -1,13 +1,12 @@
-"""Weights on disk: safetensors with a metadata record, and import of torchvision's googlenet state_dict."""
+"""Weights files (the formats layer): our safetensors with the metadata record, pickled state_dicts loaded safely,
+torchvision's googlenet names renamed to ours, and a .caffemodel through the Caffe reader; no names resolved, no
+model built."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import pickle
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,74 +14,32 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-METADATA_KEY = "googlenet"
+from googlenet.model.caffe import read_caffemodel
+from googlenet.model.meta import HEADS, METADATA_KEY, ModelMeta, MultiBoxHead, RegionHead
+
+__all__ = [
+    "HEADS",
+    "METADATA_KEY",
+    "RUN_WEIGHTS",
+    "ModelMeta",
+    "MultiBoxHead",
+    "RegionHead",
+    "load_pickle",
+    "read_file",
+    "save_weights",
+    "torchvision_to_googlenet",
+    "weights_file",
+    "write_weights",
+]
+
+RUN_WEIGHTS = "model.safetensors"  # the inference weights in a training run's folder
 
 
-@dataclass(frozen=True)
-class RegionHead:
-    """A region classifier's settings (task "regions"), as `googlenet detect train` trained it: the pixels of
-    context around each box after warping, the proposal method its windows came from, the IoU of an object
-    window."""
-
-    context: int
-    proposals: str
-    fg_iou: float
-
-
-@dataclass(frozen=True)
-class MultiBoxHead:
-    """A MultiBox model's settings (task "multibox"): its number of priors, the proposals kept per image after
-    NMS at IoU `nms`, the head's pooled grid (0: global average pool) and the tiles it runs on."""
-
-    priors: int
-    top: int
-    nms: float
-    grid: int
-    tiles: int
-
-
-HEADS = {"regions": RegionHead, "multibox": MultiBoxHead}
-# Files written before a head setting existed were trained without it: MultiBox pooled globally (grid 0) and
-# ran on the whole image (tiles 1). These say what such a file holds; the defaults for new training are the
-# config's (googlenet.train.config).
-_BEFORE = {"multibox": {"grid": 0, "tiles": 1}}
-
-
-@dataclass
-class ModelMeta:
-    """What a set of weights needs besides its tensors: how to rebuild the model and feed it.
-
-    `mean`/`std` apply to RGB pixels scaled to [0, 1]. `metrics` holds measured results, each with the
-    command that produced it.
-    """
-
-    variant: str
-    num_classes: int
-    options: dict[str, Any] = field(default_factory=dict)
-    input_size: int = 224
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # one per RGB channel
-    std: tuple[float, ...] = (0.229, 0.224, 0.225)
-    interpolation: str = "bilinear"
-    crop_pct: float = 0.875
-    resize: str = "shorter"  # the test crop's resize: "shorter" side to input_size / crop_pct, or "warp" both
-    class_names: list[str] | None = None
-    class_ids: list[str] | None = None  # the classes' dataset ids where they have them (ImageNet's wnids)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    task: str = "classify"  # "regions", "multibox" (the backbone's variant and options above, its head's here)
-    head: RegionHead | MultiBoxHead | None = None  # HEADS[task]; None for a classifier
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> ModelMeta:
-        record = json.loads(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        meta = cls(**{k: v for k, v in record.items() if k in known})
-        meta.mean, meta.std = tuple(meta.mean), tuple(meta.std)
-        head = HEADS.get(meta.task)
-        meta.head = head(**{**_BEFORE.get(meta.task, {}), **record["head"]}) if head and record.get("head") else None
-        return meta
+def weights_file(path: str | os.PathLike) -> Path:
+    """`path`, or the inference weights in it where it is a training run's folder: every command that reads
+    weights takes either."""
+    path = Path(path)
+    return path / RUN_WEIGHTS if path.is_dir() else path
 
 
 def save_weights(model: torch.nn.Module, path: str | os.PathLike, meta: ModelMeta | None = None) -> Path:
@@ -91,9 +48,14 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, meta: ModelMet
     The file is written beside its destination and renamed into place, so a crash never leaves a
     half-written file under the final name.
     """
-    path = Path(path)
     meta = meta if meta is not None else cast(ModelMeta, model.meta)
-    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    return write_weights(model.state_dict(), path, meta)
+
+
+def write_weights(state: dict[str, torch.Tensor], path: str | os.PathLike, meta: ModelMeta) -> Path:
+    """Write a state_dict as safetensors with its metadata record, renamed into place once complete."""
+    path = Path(path)
+    tensors = {name: t.detach().cpu().contiguous() for name, t in state.items()}
     tmp = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(tmp), metadata={METADATA_KEY: meta.to_json()})
@@ -102,16 +64,15 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, meta: ModelMet
     return path
 
 
-def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelMeta | None]:
-    """Tensors and metadata record from a .safetensors file, a state_dict from a .pth/.pt file, or BVLC's Caffe
-    GoogLeNet from a .caffemodel (googlenet.model.caffe, with its record).
+def read_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelMeta | None]:
+    """Tensors and metadata record from a .safetensors file (or a training run's folder), a state_dict from a
+    .pth/.pt file, or BVLC's Caffe GoogLeNet from a .caffemodel (googlenet.model.caffe, with its record). Names of
+    published weights are resolved above this reader (googlenet.model.hub.read_weights).
 
     Pickled files load with `weights_only=True`, so they cannot run code. A torchvision googlenet
     state_dict is renamed to this package's module names. Returns (state_dict, meta or None).
     """
-    from googlenet.model.hub import locate
-
-    path = locate(path)  # `bvlc` or `torchvision`: published weights, from torch.hub's cache
+    path = weights_file(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     suffix = path.suffix.lower()
@@ -134,8 +95,6 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Mode
             state = torchvision_to_googlenet(state)
         return state, None
     if suffix == ".caffemodel":
-        from googlenet.model.caffe import read_caffemodel
-
         return read_caffemodel(path)
     raise ValueError(f"{path}: weights must be .safetensors, .pth, .pt or .caffemodel, not {suffix or 'no suffix'}")
 

@@ -19,9 +19,10 @@ from googlenet.model import ModelMeta, build_model, save_weights
 from googlenet.train import distributed
 from googlenet.train.config import TrainConfig
 from googlenet.train.task import WEIGHTS, Parts, Task, inference_model, input_scaling, model_for
+from googlenet.train.tasks import TaskSpec, register_task
 
 if TYPE_CHECKING:
-    from googlenet.train.loop import Run
+    from googlenet.train.run import Run
 
 
 def compute_loss(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, aux_weight: float):
@@ -84,7 +85,7 @@ class Classification(Task):
     name = "classify"
     raw_keys: tuple[str, ...] = ("top1", "top5")
 
-    def build(self, cfg: TrainConfig) -> Parts:
+    def build(self, cfg: TrainConfig, start: ModelMeta | None = None) -> Parts:
         """Datasets, transforms and a fresh model (built under the run's init seed)."""
         train_set = build_dataset(
             cfg.data.dataset, cfg.data.root, cfg.data.train_split, cfg.data.train_subset, decode=False
@@ -92,11 +93,13 @@ class Classification(Task):
         val_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.val_split, cfg.data.val_subset)
         if len(train_set) < cfg.data.batch_size:
             raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.data.batch_size}")
-        model = model_for(cfg, len(train_set.classes))
+        model = model_for(cfg, len(train_set.classes), start)
         mean, std = input_scaling(cfg, model.meta)
         train_tf, eval_tf = training_transforms(cfg, mean, std)
         classes, ids = list(train_set.classes), getattr(train_set, "class_ids", None)
-        return Parts(model, train_set, val_set, train_tf, eval_tf, classes, mean, std, train_tf.on_device, ids)
+        return Parts(
+            model, train_set, val_set, train_tf, eval_tf, classes, mean, std, train_tf.on_device, ids, model.meta
+        )
 
     def loss(self, net: nn.Module, images: torch.Tensor, targets: Any, cfg: TrainConfig) -> tuple[Any, ...]:
         """(loss to minimise, main loss, output) for one batch."""
@@ -138,3 +141,6 @@ class Classification(Task):
             f"{cfg.data.dataset} {results['split']}: top-1 {results['top1']:.2%}  top-5 {results['top5']:.2%}  "
             f"(Polyak-averaged weights; raw weights top-1 {results['raw_top1']:.2%}) after {results['step']} steps"
         )
+
+
+CLASSIFY = register_task(TaskSpec("classify", "googlenet train", Classification))

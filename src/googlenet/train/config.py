@@ -9,14 +9,16 @@ import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
+from googlenet.train.tasks import task_names, task_spec
+
 # The fixed sets of choices, checked in one place (_check) for YAML files and --section.field options alike.
 ModelName = Literal["googlenet", "googlenet_bn", "googlenet_tv"]  # the keys of googlenet.model.VARIANTS
-Dataset = Literal["imagefolder", "imagenet", "fashion_mnist", "voc"]
 DecayUnit = Literal["epochs", "steps"]
 Polyak = Literal["ema", "mean", "off"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -46,7 +48,7 @@ def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_YAML12)
 
 
-def _f(default: Any, help: str) -> Any:
+def setting(default: Any, help: str) -> Any:
     """A config field with its help text (lists are copied per instance)."""
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help})
@@ -55,36 +57,38 @@ def _f(default: Any, help: str) -> Any:
 
 @dataclass
 class ModelConfig:
-    name: ModelName = _f("googlenet_bn", "variant: googlenet (the paper's, LRN) | googlenet_bn | googlenet_tv")
-    width: float = _f(1.0, "width multiplier on every layer's filters (1.0 = Table 1)")
-    input_size: int = _f(224, "square input side in pixels (>= 32)")
-    dropout: float = _f(0.4, "dropout before the main classifier (paper: 40%)")
-    aux_dropout: float = _f(0.7, "dropout in the auxiliary heads (paper: 70%)")
-    weights: str | None = _f(
+    name: ModelName = setting("googlenet_bn", "variant: googlenet (the paper's, LRN) | googlenet_bn | googlenet_tv")
+    width: float = setting(1.0, "width multiplier on every layer's filters (1.0 = Table 1)")
+    input_size: int = setting(224, "square input side in pixels (>= 32)")
+    dropout: float = setting(0.4, "dropout before the main classifier (paper: 40%)")
+    aux_dropout: float = setting(0.7, "dropout in the auxiliary heads (paper: 70%)")
+    weights: str | None = setting(
         None, "initial weights (.safetensors or torchvision .pth); classifier reset if classes differ"
     )
 
 
 @dataclass
 class DataConfig:
-    dataset: Dataset = _f(
+    dataset: str = setting(
         "imagefolder",
         "imagefolder (root/train, root/val, one folder per class) | imagenet (ILSVRC-2012's archives, Kaggle's "
         "layout or wnid folders) | fashion_mnist | voc (detection: VOC layout)",
     )
-    root: str | None = _f(None, "dataset folder; for fashion_mnist empty = Debian's package, else a download")
-    train_split: str = _f("train", "split to train on (an ImageFolder subfolder, or train/test for fashion_mnist)")
-    val_split: str = _f("val", "split to evaluate on after each epoch")
-    train_subset: int = _f(0, "use only the first N training images (0 = all)")
-    val_subset: int = _f(0, "use only the first N evaluation images (0 = all)")
-    batch_size: int = _f(128, "global batch size, split evenly over the torchrun processes")
-    workers: int = _f(2, "DataLoader worker processes per training process (decoding and augmentation)")
-    mean: list[float] | None = _f(
+    root: str | None = setting(None, "dataset folder; for fashion_mnist empty = Debian's package, else a download")
+    train_split: str = setting("train", "split to train on (an ImageFolder subfolder, or train/test for fashion_mnist)")
+    val_split: str = setting("val", "split to evaluate on after each epoch")
+    train_subset: int = setting(0, "use only the first N training images (0 = all)")
+    val_subset: int = setting(0, "use only the first N evaluation images (0 = all)")
+    batch_size: int = setting(128, "global batch size, split evenly over the torchrun processes")
+    workers: int = setting(2, "DataLoader worker processes per training process (decoding and augmentation)")
+    mean: list[float] | None = setting(
         None, "per-channel mean of [0, 1] RGB; empty = the initial weights' record (model.weights), else the variant's"
     )
-    std: list[float] | None = _f(None, "per-channel std; empty = as for mean (the paper's variant: 1/255, Caffe scale)")
-    crop_pct: float = _f(0.875, "evaluation: resize the shorter side to input_size / crop_pct, centre crop")
-    max_bad_fraction: float = _f(
+    std: list[float] | None = setting(
+        None, "per-channel std; empty = as for mean (the paper's variant: 1/255, Caffe scale)"
+    )
+    crop_pct: float = setting(0.875, "evaluation: resize the shorter side to input_size / crop_pct, centre crop")
+    max_bad_fraction: float = setting(
         0.05,
         "largest share of unreadable items (damaged, truncated, empty or non-image files) in a split: each is "
         "replaced by another item, warned about and listed in metrics.jsonl and results.json; more stops the run",
@@ -93,99 +97,101 @@ class DataConfig:
 
 @dataclass
 class AugmentConfig:
-    random_resized_crop: bool = _f(True, "random-sized crops (paper section 6); off = resize the whole image")
-    crop_scale: list[float] = _f([0.08, 1.0], "range of the crop's area as a fraction of the image (paper: 8%-100%)")
-    crop_ratio: list[float] = _f([0.75, 4 / 3], "range of the crop's aspect ratio (paper: 3/4-4/3)")
-    random_interpolation: bool = _f(True, "draw the resize interpolation from bilinear, area, nearest, bicubic")
-    hflip: bool = _f(True, "random horizontal flips")
-    photometric: float = _f(0.5, "Howard's distortions: brightness/contrast/colour factors in 1 +- this (0 = off)")
-    lighting: float = _f(0.1, "std of AlexNet's PCA lighting noise (0 = off)")
+    random_resized_crop: bool = setting(True, "random-sized crops (paper section 6); off = resize the whole image")
+    crop_scale: list[float] = setting(
+        [0.08, 1.0], "range of the crop's area as a fraction of the image (paper: 8%-100%)"
+    )
+    crop_ratio: list[float] = setting([0.75, 4 / 3], "range of the crop's aspect ratio (paper: 3/4-4/3)")
+    random_interpolation: bool = setting(True, "draw the resize interpolation from bilinear, area, nearest, bicubic")
+    hflip: bool = setting(True, "random horizontal flips")
+    photometric: float = setting(0.5, "Howard's distortions: brightness/contrast/colour factors in 1 +- this (0 = off)")
+    lighting: float = setting(0.1, "std of AlexNet's PCA lighting noise (0 = off)")
 
 
 @dataclass
 class OptimConfig:
-    epochs: int = _f(60, "training epochs")
-    lr: float = _f(0.01, "initial learning rate (for the global batch)")
-    momentum: float = _f(0.9, "SGD momentum (paper: 0.9)")
-    weight_decay: float = _f(2e-4, "L2 weight decay on weights; biases and BatchNorm parameters get none")
-    lr_decay: float = _f(0.96, "multiply the learning rate by this at each decay (paper: 0.96, i.e. -4%)")
-    decay_every: float = _f(8, "decay interval, in decay_unit (paper: 8 epochs)")
-    decay_unit: DecayUnit = _f("epochs", "epochs | steps (steps suit short runs)")
-    warmup_steps: int = _f(0, "linear learning-rate warm-up steps (0 = none, as in the paper)")
-    bias_lr_mult: float = _f(1.0, "learning-rate multiplier of the biases (the Caffe model's: 2, with no decay)")
-    aux_weight: float = _f(0.3, "weight of each auxiliary loss (paper: 0.3; 0 = no auxiliary heads)")
-    polyak: Polyak = _f("ema", "Polyak averaging of the weights: ema | mean (equal weights) | off")
-    polyak_decay: float = _f(0.999, "EMA decay per step (ramped up as min(decay, (1+n)/(10+n)))")
-    polyak_start: int = _f(0, "step at which averaging starts")
+    epochs: int = setting(60, "training epochs")
+    lr: float = setting(0.01, "initial learning rate (for the global batch)")
+    momentum: float = setting(0.9, "SGD momentum (paper: 0.9)")
+    weight_decay: float = setting(2e-4, "L2 weight decay on weights; biases and BatchNorm parameters get none")
+    lr_decay: float = setting(0.96, "multiply the learning rate by this at each decay (paper: 0.96, i.e. -4%)")
+    decay_every: float = setting(8, "decay interval, in decay_unit (paper: 8 epochs)")
+    decay_unit: DecayUnit = setting("epochs", "epochs | steps (steps suit short runs)")
+    warmup_steps: int = setting(0, "linear learning-rate warm-up steps (0 = none, as in the paper)")
+    bias_lr_mult: float = setting(1.0, "learning-rate multiplier of the biases (the Caffe model's: 2, with no decay)")
+    aux_weight: float = setting(0.3, "weight of each auxiliary loss (paper: 0.3; 0 = no auxiliary heads)")
+    polyak: Polyak = setting("ema", "Polyak averaging of the weights: ema | mean (equal weights) | off")
+    polyak_decay: float = setting(0.999, "EMA decay per step (ramped up as min(decay, (1+n)/(10+n)))")
+    polyak_start: int = setting(0, "step at which averaging starts")
 
 
 @dataclass
 class RunConfig:
-    out: str = _f("runs/train", "output folder: checkpoints, metrics.jsonl, plot, config, inference weights")
-    resume: Resume = _f(
+    out: str = setting("runs/train", "output folder: checkpoints, metrics.jsonl, plot, config, inference weights")
+    resume: Resume = setting(
         "off",
         "auto: continue from run.out's checkpoint when there is one, as --resume does (for schedulers that requeue "
         "jobs, e.g. SLURM); a worker group that torchrun restarts always does",
     )
-    seed: int = _f(0, "seed for data order, augmentation and dropout (and the initial weights, see init_seed)")
-    init_seed: int | None = _f(
+    seed: int = setting(0, "seed for data order, augmentation and dropout (and the initial weights, see init_seed)")
+    init_seed: int | None = setting(
         None, "seed for the initial weights (empty = seed); ensemble members share it and differ in seed"
     )
-    device: Device = _f("auto", "auto | cpu | cuda")
-    threads: int = _f(0, "torch CPU threads per process (0 = PyTorch's default)")
-    amp: bool = _f(True, "mixed precision (bfloat16 autocast) on CUDA; ignored on CPU")
-    cpu_amp: bool = _f(
+    device: Device = setting("auto", "auto | cpu | cuda")
+    threads: int = setting(0, "torch CPU threads per process (0 = PyTorch's default)")
+    amp: bool = setting(True, "mixed precision (bfloat16 autocast) on CUDA; ignored on CPU")
+    cpu_amp: bool = setting(
         False,
         "bfloat16 autocast on the CPU too: faster steps where the CPU has bfloat16 instructions (AVX512-BF16, AMX), "
         "much slower where it has not",
     )
-    dtype: DType = _f(
+    dtype: DType = setting(
         "float32", "float32 | float64: the weights' and inputs' type (float64: for numerical checks, slow)"
     )
-    channels_last: bool = _f(True, "channels_last memory format (faster convolutions on CUDA and on the CPU)")
-    compile: bool = _f(
+    channels_last: bool = setting(True, "channels_last memory format (faster convolutions on CUDA and on the CPU)")
+    compile: bool = setting(
         False, "torch.compile the network for training (faster steps on CUDA, after a compile of a minute or more)"
     )
-    checkpoint_every: int = _f(
+    checkpoint_every: int = setting(
         500, "save a checkpoint every K steps as well as at each epoch end (0 = epoch ends only)"
     )
-    log_every: int = _f(20, "write a metrics line every K steps")
-    max_steps: int = _f(0, "stop after this many steps in all (0 = run all epochs)")
-    tensorboard: bool = _f(False, "also log to TensorBoard (needs the tensorboard package)")
-    max_nonfinite: int = _f(
+    log_every: int = setting(20, "write a metrics line every K steps")
+    max_steps: int = setting(0, "stop after this many steps in all (0 = run all epochs)")
+    tensorboard: bool = setting(False, "also log to TensorBoard (needs the tensorboard package)")
+    max_nonfinite: int = setting(
         5, "non-finite losses in a row that stop the run (each such step is skipped and logged; checkpoints kept)"
     )
 
 
-@dataclass
-class MultiBoxConfig:
-    priors: int = _f(100, "MultiBox: number of predicted boxes, as offsets to as many k-means prior boxes")
-    alpha: float = _f(0.3, "MultiBox: weight of the location term against the confidence term of the matching loss")
-    top: int = _f(200, "MultiBox: proposals kept per image after NMS (the paper: 200)")
-    nms: float = _f(0.7, "MultiBox: IoU of the non-maximum suppression among its own boxes")
-    grid: int = _f(
-        4,
-        "MultiBox head: the last feature map is pooled to grid x grid and reduced to 128 channels before the "
-        "fully connected box layers, so they see where things are (0: the classifier's global average pool)",
-    )
-    tiles: int = _f(
-        1,
-        "MultiBox proposals: also run on a tiles x tiles grid of overlapping crops (3: nine crops of half the "
-        "image, small objects seen 2x larger), all boxes then NMS and top; 1 = the whole image only",
-    )
+T = TypeVar("T")
+CORE = ("model", "data", "augment", "optim", "run")  # the engine's sections; tasks declare more (below)
+SECTION_ENTRY_POINTS = "googlenet.config"  # each entry: {section: dataclass}, declared in a task's own room
+_SECTIONS: dict[str, type] = {}
+_LOADED = False
 
 
-@dataclass
-class DetectConfig:
-    proposals: str = _f(
-        "ss2x", "region classifier: proposal method whose windows it trains on (ss, ss2x, ...; cached per image)"
-    )
-    foreground: float = _f(0.25, "region classifier: fraction of object windows per batch (R-CNN: 32 of 128)")
-    fg_iou: float = _f(0.5, "region classifier: a window with IoU >= this to an object is that object's class")
-    context: int = _f(16, "region classifier: pixels of context around each box after warping (R-CNN: 16 at 227)")
-    val_windows: int = _f(
-        4000, "region classifier: evaluation windows per epoch, with the batches' share of object windows"
-    )
+def register_sections(sections: dict[str, type]) -> None:
+    """Add config sections a task declares ({name: dataclass whose fields are `setting`s, with a `check()`
+    that returns (ok, message) pairs}); a name may be declared once."""
+    for name, kind in sections.items():
+        if name in CORE or _SECTIONS.get(name, kind) is not kind:
+            raise ValueError(f"config section {name!r} is declared already")
+        _SECTIONS[name] = kind
+
+
+def task_sections() -> dict[str, type]:
+    """The tasks' config sections: the installed ones (`googlenet.config` entry points) and any registered in
+    this process."""
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        for entry in entry_points(group=SECTION_ENTRY_POINTS):
+            register_sections(entry.load())
+    return dict(_SECTIONS)
+
+
+def _task_sections() -> dict[str, Any]:
+    return {name: kind() for name, kind in task_sections().items()}
 
 
 @dataclass
@@ -195,19 +201,31 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    multibox: MultiBoxConfig = field(default_factory=MultiBoxConfig)
-    detect: DetectConfig = field(default_factory=DetectConfig)
+    task: str = "classify"  # a registered task (train/tasks.py): what the run trains, recorded with it
+    sections: dict[str, Any] = field(default_factory=_task_sections)  # the tasks' own sections, by name
+    given: frozenset[str] = field(default=frozenset(), compare=False, repr=False)  # section.field set explicitly
+
+    def section(self, kind: type[T]) -> T:
+        """The tasks' section of type `kind` (e.g. googlenet.detect.config.DetectConfig)."""
+        found = [s for s in self.sections.values() if isinstance(s, kind)]
+        if not found:
+            raise ValueError(f"no config section of type {kind.__name__}: is its task registered?")
+        return found[0]
+
+    def part(self, name: str) -> Any:
+        """The section called `name`, the engine's or a task's."""
+        return getattr(self, name) if name in CORE else self.sections[name]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as YAML writes it: `task`, then each section (engine's, then the tasks')."""
+        core = {name: dataclasses.asdict(getattr(self, name)) for name in CORE}
+        return {"task": self.task, **core, **{name: dataclasses.asdict(s) for name, s in self.sections.items()}}
 
 
-SECTIONS = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-
-
-def _section_types() -> dict[str, type]:
+def all_sections() -> dict[str, type]:
+    """Every section's dataclass by name: the engine's, then those the registered tasks declare."""
     hints = typing.get_type_hints(TrainConfig)
-    return {name: hints[name] for name in SECTIONS}
+    return {**{name: hints[name] for name in CORE}, **task_sections()}
 
 
 def _parse_value(text: str, kind: Any) -> Any:
@@ -244,11 +262,12 @@ def _check(value: Any, kind: Any, shown: Any) -> Any:
 
 
 def from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig:
-    """A TrainConfig from nested dicts, checking every section, field name and type."""
+    """A TrainConfig from nested dicts (and the top-level `task`), checking every section, field name and type."""
+    types_ = all_sections()
     if not isinstance(raw, dict):
-        raise ValueError(f"{source}: expected a mapping of sections ({', '.join(SECTIONS)})")
-    sections = {}
-    for section, kind in _section_types().items():
+        raise ValueError(f"{source}: expected a mapping of sections ({', '.join(types_)})")
+    sections, given = {}, set()
+    for section, kind in types_.items():
         values = raw.get(section) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{source}: section {section!r} must be a mapping")
@@ -263,10 +282,16 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig:
             except ValueError as err:
                 raise ValueError(f"{source}: {section}.{name}: {err}") from None
         sections[section] = kind(**checked)
-    unknown = set(raw) - set(SECTIONS)
+        given |= {f"{section}.{name}" for name in checked}
+    unknown = set(raw) - set(types_) - {"task"}
     if unknown:
-        raise ValueError(f"{source}: unknown section {sorted(unknown)[0]!r}; sections are {', '.join(SECTIONS)}")
-    return validate(TrainConfig(**sections))
+        raise ValueError(f"{source}: unknown section {sorted(unknown)[0]!r}; sections are task, {', '.join(types_)}")
+    task = raw.get("task") or "classify"
+    if not isinstance(task, str):
+        raise ValueError(f"{source}: task must be a name, got {task!r}")
+    given |= {"task"} if "task" in raw else set()
+    core = {name: sections.pop(name) for name in CORE}
+    return validate(TrainConfig(**core, task=task, sections=sections, given=frozenset(given)))
 
 
 def packaged() -> dict[str, Path]:
@@ -300,8 +325,11 @@ def load(path: str | Path | None, overrides: dict[str, str] | None = None) -> Tr
             raw = read_yaml(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ValueError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
-    hints = {s: typing.get_type_hints(k) for s, k in _section_types().items()}
+    hints = {s: typing.get_type_hints(k) for s, k in all_sections().items()}
     for key, text in (overrides or {}).items():
+        if key == "task":
+            raw["task"] = text
+            continue
         section, name = key.split(".", 1)
         try:
             value = _parse_value(text, hints[section][name])
@@ -315,15 +343,26 @@ def load(path: str | Path | None, overrides: dict[str, str] | None = None) -> Tr
 
 
 def for_run(
-    config: str | None, out: str | None = None, resume: bool = False, overrides: dict[str, str] | None = None
+    config: str | None,
+    out: str | None = None,
+    resume: bool = False,
+    overrides: dict[str, str] | None = None,
+    task: str | None = None,
 ) -> TrainConfig:
-    """The config of a `googlenet train` command: `config` with `overrides`, `out` as run.out; `resume` with
-    `out` and no `config` continues with that run's own config.yaml."""
+    """The config of a training command: `config` with `overrides`, `out` as run.out; `resume` with `out` and no
+    `config` continues with that run's own config.yaml, whatever task made it. `task` is the command's (`detect
+    train`: regions); a config that names another task is a one-line ValueError."""
     if out is not None:
         overrides = {**(overrides or {}), "run.out": out}
     if config is None and resume and out is not None and (Path(out) / CONFIG).is_file():
         config = str(Path(out) / CONFIG)
-    return load(config, overrides)
+    cfg = load(config, overrides)
+    if task is None or task == cfg.task:
+        return cfg
+    if "task" in cfg.given:
+        made_by = task_spec(cfg.task).command
+        raise ValueError(f"{config} is a {cfg.task!r} config, not {task!r}: run it with `{made_by}`")
+    return validate(dataclasses.replace(cfg, task=task))
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
@@ -358,7 +397,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         *_choices(cfg),
         *_counts(cfg),
         *_fractions(cfg),
+        *(check for section in cfg.sections.values() for check in section.check()),
     ]
+    from googlenet.data.loaders import DATASETS  # the layouts registered (torch: not needed for --help)
+
+    if cfg.data.dataset not in DATASETS:
+        raise ValueError(f"data.dataset must be one of {' | '.join(DATASETS)}, not {cfg.data.dataset!r}")
+    if cfg.task not in task_names():
+        raise ValueError(f"task must be one of {' | '.join(task_names())}, not {cfg.task!r}")
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
@@ -368,10 +414,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 def _choices(cfg: TrainConfig) -> list[tuple[bool, str]]:
     """Every field typed as a Literal holds one of its choices."""
     checks = []
-    for section, kind in _section_types().items():
+    for section, kind in all_sections().items():
         for name, hint in typing.get_type_hints(kind).items():
             if typing.get_origin(hint) is Literal:
-                value, choices = getattr(getattr(cfg, section), name), typing.get_args(hint)
+                value, choices = getattr(cfg.part(section), name), typing.get_args(hint)
                 checks.append(
                     (value in choices, f"{section}.{name} must be one of {' | '.join(choices)}, not {value!r}")
                 )
@@ -388,14 +434,8 @@ def _counts(cfg: TrainConfig) -> list[tuple[bool, str]]:
         ("run.threads", cfg.run.threads),
         ("run.checkpoint_every", cfg.run.checkpoint_every),
         ("run.max_steps", cfg.run.max_steps),
-        ("multibox.grid", cfg.multibox.grid),
-        ("detect.context", cfg.detect.context),
-        ("detect.val_windows", cfg.detect.val_windows),
     ]
-    return [(value >= 0, f"{name} must be 0 or more, not {value}") for name, value in fields] + [
-        (cfg.multibox.priors >= 1, "multibox.priors must be at least 1"),
-        (cfg.multibox.top >= 1, "multibox.top must be at least 1"),
-    ]
+    return [(value >= 0, f"{name} must be 0 or more, not {value}") for name, value in fields]
 
 
 def _fractions(cfg: TrainConfig) -> list[tuple[bool, str]]:
@@ -408,16 +448,13 @@ def _fractions(cfg: TrainConfig) -> list[tuple[bool, str]]:
         (cfg.optim.aux_weight >= 0, "optim.aux_weight must be 0 or more"),
         (cfg.augment.photometric >= 0, "augment.photometric must be 0 or more"),
         (cfg.augment.lighting >= 0, "augment.lighting must be 0 or more"),
-        (0 < cfg.multibox.nms <= 1, "multibox.nms must be in (0, 1]"),
-        (cfg.multibox.alpha >= 0, "multibox.alpha must be 0 or more"),
         (cfg.optim.bias_lr_mult > 0, "optim.bias_lr_mult must be positive"),
-        (0 < cfg.detect.fg_iou <= 1, "detect.fg_iou must be in (0, 1]"),
     ]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One --section.field option per config field, its help taken from the field."""
-    for section, kind in _section_types().items():
+    for section, kind in all_sections().items():
         group = parser.add_argument_group(f"{section} (YAML section `{section}:`)")
         for f in dataclasses.fields(kind):
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default

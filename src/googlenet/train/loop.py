@@ -1,6 +1,6 @@
 """The training engine (section 6): SGD with momentum 0.9, the 4%-every-8-epochs schedule, Polyak averaging,
-checkpoints that resume exactly, on one process or many under torchrun; what is trained is a `Task`
-(default: `Classification`)."""
+checkpoints that resume exactly, on one process or many under torchrun; what is trained is a `Task`, the
+registered one the config names (`task:`, train/tasks.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,6 +21,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from googlenet.data import Augmented, SkipUnreadable, Transformed, train_loader, unreadable
+from googlenet.model import ModelMeta
 from googlenet.train import distributed
 from googlenet.train.checkpoint import (
     RunStopped,
@@ -31,86 +31,23 @@ from googlenet.train.checkpoint import (
     set_rng_state,
     write_atomic,
 )
-from googlenet.train.classification import Classification
 from googlenet.train.config import CONFIG, TrainConfig
 from googlenet.train.plot import plot_curves, read_metrics
+from googlenet.train.run import Run
 from googlenet.train.schedule import lr_at
 from googlenet.train.steps import StepRecord, Window
-from googlenet.train.task import CHECKPOINT, METRICS, PLOT, RESULTS, UNREADABLE, Task, inference_model
-
-
-@dataclass
-class Run:
-    """Everything one training run holds; `step` and `epoch` say where it is."""
-
-    cfg: TrainConfig
-    ctx: distributed.Context
-    model: nn.Module  # the task's network (a GoogLeNet, or MultiBox around one)
-    net: nn.Module  # the model as trained: DDP-wrapped under torchrun
-    optimizer: torch.optim.Optimizer
-    averaged: AveragedModel | None
-    train_data: Augmented
-    val_data: Transformed
-    classes: list[str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    out: Path
-    task: Task
-    batch_transform: Any = None  # the training augmentation's per-batch part (Parts.batch_transform)
-    class_ids: list[str] | None = None
-    step: int = 0
-    epoch: int = 0
-    log_file: Any = None
-    board: Any = None
-    last_eval: tuple[int, dict] | None = None  # (step, record) of the latest evaluation of the averaged weights
-    saved_step: int | None = None  # the step of the latest checkpoint on disk
-    nonfinite: int = 0  # non-finite losses in a row at the latest read of `record`, each step skipped
-    record: StepRecord | None = None  # what the steps leave on the device between two reads
-    stop: int = 0  # the signal (SIGTERM, SIGINT) that asked the run to checkpoint and stop
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The weights' and inputs' floating-point type (run.dtype)."""
-        return getattr(torch, self.cfg.run.dtype)
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """bfloat16 autocast on CUDA with run.amp, on the CPU with run.cpu_amp, else nothing."""
-        if self.ctx.device.type == "cuda" and self.cfg.run.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        if self.ctx.device.type == "cpu" and self.cfg.run.cpu_amp:
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def to_device(self, images: Any) -> torch.Tensor:
-        """A batch of images on this process's device, in the run's dtype and memory format; a training batch of
-        uint8 crops with their colour parameters gets the augmentation's per-batch part there."""
-        memory = torch.channels_last if self.cfg.run.channels_last else torch.contiguous_format
-        if isinstance(images, (list, tuple)):
-            pixels, colour = (t.to(self.ctx.device, non_blocking=True) for t in images)
-            images = self.batch_transform(pixels.contiguous(memory_format=memory), colour, self.dtype)
-        return images.to(self.ctx.device, self.dtype, non_blocking=True, memory_format=memory)
-
-    @property
-    def per_rank_batch(self) -> int:
-        return self.cfg.data.batch_size // self.ctx.world_size
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.task.epoch_size(self.train_data.dataset) // self.cfg.data.batch_size
-
-    @property
-    def total_steps(self) -> int:
-        total = self.steps_per_epoch * self.cfg.optim.epochs
-        return min(total, self.cfg.run.max_steps) if self.cfg.run.max_steps else total
-
-    def log(self, record: dict) -> None:
-        if self.ctx.is_main:
-            self.log_file.write(json.dumps(record) + "\n")
-            self.log_file.flush()
-            if self.board is not None:
-                for key, value in record.items():
-                    if isinstance(value, float):
-                        self.board.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+from googlenet.train.task import (
+    CHECKPOINT,
+    METRICS,
+    PLOT,
+    RESULTS,
+    UNREADABLE,
+    Task,
+    inference_model,
+    resolve_model,
+    weights_record,
+)
+from googlenet.train.tasks import task_spec
 
 
 def param_groups(model: nn.Module, weight_decay: float, bias_lr_mult: float = 1.0) -> list[dict]:
@@ -383,6 +320,8 @@ def _write_state(run: Run) -> bool:
         "rng": rng_state(),
         "config": run.cfg.to_dict(),
         "processes": run.ctx.world_size,
+        "task": run.cfg.task,
+        "start": run.start.to_json() if run.start is not None else None,
     }
     try:
         save_checkpoint(state, run.out / CHECKPOINT)
@@ -394,7 +333,14 @@ def _write_state(run: Run) -> bool:
 
 
 def restore_state(run: Run, state: dict, source: Path) -> None:
-    """Continue from a checkpoint; one of another model (variant, width, classes) is a one-line ValueError."""
+    """Continue from a checkpoint; one of another task or model (variant, width, classes) is a one-line
+    ValueError."""
+    made_by = state.get("task", run.cfg.task)  # checkpoints from before tasks were recorded: this run's
+    if made_by != run.cfg.task:
+        raise ValueError(
+            f"{source} was saved by a {made_by!r} run, not {run.cfg.task!r}: resume it with `googlenet train "
+            f"--resume --out {source.parent}`, or train into a new run.out"
+        )
     own, saved = run.model.state_dict(), state["model"]
     differ = sorted(
         k for k in own.keys() | saved.keys() if k not in own or k not in saved or own[k].shape != saved[k].shape
@@ -415,17 +361,18 @@ def restore_state(run: Run, state: dict, source: Path) -> None:
     set_rng_state(state["rng"])
 
 
-def setup(cfg: TrainConfig, task: Task | None = None) -> Run:
-    """Data, model, optimizer and averaging for `cfg` and `task` (default: classification), on this process's
-    device."""
-    task = task or Classification()
+def setup(cfg: TrainConfig, task: Task | None = None, start: ModelMeta | None = None) -> Run:
+    """Data, model, optimizer and averaging for `cfg` and `task` (default: the registered task `cfg.task`), on
+    this process's device; `start`: a resumed run's record of the weights it started from (its checkpoint holds
+    every weight, so model.weights is not read again)."""
+    task = task or task_spec(cfg.task).make()
     ctx = distributed.setup(cfg.run.device)
     if cfg.data.batch_size % ctx.world_size:
         raise ValueError(f"data.batch_size {cfg.data.batch_size} must divide evenly over {ctx.world_size} processes")
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     torch.manual_seed(cfg.run.seed if cfg.run.init_seed is None else cfg.run.init_seed)
-    parts = task.build(cfg)
+    parts = task.build(cfg, start)
     model = parts.model.to(ctx.device, getattr(torch, cfg.run.dtype))
     if cfg.run.init_seed not in (None, cfg.run.seed):  # the paper's ensembles: same start, different sampling
         torch.manual_seed(cfg.run.seed)
@@ -463,6 +410,7 @@ def setup(cfg: TrainConfig, task: Task | None = None) -> Run:
         task=task,
         batch_transform=parts.batch_transform,
         class_ids=parts.class_ids,
+        start=parts.start,
     )
 
 
@@ -491,8 +439,10 @@ def refuse_other_config(state: dict, cfg: TrainConfig, source: Path) -> None:
     """A resume nobody asked for (run.resume auto, a torchrun restart) continues only this config's own run: a
     checkpoint saved under other settings (outside run.*) is a one-line ValueError."""
     saved, now = state.get("config") or {}, cfg.to_dict()
+    if saved.get("task", now["task"]) != now["task"]:
+        raise ValueError(f"{source} belongs to a {saved['task']!r} run, not {now['task']!r}: train into a new run.out")
     for section, fields in now.items():
-        if section == "run":
+        if section in ("run", "task"):
             continue
         for name, value in fields.items():
             was = saved.get(section, {}).get(name, value)
@@ -571,19 +521,22 @@ def finish(run: Run, command: str) -> dict[str, Any]:
 def train(
     cfg: TrainConfig, resume: bool = False, command: str | None = None, task: Task | None = None
 ) -> dict[str, Any]:
-    """Train `task` (default: classification) as `cfg` says; with `resume`, continue from the checkpoint in
-    run.out. Returns the final metrics."""
+    """Train `task` (default: the registered task `cfg.task`) as `cfg` says; with `resume`, continue from the
+    checkpoint in run.out. model.name, width and input_size not set in `cfg` come from the initial weights' record
+    (`resolve_model`). Returns the final metrics."""
     command = command or shlex.join(["googlenet", *sys.argv[1:]])
     checkpoint = Path(cfg.run.out) / CHECKPOINT
     restarts = distributed.restart_count()  # a worker group torchrun restarted carries on by itself
     automatic = not resume and (cfg.run.resume == "auto" or restarts > 0)
     state = load_checkpoint(checkpoint) if (resume or automatic) and checkpoint.exists() else None
+    start = ModelMeta.from_json(state["start"]) if state is not None and state.get("start") else None
+    cfg = resolve_model(cfg, start or weights_record(cfg))
     if automatic and state is not None:
         refuse_other_config(state, cfg, checkpoint)
     resume = resume or automatic
     if state is None:
         (Path(cfg.run.out) / UNREADABLE).unlink(missing_ok=True)  # a fresh run lists its own unreadable files
-    run = setup(cfg, task)
+    run = setup(cfg, task, start)
     try:
         with stop_on_signals(run):
             if state is not None:

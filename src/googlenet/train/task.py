@@ -4,6 +4,9 @@ evaluates and exports (`inference_model`)."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import sys
 from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -14,15 +17,16 @@ from torch.utils.data import Dataset
 
 from googlenet.data import Augmented
 from googlenet.data.loaders import KeyedSampler
-from googlenet.model import GoogLeNet, build_model
+from googlenet.model import GoogLeNet, ModelMeta, build_model, read_weights
+from googlenet.model.weights import RUN_WEIGHTS
 from googlenet.train.config import TrainConfig
 
 if TYPE_CHECKING:
-    from googlenet.train.loop import Run
+    from googlenet.train.run import Run
 
 CHECKPOINT, WEIGHTS, METRICS, PLOT, RESULTS, UNREADABLE = (
     "checkpoint.pt",
-    "model.safetensors",
+    RUN_WEIGHTS,
     "metrics.jsonl",
     "curves.png",
     "results.json",
@@ -44,6 +48,7 @@ class Parts:
     std: tuple[float, ...]
     batch_transform: Callable | None = None  # on the device, per batch: (pixels, colour, dtype) -> model inputs
     class_ids: list[str] | None = None  # the classes' dataset ids (ImageNet's wnids)
+    start: ModelMeta | None = None  # the record of the network the task started from (checkpointed for resume)
 
 
 class Task:
@@ -65,8 +70,9 @@ class Task:
         None = shuffled, this process's share (EpochSampler)."""
         return None
 
-    def build(self, cfg: TrainConfig) -> Parts:
-        """Datasets, transforms and a fresh model (built under the run's init seed)."""
+    def build(self, cfg: TrainConfig, start: ModelMeta | None = None) -> Parts:
+        """Datasets, transforms and a fresh model (built under the run's init seed); `start`: a resumed run's
+        record of its initial weights, built from instead of model.weights (see `model_for`)."""
         raise NotImplementedError
 
     def loss(self, net: nn.Module, images: torch.Tensor, targets: Any, cfg: TrainConfig) -> tuple[Any, ...]:
@@ -90,21 +96,51 @@ class Task:
         raise NotImplementedError
 
 
-def model_for(cfg: TrainConfig, num_classes: int) -> GoogLeNet:
-    """The model a task starts from: model.weights (its classifier reset to `num_classes` where they differ),
-    or a fresh `model.name` network."""
+def model_for(
+    cfg: TrainConfig, num_classes: int | None, start: ModelMeta | None = None, aux: bool | None = None
+) -> GoogLeNet:
+    """The model a task starts from: model.weights (its classifier reset to `num_classes` where they differ;
+    None: kept), or a fresh `model.name` network (of `num_classes`); `aux`: auxiliary heads (default: where
+    optim.aux_weight weighs them). With `start` (a resumed run) the network that the weights recorded there
+    make, with fresh values: the run's checkpoint holds every weight, so model.weights is not read again (it
+    may have been moved or changed since)."""
     options: dict[str, Any] = dict(
         width=cfg.model.width,
         dropout=cfg.model.dropout,
         aux_dropout=cfg.model.aux_dropout,
-        aux=cfg.optim.aux_weight > 0,
+        aux=cfg.optim.aux_weight > 0 if aux is None else aux,
     )
-    if cfg.model.weights is None:
+    if start is not None:
+        model = build_model(start.variant, num_classes=start.num_classes, **{**start.options, **options})
+        model.meta = start
+    elif cfg.model.weights is None:
         return build_model(cfg.model.name, num_classes=num_classes, **options)
-    model = build_model(cfg.model.name, weights=cfg.model.weights, **options)
-    if model.num_classes != num_classes:
+    else:
+        model = build_model(cfg.model.name, weights=cfg.model.weights, **options)
+    if num_classes is not None and model.num_classes != num_classes:
         model.reset_classifier(num_classes)
     return model
+
+
+def weights_record(cfg: TrainConfig) -> ModelMeta | None:
+    """The metadata record of model.weights (None without weights, or for a file that has none)."""
+    return read_weights(cfg.model.weights)[1] if cfg.model.weights is not None else None
+
+
+def resolve_model(cfg: TrainConfig, record: ModelMeta | None) -> TrainConfig:
+    """`cfg` with model.name, model.width and model.input_size taken from the initial weights' `record` where the
+    config does not set them (a .caffemodel is the paper's `googlenet`, width-0.25 weights are width 0.25);
+    one line on stderr says which."""
+    if record is None or record.task != "classify":
+        return cfg
+    found = {"name": record.variant, "width": record.options.get("width", 1.0), "input_size": record.input_size}
+    taken = {k: v for k, v in found.items() if f"model.{k}" not in cfg.given and getattr(cfg.model, k) != v}
+    if not taken:
+        return cfg
+    if os.environ.get("RANK", "0") == "0":
+        said = ", ".join(f"model.{k} {v}" for k, v in taken.items())
+        print(f"{said}: from {cfg.model.weights}'s record (set them in the config to override)", file=sys.stderr)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **taken))
 
 
 def input_scaling(cfg: TrainConfig, record: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
