@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -22,8 +22,7 @@ from googlenet.model import ModelMeta
 from googlenet.model.weights import RegionHead
 from googlenet.train.classification import Classification
 from googlenet.train.config import TrainConfig
-from googlenet.train.run import Run
-from googlenet.train.task import Parts, input_scaling, model_for
+from googlenet.train.task import Parts, TaskContext, input_scaling, model_for
 from googlenet.train.tasks import TaskSpec, register_task
 
 BACKGROUND = "background"
@@ -169,7 +168,6 @@ class RegionTask(Classification):
             sets.append(Windows(data, found, cfg.model.input_size, d.context, mean, d.fg_iou))
         train_set, val_windows = sets
         val_set = torch.utils.data.Subset(val_windows, val_windows.subset(d.val_windows, d.foreground, cfg.run.seed))
-        self.labels, self.foreground = train_set.labels, d.foreground
         a = cfg.augment
         return Parts(
             model,
@@ -183,27 +181,21 @@ class RegionTask(Classification):
             start=model.meta,
         )
 
-    def epoch_size(self, train_set: Dataset) -> int:
+    def epoch_size(self, train_set: Dataset, cfg: TrainConfig) -> int:
         """An epoch shows every object window once, with background windows in the configured proportion."""
-        fg = int((self.labels > 0).sum())
-        return round(fg / self.foreground)
+        fg = int((cast(Windows, train_set).labels > 0).sum())
+        return round(fg / cfg.section(DetectConfig).foreground)
 
-    def sampler(self, data: Any, run: Run) -> BalancedSampler:
-        return BalancedSampler(
-            self.labels,
-            run.per_rank_batch,
-            run.cfg.section(DetectConfig).foreground,
-            run.steps_per_epoch,
-            run.ctx.rank,
-            run.ctx.world_size,
-            run.cfg.run.seed,
-        )
+    def sampler(self, train_set: Dataset, cfg: TrainConfig, ctx: TaskContext, steps: int) -> BalancedSampler:
+        foreground = cfg.section(DetectConfig).foreground
+        labels = cast(Windows, train_set).labels
+        return BalancedSampler(labels, ctx.batch, foreground, steps, ctx.rank, ctx.world_size, ctx.seed)
 
-    def metadata(self, run: Run, results: dict[str, Any]) -> ModelMeta:
-        d = run.cfg.section(DetectConfig)
+    def metadata(self, parts: Parts, cfg: TrainConfig, results: dict[str, Any]) -> ModelMeta:
+        d = cfg.section(DetectConfig)
         return dataclasses.replace(
-            super().metadata(run, results),
-            metrics={f"{run.cfg.data.root}/{run.cfg.data.val_split}/windows": results},
+            super().metadata(parts, cfg, results),
+            metrics={f"{cfg.data.root}/{cfg.data.val_split}/windows": results},
             task="regions",
             head=RegionHead(context=d.context, proposals=d.proposals, fg_iou=d.fg_iou),
         )

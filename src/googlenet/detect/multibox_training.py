@@ -4,7 +4,8 @@ googlenet.detect.multibox, which test time uses without this module."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -15,13 +16,11 @@ from torchvision.ops import box_iou
 
 from googlenet.detect.config import MultiBoxConfig
 from googlenet.detect.multibox import BoxTransform, MultiBox, kmeans_priors, matching_loss, top_boxes
-from googlenet.evaluate.driver import inference_on_dataset
+from googlenet.evaluate.driver import Evaluator
 from googlenet.model import ModelMeta, save_weights
 from googlenet.model.weights import MultiBoxHead
-from googlenet.train import distributed
 from googlenet.train.config import TrainConfig
-from googlenet.train.run import Run
-from googlenet.train.task import WEIGHTS, Parts, Task, inference_model, input_scaling, model_for
+from googlenet.train.task import WEIGHTS, Parts, Task, TaskContext, input_scaling, model_for
 from googlenet.train.tasks import TaskSpec, register_task
 
 
@@ -108,38 +107,33 @@ class MultiBoxTask(Task):
         loss = matching_loss(boxes.float(), logits.float(), truths, cfg.section(MultiBoxConfig).alpha)
         return loss, loss, (boxes, logits)
 
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, data: Dataset, run: Run) -> dict[str, float]:
+    def evaluation(
+        self, model: nn.Module, data: Dataset, cfg: TrainConfig, ctx: TaskContext
+    ) -> tuple[Iterable[Any], Callable[[Any], Any], Evaluator]:
         """Matching loss and the recall at IoU 0.5 of each image's top boxes after NMS, summed over all
         processes."""
         from googlenet.data.loaders import eval_loader
 
-        model.eval()
-        cfg = run.cfg
-        loader = eval_loader(
-            data, run.per_rank_batch, run.ctx.rank, run.ctx.world_size, cfg.data.workers, collate_fn=collate_boxes
-        )
-        batches = ((x.to(run.ctx.device, run.dtype), [t.to(run.ctx.device) for t in truths]) for x, truths in loader)
+        loader = eval_loader(data, ctx.batch, ctx.rank, ctx.world_size, ctx.workers, collate_fn=collate_boxes)
+        batches = ((x.to(ctx.device, ctx.dtype), [t.to(ctx.device) for t in truths]) for x, truths in loader)
         m = cfg.section(MultiBoxConfig)
-        recall = MultiBoxRecall(m.alpha, m.top, m.nms, lambda sums: distributed.all_reduce_sum(sums, run.ctx))
-        return inference_on_dataset(lambda batch: model(batch[0]), batches, recall)[0]
+        return batches, lambda batch: model(batch[0]), MultiBoxRecall(m.alpha, m.top, m.nms, ctx.reduce)
 
-    def export(self, run: Run, results: dict[str, Any]) -> None:
-        cfg, m = run.cfg, run.cfg.section(MultiBoxConfig)
-        model = cast(MultiBox, inference_model(run))
+    def export(self, model: nn.Module, parts: Parts, cfg: TrainConfig, out: Path, results: dict[str, Any]) -> None:
+        m = cfg.section(MultiBoxConfig)
         meta = ModelMeta(
             variant=cfg.model.name,
-            num_classes=model.backbone.num_classes,
+            num_classes=cast(MultiBox, model).backbone.num_classes,
             options=dict(width=cfg.model.width),
             input_size=cfg.model.input_size,
-            mean=run.mean,
-            std=run.std,
-            class_names=run.classes,
+            mean=parts.mean,
+            std=parts.std,
+            class_names=parts.classes,
             metrics={f"{cfg.data.root}/{cfg.data.val_split}": results},
             task="multibox",
             head=MultiBoxHead(priors=m.priors, top=m.top, nms=m.nms, grid=m.grid, tiles=m.tiles),
         )
-        save_weights(model, run.out / WEIGHTS, meta)
+        save_weights(model, out / WEIGHTS, meta)
 
     def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:
         top = cfg.section(MultiBoxConfig).top

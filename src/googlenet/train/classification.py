@@ -3,8 +3,9 @@ losses, evaluated by loss, top-1 and top-5, exported with its metadata record.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -13,16 +14,12 @@ from torch.utils.data import Dataset
 
 from googlenet.data import build_dataset, eval_loader, eval_transform, train_transform
 from googlenet.data.transforms import TrainAugmentation
-from googlenet.evaluate.driver import inference_on_dataset
+from googlenet.evaluate.driver import Evaluator
 from googlenet.evaluate.metrics import TopK, topk_correct
 from googlenet.model import ModelMeta, build_model, save_weights
-from googlenet.train import distributed
 from googlenet.train.config import TrainConfig
-from googlenet.train.task import WEIGHTS, Parts, Task, inference_model, input_scaling, model_for
+from googlenet.train.task import WEIGHTS, Parts, Task, TaskContext, input_scaling, model_for
 from googlenet.train.tasks import TaskSpec, register_task
-
-if TYPE_CHECKING:
-    from googlenet.train.run import Run
 
 
 def compute_loss(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, aux_weight: float):
@@ -57,27 +54,6 @@ def training_transforms(
     return train_tf, eval_transform(size, mean, std, cfg.data.crop_pct)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, run: Run) -> dict[str, float]:
-    """Loss, top-1 and top-5 accuracy (fractions) of `model` on `data`, summed over all processes."""
-    model.eval()
-    loader = eval_loader(
-        data,
-        run.per_rank_batch * 2,
-        run.ctx.rank,
-        run.ctx.world_size,
-        run.cfg.data.workers,
-        pin_memory=run.ctx.device.type == "cuda",
-    )
-    batches = ((run.to_device(x), y.to(run.ctx.device, non_blocking=True)) for x, y in loader)
-
-    def logits(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        with run.autocast():
-            return model(batch[0]).float()
-
-    return inference_on_dataset(logits, batches, TopK(lambda sums: distributed.all_reduce_sum(sums, run.ctx)))[0]
-
-
 class Classification(Task):
     """Image classification (the paper's ILSVRC task): a GoogLeNet over the dataset's classes, fresh or from
     model.weights, trained with the main loss plus 0.3 x each auxiliary loss."""
@@ -110,29 +86,38 @@ class Classification(Task):
         """Sums over this process's batch, logged as fractions of the global batch."""
         return {"batch_top1": topk_correct(output.float(), targets.to(output.device), (1,))[1]}
 
-    def evaluate(self, model: nn.Module, data: Dataset, run: Run) -> dict[str, float]:
-        return evaluate(model, data, run)
+    def evaluation(
+        self, model: nn.Module, data: Dataset, cfg: TrainConfig, ctx: TaskContext
+    ) -> tuple[Iterable[Any], Callable[[Any], Any], Evaluator]:
+        """Loss, top-1 and top-5 accuracy (fractions) of `model` on `data`, summed over all processes."""
+        pin = ctx.device.type == "cuda"
+        loader = eval_loader(data, ctx.batch * 2, ctx.rank, ctx.world_size, ctx.workers, pin_memory=pin)
+        batches = ((ctx.to_device(x), y.to(ctx.device, non_blocking=True)) for x, y in loader)
 
-    def export(self, run: Run, results: dict[str, Any]) -> None:
-        """The inference weights (the averaged model without its aux heads) with their metadata record."""
-        cfg = run.cfg
-        exported = build_model(cfg.model.name, num_classes=len(run.classes), width=cfg.model.width, aux=False)
-        exported.load_state_dict(inference_model(run).state_dict(), strict=False)  # aux heads are left behind
-        save_weights(exported, run.out / WEIGHTS, self.metadata(run, results))
+        def logits(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            with ctx.autocast():
+                return model(batch[0]).float()
 
-    def metadata(self, run: Run, results: dict[str, Any]) -> ModelMeta:
+        return batches, logits, TopK(ctx.reduce)
+
+    def export(self, model: nn.Module, parts: Parts, cfg: TrainConfig, out: Path, results: dict[str, Any]) -> None:
+        """The inference weights (`model` without its aux heads) with their metadata record."""
+        exported = build_model(cfg.model.name, num_classes=len(parts.classes), width=cfg.model.width, aux=False)
+        exported.load_state_dict(model.state_dict(), strict=False)  # aux heads are left behind
+        save_weights(exported, out / WEIGHTS, self.metadata(parts, cfg, results))
+
+    def metadata(self, parts: Parts, cfg: TrainConfig, results: dict[str, Any]) -> ModelMeta:
         """The metadata record saved with the inference weights."""
-        cfg = run.cfg
         return ModelMeta(
             variant=cfg.model.name,
-            num_classes=len(run.classes),
+            num_classes=len(parts.classes),
             options=dict(width=cfg.model.width),
             input_size=cfg.model.input_size,
-            mean=run.mean,
-            std=run.std,
+            mean=parts.mean,
+            std=parts.std,
             crop_pct=cfg.data.crop_pct,
-            class_names=run.classes,
-            class_ids=run.class_ids,
+            class_names=parts.classes,
+            class_ids=parts.class_ids,
             metrics={f"{cfg.data.dataset}/{cfg.data.val_split}": results},
         )
 

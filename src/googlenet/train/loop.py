@@ -21,6 +21,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from googlenet.data import Augmented, SkipUnreadable, Transformed, train_loader, unreadable
+from googlenet.evaluate.driver import inference_on_dataset
 from googlenet.model import ModelMeta
 from googlenet.train import distributed
 from googlenet.train.checkpoint import (
@@ -43,7 +44,6 @@ from googlenet.train.task import (
     RESULTS,
     UNREADABLE,
     Task,
-    inference_model,
     resolve_model,
     weights_record,
 )
@@ -109,7 +109,7 @@ def _epoch_loader(run: Run, done: int) -> torch.utils.data.DataLoader:
         run.cfg.run.seed,
         pin_memory=run.ctx.device.type == "cuda",
         collate_fn=run.task.collate,
-        sampler=run.task.sampler(run.train_data, run),
+        sampler=run.task.sampler(run.parts.train_set, run.cfg, run.context, run.steps_per_epoch),
     )
     sampler.set_epoch(run.epoch)
     sampler.skip = done * run.per_rank_batch
@@ -321,7 +321,7 @@ def _write_state(run: Run) -> bool:
         "config": run.cfg.to_dict(),
         "processes": run.ctx.world_size,
         "task": run.cfg.task,
-        "start": run.start.to_json() if run.start is not None else None,
+        "start": run.parts.start.to_json() if run.parts.start is not None else None,
     }
     try:
         save_checkpoint(state, run.out / CHECKPOINT)
@@ -403,14 +403,9 @@ def setup(cfg: TrainConfig, task: Task | None = None, start: ModelMeta | None = 
         make_averaged(model, cfg.optim.polyak),
         Augmented(SkipUnreadable(parts.train_set, log, "train"), parts.train_transform, cfg.run.seed, task.joint),
         Transformed(SkipUnreadable(parts.val_set, log, "val"), parts.val_transform, joint=task.joint),
-        parts.classes,
-        parts.mean,
-        parts.std,
         Path(cfg.run.out),
         task=task,
-        batch_transform=parts.batch_transform,
-        class_ids=parts.class_ids,
-        start=parts.start,
+        parts=parts,
     )
 
 
@@ -476,13 +471,22 @@ def log_resume(run: Run, state: dict, restarts: int) -> None:
         )
 
 
+@torch.no_grad()
+def evaluate(run: Run, model: nn.Module) -> dict[str, float]:
+    """The task's metrics of `model` on the validation data, summed over all processes: the task says how
+    (`Task.evaluation`), the one evaluation driver runs it."""
+    model.eval()
+    batches, step, evaluator = run.task.evaluation(model, run.val_data, run.cfg, run.context)
+    return inference_on_dataset(step, batches, evaluator)[0]
+
+
 def finish(run: Run, command: str) -> dict[str, Any]:
     """Final evaluation of the averaged and the raw weights, inference weights, plot and results.json."""
     if run.last_eval is not None and run.last_eval[0] == run.step:  # the epoch-end evaluation is this one
         final = run.last_eval[1]
     else:
-        final = run.task.evaluate(inference_model(run), run.val_data, run)
-    raw = run.task.evaluate(run.model, run.val_data, run) if run.averaged is not None else final
+        final = evaluate(run, run.inference_model())
+    raw = evaluate(run, run.model) if run.averaged is not None else final
     results = {
         **final,
         **{f"raw_{key}": raw[key] for key in run.task.raw_keys},
@@ -512,7 +516,7 @@ def finish(run: Run, command: str) -> dict[str, Any]:
         }
     )
     cfg = run.cfg
-    run.task.export(run, results)
+    run.task.export(run.inference_model(), run.parts, cfg, run.out, results)
     plot_curves(run.out / METRICS, run.out / PLOT, title=f"{cfg.model.name} on {cfg.data.dataset}")
     (run.out / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
     return results
@@ -559,7 +563,7 @@ def train(
                 completed = train_one_epoch(run)
                 if completed:
                     run.epoch += 1
-                    record = run.task.evaluate(inference_model(run), run.val_data, run)
+                    record = evaluate(run, run.inference_model())
                     run.last_eval = (run.step, record)
                     run.log({"kind": "eval", "step": run.step, "epoch": run.epoch, **record})
                     check_unreadable(run)

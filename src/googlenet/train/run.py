@@ -1,5 +1,5 @@
-"""`Run`: everything one training run holds (config, process group, model, optimizer, averaged weights, data,
-where it is), with what every task reads of it: the device, the dtype, autocast, the batch on the device."""
+"""`Run`: everything one training run holds (config, process group, model, optimizer, averaged weights, data, the
+task and its parts, where it is); `context` is the narrow part of it a task sees (`TaskContext`)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,17 @@ import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from googlenet.data import Augmented, Transformed
-from googlenet.model import ModelMeta
 from googlenet.train import distributed
 from googlenet.train.config import TrainConfig
 from googlenet.train.steps import StepRecord
-
-if TYPE_CHECKING:
-    from googlenet.train.task import Task
+from googlenet.train.task import Parts, Task, TaskContext
 
 
 @dataclass
@@ -35,14 +32,9 @@ class Run:
     averaged: AveragedModel | None
     train_data: Augmented
     val_data: Transformed
-    classes: list[str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
     out: Path
     task: Task
-    start: ModelMeta | None = None  # the record of the weights the task started from (Parts.start)
-    batch_transform: Any = None  # the training augmentation's per-batch part (Parts.batch_transform)
-    class_ids: list[str] | None = None
+    parts: Parts  # what the task built: its data, classes, input scaling, the record it started from
     step: int = 0
     epoch: int = 0
     log_file: Any = None
@@ -52,6 +44,38 @@ class Run:
     nonfinite: int = 0  # non-finite losses in a row at the latest read of `record`, each step skipped
     record: StepRecord | None = None  # what the steps leave on the device between two reads
     stop: int = 0  # the signal (SIGTERM, SIGINT) that asked the run to checkpoint and stop
+
+    @property
+    def classes(self) -> list[str]:
+        return self.parts.classes
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.parts.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.parts.std
+
+    def inference_model(self) -> nn.Module:
+        """The model that is evaluated and exported: the Polyak average where there is one."""
+        return self.averaged.module if self.averaged is not None else self.model
+
+    @property
+    def context(self) -> TaskContext:
+        """What the task sees of this run."""
+        return TaskContext(
+            device=self.ctx.device,
+            dtype=self.dtype,
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+            batch=self.per_rank_batch,
+            workers=self.cfg.data.workers,
+            seed=self.cfg.run.seed,
+            autocast=self.autocast,
+            reduce=lambda sums: distributed.all_reduce_sum(sums, self.ctx),
+            to_device=self.to_device,
+        )
 
     @property
     def dtype(self) -> torch.dtype:
@@ -72,7 +96,9 @@ class Run:
         memory = torch.channels_last if self.cfg.run.channels_last else torch.contiguous_format
         if isinstance(images, (list, tuple)):
             pixels, colour = (t.to(self.ctx.device, non_blocking=True) for t in images)
-            images = self.batch_transform(pixels.contiguous(memory_format=memory), colour, self.dtype)
+            transform = self.parts.batch_transform
+            assert transform is not None, "a batch of (pixels, colour) needs the task's batch_transform"
+            images = transform(pixels.contiguous(memory_format=memory), colour, self.dtype)
         return images.to(self.ctx.device, self.dtype, non_blocking=True, memory_format=memory)
 
     @property
@@ -81,7 +107,7 @@ class Run:
 
     @property
     def steps_per_epoch(self) -> int:
-        return self.task.epoch_size(self.train_data.dataset) // self.cfg.data.batch_size
+        return self.task.epoch_size(self.parts.train_set, self.cfg) // self.cfg.data.batch_size
 
     @property
     def total_steps(self) -> int:

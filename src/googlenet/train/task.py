@@ -1,28 +1,27 @@
-"""What the training engine asks of each task (`Task`, `Parts`), the run folder's file names, and the rules every
-task follows: the model it starts from (`model_for`), its inputs' mean/std (`input_scaling`) and the weights it
-evaluates and exports (`inference_model`)."""
+"""What the training engine asks of each task (`Task`, `Parts`) and gives it (`TaskContext`: where it runs, not
+the whole run), the run folder's file names, and the rules every task follows: the model it starts from
+(`model_for`, `resolve_model`) and its inputs' mean/std (`input_scaling`)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from googlenet.data import Augmented
 from googlenet.data.loaders import KeyedSampler
+from googlenet.evaluate.driver import Evaluator
 from googlenet.model import GoogLeNet, ModelMeta, build_model, read_weights
 from googlenet.model.weights import RUN_WEIGHTS
 from googlenet.train.config import TrainConfig
-
-if TYPE_CHECKING:
-    from googlenet.train.run import Run
 
 CHECKPOINT, WEIGHTS, METRICS, PLOT, RESULTS, UNREADABLE = (
     "checkpoint.pt",
@@ -51,23 +50,41 @@ class Parts:
     start: ModelMeta | None = None  # the record of the network the task started from (checkpointed for resume)
 
 
+@dataclass(frozen=True)
+class TaskContext:
+    """What a task sees of the run: where it runs (device, dtype, autocast), which process it is of how many,
+    this process's share of a batch, loader workers, and `reduce` (sums over all processes)."""
+
+    device: torch.device
+    dtype: torch.dtype
+    rank: int
+    world_size: int
+    batch: int
+    workers: int
+    seed: int
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    reduce: Callable[[list[float]], list[float]]
+    to_device: Callable[[Any], torch.Tensor]  # a batch of images on the device, in the run's dtype and layout
+
+
 class Task:
     """What differs between the things the loop trains: image classification (`Classification`), MultiBox and
     the region classifier (googlenet.detect). The loop itself (schedule, SGD, averaging, checkpoints, resume,
-    logging, torchrun) is shared; a task builds its parts, computes its loss, evaluates and exports."""
+    logging, torchrun, the evaluation driver) is shared; a task builds its parts, computes its loss, says how it
+    is evaluated and exports. It keeps no state: what it builds travels in `Parts`."""
 
     name = "task"
     collate: Callable | None = None  # the DataLoader's collate_fn (None = PyTorch's default)
     joint = False  # the training transform takes (image, target), e.g. boxes that follow a flip
     raw_keys: tuple[str, ...] = ("top1", "top5")  # metrics of the raw (not averaged) weights to report too
 
-    def epoch_size(self, train_set: Dataset) -> int:
+    def epoch_size(self, train_set: Dataset, cfg: TrainConfig) -> int:
         """Training samples per epoch (all of them; the region classifier draws a fixed number of windows)."""
         return len(cast(Sized, train_set))
 
-    def sampler(self, data: Augmented, run: Run) -> KeyedSampler | None:
-        """The order of this process's training samples ((index, epoch) keys, set_epoch, a resumable `skip`);
-        None = shuffled, this process's share (EpochSampler)."""
+    def sampler(self, train_set: Dataset, cfg: TrainConfig, ctx: TaskContext, steps: int) -> KeyedSampler | None:
+        """The order of this process's training samples over `steps` steps an epoch ((index, epoch) keys,
+        set_epoch, a resumable `skip`); None = shuffled, this process's share (EpochSampler)."""
         return None
 
     def build(self, cfg: TrainConfig, start: ModelMeta | None = None) -> Parts:
@@ -83,12 +100,17 @@ class Task:
         """Sums over this process's batch, logged as fractions of the global batch (none by default)."""
         return {}
 
-    def evaluate(self, model: nn.Module, data: Dataset, run: Run) -> dict[str, float]:
-        """The metrics of `model` on `data`, summed over all processes."""
+    def evaluation(
+        self, model: nn.Module, data: Dataset, cfg: TrainConfig, ctx: TaskContext
+    ) -> tuple[Iterable[Any], Callable[[Any], Any], Evaluator]:
+        """How `model` is evaluated on `data`: (this process's batches on the device, batch -> output, the
+        evaluator that collects them and sums over processes). The engine runs them through the one evaluation
+        driver (googlenet.evaluate.driver.inference_on_dataset)."""
         raise NotImplementedError
 
-    def export(self, run: Run, results: dict[str, Any]) -> None:
-        """The inference weights with their metadata record, in run.out / WEIGHTS."""
+    def export(self, model: nn.Module, parts: Parts, cfg: TrainConfig, out: Path, results: dict[str, Any]) -> None:
+        """`model` (the weights to keep: the Polyak average where there is one) with its metadata record, as
+        out / WEIGHTS."""
         raise NotImplementedError
 
     def summary(self, results: dict[str, Any], cfg: TrainConfig) -> str:
@@ -148,8 +170,3 @@ def input_scaling(cfg: TrainConfig, record: Any) -> tuple[tuple[float, ...], tup
     (anything with mean and std): a model's `meta`, which is the initial weights' record (model.weights), so
     that a fine-tuned network sees the input scale it was trained on, or the variant's for a fresh network."""
     return tuple(cfg.data.mean or record.mean), tuple(cfg.data.std or record.std)
-
-
-def inference_model(run: Run) -> nn.Module:
-    """The model that is evaluated and exported: the Polyak average where there is one."""
-    return run.averaged.module if run.averaged is not None else run.model
