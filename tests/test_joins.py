@@ -244,3 +244,18 @@ def test_a_dataset_layout_registered_here_trains_and_evaluates(tmp_path, capsys,
     capsys.readouterr()
     assert main(["evaluate", "--checkpoint", str(out), "--data", "stripes", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 40
+
+
+def test_a_learning_rate_schedule_registered_here_trains(fmnist_data, tmp_path, monkeypatch):
+    from googlenet.train import schedule
+
+    def halving(step, optim, steps_per_epoch):
+        return optim.lr / 2**step
+
+    monkeypatch.setitem(schedule.SCHEDULES, "halving", halving)
+    out = tmp_path / "run"
+    args = ["train", *[f"--{k}={v}" for k, v in tiny(fmnist_data, out).items()], "--optim.schedule", "halving"]
+    assert main([*args, "--run.max_steps", "3", "--optim.lr", "0.08"]) == 0
+    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in steps if r["kind"] == "step"] == [0.08, 0.04, 0.02]
+    assert main([*args[:-2], "--optim.schedule", "cosine"]) == 2  # not registered: one line

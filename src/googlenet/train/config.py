@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from googlenet.train.schedule import SCHEDULES
 from googlenet.train.tasks import task_names, task_spec
 
 # The fixed sets of choices, checked in one place (_check) for YAML files and --section.field options alike.
@@ -112,6 +113,11 @@ class AugmentConfig:
 class OptimConfig:
     epochs: int = setting(60, "training epochs")
     lr: float = setting(0.01, "initial learning rate (for the global batch)")
+    schedule: str = setting(
+        "step",
+        "learning-rate schedule: step (the paper's: x lr_decay every decay_every decay_unit), or one registered in "
+        "googlenet.train.schedule.SCHEDULES",
+    )
     momentum: float = setting(0.9, "SGD momentum (paper: 0.9)")
     weight_decay: float = setting(2e-4, "L2 weight decay on weights; biases and BatchNorm parameters get none")
     lr_decay: float = setting(0.96, "multiply the learning rate by this at each decay (paper: 0.96, i.e. -4%)")
@@ -403,6 +409,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
     if cfg.data.dataset not in DATASETS:
         raise ValueError(f"data.dataset must be one of {' | '.join(DATASETS)}, not {cfg.data.dataset!r}")
+    if cfg.optim.schedule not in SCHEDULES:
+        raise ValueError(f"optim.schedule must be one of {' | '.join(SCHEDULES)}, not {cfg.optim.schedule!r}")
     if cfg.task not in task_names():
         raise ValueError(f"task must be one of {' | '.join(task_names())}, not {cfg.task!r}")
     for ok, message in checks:

@@ -35,7 +35,7 @@ from googlenet.train.checkpoint import (
 from googlenet.train.config import CONFIG, TrainConfig
 from googlenet.train.plot import plot_curves, read_metrics
 from googlenet.train.run import Run
-from googlenet.train.schedule import lr_at
+from googlenet.train.schedule import lr_for
 from googlenet.train.steps import StepRecord, Window
 from googlenet.train.task import (
     CHECKPOINT,
@@ -137,9 +137,7 @@ def train_one_epoch(run: Run) -> bool:
     tick = time.perf_counter()
     with _progress(run, done) as bar:
         for images, targets in loader:
-            lr = lr_at(
-                run.step, opt.lr, opt.lr_decay, opt.decay_every, opt.decay_unit, run.steps_per_epoch, opt.warmup_steps
-            )
+            lr = lr_for(run.step, opt, run.steps_per_epoch)
             output = train_step(run, images, targets, lr)
             bar.update(cfg.data.batch_size)
             if run.step % cfg.run.log_every == 0:

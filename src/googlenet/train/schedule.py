@@ -1,8 +1,13 @@
-"""The paper's learning-rate schedule (section 6): decrease by 4% every 8 epochs."""
+"""Learning-rate schedules by name (`SCHEDULES`, chosen by optim.schedule): the paper's (section 6), a decrease
+by 4% every 8 epochs, and any registered one; each with the optional linear warm-up."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
+
+Schedule = Callable[[int, Any, int], float]  # (step, the config's optim section, steps per epoch) -> learning rate
 
 
 def lr_at(
@@ -22,4 +27,28 @@ def lr_at(
     lr = base_lr * decay ** math.floor(step / interval)
     if step < warmup_steps:
         lr *= (step + 1) / warmup_steps
+    return lr
+
+
+def _paper(step: int, optim: Any, steps_per_epoch: int) -> float:
+    return lr_at(step, optim.lr, optim.lr_decay, optim.decay_every, optim.decay_unit, steps_per_epoch)
+
+
+SCHEDULES: dict[str, Schedule] = {"step": _paper}
+
+
+def register_schedule(name: str, schedule: Schedule) -> Schedule:
+    """Add a schedule: optim.schedule NAME then trains with it (warm-up applied on top)."""
+    if SCHEDULES.get(name, schedule) is not schedule:
+        raise ValueError(f"learning-rate schedule {name!r} is registered already")
+    SCHEDULES[name] = schedule
+    return schedule
+
+
+def lr_for(step: int, optim: Any, steps_per_epoch: int) -> float:
+    """The learning rate of step `step` (0-based) under the config's `optim` section: its schedule, then the
+    linear warm-up over optim.warmup_steps."""
+    lr = SCHEDULES[optim.schedule](step, optim, steps_per_epoch)
+    if step < optim.warmup_steps:
+        lr *= (step + 1) / optim.warmup_steps
     return lr
