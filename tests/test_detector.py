@@ -12,7 +12,8 @@ from googlenet.cli import main
 from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor
 from googlenet.detect.classifier import BalancedSampler, Windows
-from googlenet.detect.detector import evaluate_detector, select
+from googlenet.detect.detector import DetectorSpec, evaluate_detector, select
+from googlenet.detect.proposals import DetectionData
 from googlenet.detect.regions import RegionEnsemble, sampled_part, warp_pixels, warp_regions
 from googlenet.model import RegionHead, build_model
 
@@ -182,7 +183,8 @@ def test_detect_train_evaluate_predict(fmnist, tmp_path, capsys):
     assert result["models"] == 2 and result["images"] == 2 and result["seconds_per_image"] > 0
     assert set(result["styles"]) == {"clutter", "texture"}  # the two test scenes' styles, each scored apart
     assert (tmp_path / "ev" / "precision_recall.png").is_file()
-    record, _ = evaluate_detector(str(root), checkpoints=runs, progress=False)  # from Python: the same record
+    spec, data = DetectorSpec(checkpoints=tuple(runs)), DetectionData(str(root))  # from Python: the same record
+    record, _ = evaluate_detector(spec, data, progress=False)
     timed = {"seconds_per_image", "classify_seconds_per_image", "proposal_seconds_per_image", "wall_seconds"}
     assert {k: v for k, v in record.items() if k not in timed} == {
         k: v for k, v in result.items() if k not in timed | {"command"}
@@ -193,10 +195,10 @@ def test_detect_train_evaluate_predict(fmnist, tmp_path, capsys):
     names = listing.read_text().splitlines()
     listing.write_text("\n".join(reversed(names)) + "\n")
     assert VOCDetection(root, "test").classes == names[::-1]
-    assert evaluate_detector(str(root), checkpoints=runs, progress=False)[0]["ap"] == record["ap"]
+    assert evaluate_detector(spec, data, progress=False)[0]["ap"] == record["ap"]
     listing.unlink()
     assert VOCDetection(root, "test").classes != names  # only the classes that the annotations name, sorted
-    assert evaluate_detector(str(root), checkpoints=runs, progress=False)[0]["ap"] == record["ap"]
+    assert evaluate_detector(spec, data, progress=False)[0]["ap"] == record["ap"]
     with pytest.raises(ValueError, match=r"dataset class\(s\) match none of the model's 2 classes"):
         VOCDetection(root, "test").matched_to(["no such class", "nor this"])
     listing.write_text("\n".join(names) + "\n")

@@ -17,7 +17,7 @@ from googlenet.data.fashion_mnist import CLASSES
 from googlenet.data.images import load_image
 from googlenet.data.multicrop import PAPER_SCALES, CropSpec, boxes_for, multi_crop, paper_boxes, ten_boxes, unique
 from googlenet.data.transforms import eval_transform
-from googlenet.evaluate import evaluate, multicrop
+from googlenet.evaluate import EvaluationSpec, evaluate, multicrop
 from googlenet.evaluate.driver import inference_on_dataset
 from googlenet.evaluate.multicrop import CropEnsemble, collate, pool_crops, run
 from googlenet.evaluate.table3 import table3
@@ -197,7 +197,7 @@ def test_evaluate_json_interface(fmnist, checkpoint, capsys, tmp_path):
     assert 0 <= result["top1"] <= result["top5"] <= 1
     assert result == json.loads((tmp_path / "r" / "evaluation.json").read_text())
     timed = {"seconds"}
-    python = evaluate([checkpoint, checkpoint], crops=10, root=str(fmnist), limit=5, workers=0)
+    python = evaluate(EvaluationSpec((checkpoint, checkpoint), crops=10, root=str(fmnist), limit=5, workers=0))
     assert {k: v for k, v in python.items() if k not in timed} == {k: v for k, v in result.items() if k not in timed}
     assert main([*args, "--table3", "--out", str(tmp_path / "t3")]) == 0
     assert {p.name for p in (tmp_path / "t3").iterdir()} == {"table3.md", "table3.json", "table3.png"}

@@ -16,7 +16,8 @@ from googlenet.cli.options import (
     add_device_option,
     add_tiles_option,
     add_voc_options,
-    detector_options,
+    detection_data,
+    detector_spec,
     split_images,
 )
 from googlenet.cli.training import add_training_options, train
@@ -70,15 +71,7 @@ def proposals(a: argparse.Namespace) -> None:
     from googlenet.detect.proposals import plot_recall, proposal_report
 
     results = proposal_report(
-        data=a.data,
-        split=a.split,
-        methods=a.method,
-        limit=a.limit,
-        workers=a.workers,
-        cache=a.cache,
-        multibox=a.multibox,
-        tiles=a.tiles,
-        progress=not a.json,
+        data=detection_data(a), methods=a.method, multibox=a.multibox, tiles=a.tiles, progress=not a.json
     )
     if a.plot:
         plot_recall(results, a.plot)
@@ -159,16 +152,7 @@ def detect_evaluate(a: argparse.Namespace) -> None:
     """mAP of the detector over a VOC-layout dataset, per-class AP, JSON and a precision-recall PNG."""
     from googlenet.detect.detector import evaluate_detector, plot_precision_recall
 
-    record, results = evaluate_detector(
-        **detector_options(a),
-        data=a.data,
-        split=a.split,
-        metric=a.metric,
-        limit=a.limit,
-        workers=a.workers,
-        cache=a.cache,
-        progress=not a.json,
-    )
+    record, results = evaluate_detector(detector_spec(a), detection_data(a), metric=a.metric, progress=not a.json)
     record["command"] = shlex.join(["googlenet", *sys.argv[1:]])
     if a.out:
         out = Path(a.out)
@@ -213,14 +197,10 @@ def fit_bbox(a: argparse.Namespace) -> None:
 
     report = fit_for(
         checkpoint=a.checkpoint,
-        data=a.data,
-        split=a.split,
+        data=detection_data(a),
         proposals=a.proposals,
         iou=a.iou,
         max_windows=a.max_windows,
-        limit=a.limit,
-        workers=a.workers,
-        cache=a.cache,
         progress=not a.json,
     )
     if a.json:
@@ -258,15 +238,11 @@ def fit_svm(a: argparse.Namespace) -> None:
 
     report = fit_for(
         checkpoint=a.checkpoint,
-        data=a.data,
-        split=a.split,
+        data=detection_data(a),
         proposals=a.proposals,
         images=a.images,
         c=a.c,
         rounds=a.rounds,
-        limit=a.limit,
-        workers=a.workers,
-        cache=a.cache,
         device=a.device,
         progress=not a.json,
     )
@@ -314,7 +290,7 @@ def detect_predict(a: argparse.Namespace) -> None:
     from googlenet.detect.detector import detect_images
 
     split_images(a)
-    records = detect_images(images=a.images, threshold=a.threshold, out=a.out, **detector_options(a))
+    records = detect_images(detector_spec(a), images=a.images, threshold=a.threshold, out=a.out)
     if a.json:
         print(json.dumps(records[0] if len(records) == 1 else records))
         return

@@ -37,9 +37,9 @@ def add_summary(p: argparse.ArgumentParser) -> None:
 
 def export(a: argparse.Namespace) -> None:
     """Write a checkpoint as an ONNX, TorchScript or ExecuTorch file (int8 with --int8), checked against eager."""
-    from googlenet.export import export_checkpoint
+    from googlenet.export import ExportSpec, export_checkpoint
 
-    report = export_checkpoint(
+    spec = ExportSpec(
         checkpoint=a.checkpoint,
         format=a.format,
         int8=a.int8,
@@ -53,6 +53,7 @@ def export(a: argparse.Namespace) -> None:
         tolerance=a.tolerance,
         min_agreement=a.min_agreement,
     )
+    report = export_checkpoint(spec)
     if a.json:
         print(json.dumps(report))
         return

@@ -117,10 +117,12 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
     add_no_optimize_option(p)
 
 
-def detector_options(a: argparse.Namespace) -> dict[str, Any]:
-    """The detector's named arguments from the options `add_detector_options` added."""
-    return dict(
-        checkpoints=a.checkpoint,
+def detector_spec(a: argparse.Namespace) -> Any:
+    """The `DetectorSpec` the options that `add_detector_options` added describe."""
+    from googlenet.detect.detector import DetectorSpec
+
+    return DetectorSpec(
+        checkpoints=tuple(a.checkpoint),
         proposals=a.proposals,
         multibox=a.multibox,
         tiles=a.tiles,
@@ -132,3 +134,10 @@ def detector_options(a: argparse.Namespace) -> dict[str, Any]:
         device=a.device,
         optimize=not a.no_optimize,
     )
+
+
+def detection_data(a: argparse.Namespace) -> Any:
+    """The `DetectionData` the options that `add_voc_options` added describe."""
+    from googlenet.detect.proposals import DetectionData
+
+    return DetectionData(root=a.data, split=a.split, limit=a.limit, workers=a.workers, cache=a.cache)

@@ -18,11 +18,13 @@ from googlenet.cli.options import (
 def evaluate(a: argparse.Namespace) -> None:
     """Top-1 / top-5 of one model or an ensemble with 1, 2, 10 or 144 crops; or, with --table3, the paper's
     Table 3."""
+    from googlenet.evaluate import EvaluationSpec, table3
     from googlenet.evaluate import evaluate as run_evaluation
-    from googlenet.evaluate import table3
 
-    options = dict(
-        checkpoints=a.checkpoint,
+    spec = EvaluationSpec(
+        checkpoints=tuple(a.checkpoint),
+        crops=a.crops,
+        pool=a.pool,
         data=a.data,
         split=a.split,
         root=a.root,
@@ -31,13 +33,14 @@ def evaluate(a: argparse.Namespace) -> None:
         workers=a.workers,
         device=a.device,
         optimize=not a.no_optimize,
+        table3=a.table3,
     )
     if a.table3:
-        result = run_evaluation(**options, table3=True)
+        result = run_evaluation(spec)
         written = table3.write(result, a.out or "runs/table3")
         print(json.dumps(result) if a.json else table3.render(result) + "written: " + ", ".join(map(str, written)))
         return
-    result = run_evaluation(crops=a.crops, pool=a.pool, **options)
+    result = run_evaluation(spec)
     if a.out:
         Path(a.out).mkdir(parents=True, exist_ok=True)
         (Path(a.out) / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -20,7 +20,7 @@ from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor, load_image
 from googlenet.detect.bbox import decode
 from googlenet.detect.evaluation import DetectionEvaluator
-from googlenet.detect.proposals import Proposer, joined, propose_sources, proposer_for
+from googlenet.detect.proposals import DetectionData, Proposer, joined, propose_sources, proposer_for
 from googlenet.detect.regions import RegionEnsemble
 from googlenet.evaluate.driver import inference_on_dataset, progress_bar, resolve_device
 
@@ -72,6 +72,41 @@ def select(
     return candidate_boxes[keep].numpy(), candidate_scores[keep].numpy(), label[keep].numpy()
 
 
+@dataclass(frozen=True)
+class DetectorSpec:
+    """Everything that makes a detector: the region classifier(s) (several = an ensemble averaging their scores),
+    the proposal method (default: the paper's with a `multibox` model, else ss2x) and MultiBox's tiling, the
+    per-class NMS IoU and the detections kept per image, the optional R-CNN scorers (box regression, SVMs), the
+    mirrored windows, the device and the inference form. The CLI builds it once from its options; a Python user
+    builds the same object; `Detector.load` takes it whole."""
+
+    checkpoints: tuple[str, ...]
+    proposals: str | None = None
+    multibox: str | None = None
+    tiles: int | None = None
+    nms: float = 0.3
+    max_detections: int = 100
+    bbox_regression: bool = False
+    svm: bool = False
+    flip: bool = False
+    device: str = "auto"
+    optimize: bool = True
+
+    @property
+    def method(self) -> str:
+        """The proposal method this spec resolves to."""
+        return self.proposals or ("paper" if self.multibox else "ss2x")
+
+    def check(self) -> None:
+        """Impossible values are a one-line ValueError, before anything is loaded."""
+        if not self.checkpoints:
+            raise ValueError("a detector needs at least one region classifier (--checkpoint)")
+        if not 0 < self.nms <= 1 or self.max_detections < 1:
+            raise ValueError("--nms must be in (0, 1] and --max-detections >= 1")
+        if self.tiles is not None and self.tiles < 1:
+            raise ValueError("--tiles must be >= 1")
+
+
 class Detector:
     """Proposals -> region softmax -> per-class NMS. `proposer(image)` gives one decoded RGB image's proposals
     as (N, 4) pixel boxes (a `googlenet.detect.proposals.Proposer`)."""
@@ -88,27 +123,19 @@ class Detector:
         self.method = method  # the proposal method's name, where it has one (see `load`)
 
     @classmethod
-    def load(
-        cls,
-        checkpoints: list[str],
-        proposals: str | None = None,
-        multibox: str | None = None,
-        tiles: int | None = None,
-        nms: float = 0.3,
-        max_detections: int = 100,
-        bbox_regression: bool = False,
-        device: str = "auto",
-        optimize: bool = True,
-        svm: bool = False,
-        flip: bool = False,
-    ) -> Detector:
-        """The detector of region classifier(s) `checkpoints` with `proposals` (default: the paper's with a
-        `multibox` model, else ss2x); its proposal method is `detector.method`."""
-        if not 0 < nms <= 1 or max_detections < 1:
-            raise ValueError("--nms must be in (0, 1] and --max-detections >= 1")
-        method = proposals or ("paper" if multibox else "ss2x")
-        ensemble = RegionEnsemble.load(checkpoints, resolve_device(device), bbox_regression, optimize, svm, flip)
-        return cls(ensemble, proposer_for(method, multibox, tiles), nms, max_detections, method)
+    def load(cls, spec: DetectorSpec) -> Detector:
+        """The detector `spec` describes; its proposal method is `detector.method`."""
+        spec.check()
+        ensemble = RegionEnsemble.load(
+            list(spec.checkpoints),
+            resolve_device(spec.device),
+            bbox_regression=spec.bbox_regression,
+            optimize=spec.optimize,
+            svm=spec.svm,
+            flip=spec.flip,
+        )
+        proposer = proposer_for(spec.method, spec.multibox, spec.tiles)
+        return cls(ensemble, proposer, spec.nms, spec.max_detections, spec.method)
 
     @property
     def classes(self) -> list[str]:
@@ -185,24 +212,16 @@ def evaluate_dataset(
 
 
 def evaluate_detector(
-    data: str,
-    split: str = "test",
-    metric: str = "ilsvrc",
-    limit: int = 0,
-    workers: int = 1,
-    cache: str | None = None,
-    progress: bool = True,
-    **detector: Any,
+    spec: DetectorSpec, data: DetectionData, metric: str = "ilsvrc", progress: bool = True
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """`googlenet detect evaluate`: the mAP and per-class AP over a VOC-layout dataset, with timings, of the
-    detector that `Detector.load(**detector)` makes (the record), and the evaluator's results with the
-    precision-recall curves (for `plot_precision_recall`)."""
-    if limit < 0 or workers < 1:
-        raise ValueError("--limit must be >= 0 and --workers >= 1")
-    found_by = Detector.load(**detector)
-    dataset = VOCDetection(data, split).limit(limit)
+    detector `spec` describes (the record), and the evaluator's results with the precision-recall curves (for
+    `plot_precision_recall`)."""
+    data.check()
+    found_by = Detector.load(spec)
+    dataset = data.load()
     started = time.perf_counter()
-    boxes, seconds = joined(propose_sources(dataset, found_by.proposer, cache, workers, progress))
+    boxes, seconds = joined(propose_sources(dataset, found_by.proposer, data.cache, data.workers, progress))
     results, classify = evaluate_dataset(found_by, dataset, boxes, metric, progress)
     images = max(len(dataset), 1)
     record = {
@@ -221,23 +240,25 @@ def evaluate_detector(
         "classify_seconds_per_image": sum(classify) / images,
         "proposal_seconds_per_image": sum(seconds) / images,
         "wall_seconds": time.perf_counter() - started,
-        "checkpoints": detector["checkpoints"],
+        "checkpoints": list(spec.checkpoints),
     }
     return record, results
 
 
 def detect_images(
-    images: list[str], threshold: float = 0.5, out: str | None = None, **detector: Any
+    spec: DetectorSpec, images: list[str], threshold: float = 0.5, out: str | None = None
 ) -> list[dict[str, Any]]:
-    """`googlenet detect predict`: each image's detections scoring at least `threshold`, with timings, by the
-    detector that `Detector.load(**detector)` makes; with `out`, each image saved there as PNG with its boxes
-    drawn (path under `drawn`). The arguments are checked before anything is loaded."""
+    """`googlenet detect predict`: each image's detections scoring at least `threshold` (listed and, with `out`,
+    drawn: the one place that decides what is shown), with timings, by the detector `spec` describes; with
+    `out`, each image saved there as PNG with its boxes drawn (path under `drawn`). The arguments are checked
+    before anything is loaded."""
     if not 0 <= threshold <= 1:
         raise ValueError("--threshold must be in [0, 1]")
+    spec.check()
     for path in images:
         if not Path(path).is_file():
             raise FileNotFoundError(f"image not found: {path}")
-    found_by = Detector.load(**detector)
+    found_by = Detector.load(spec)
     records = []
     for path in images:
         image = load_image(path)  # decoded once: for the proposals, the classifier and the drawing

@@ -16,7 +16,7 @@ from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor
 from googlenet.detect import bbox, svm
 from googlenet.detect.bbox import encode
-from googlenet.detect.proposals import dataset_proposals, joined
+from googlenet.detect.proposals import DetectionData, dataset_proposals, joined
 from googlenet.detect.regions import RegionEnsemble, fitted_path
 from googlenet.evaluate.driver import resolve_device
 
@@ -56,29 +56,25 @@ def collect_svm(
 
 def fit_svm(
     checkpoint: str,
-    data: str,
-    split: str = "train",
+    data: DetectionData,
     proposals: str | None = None,
     images: int = 400,
     c: float = 1e-3,
     rounds: int = 3,
-    limit: int = 0,
-    workers: int = 1,
-    cache: str | None = None,
     device: str = "auto",
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """`googlenet detect fit-svm`: the region classifier `checkpoint`'s SVMs, fitted on a VOC-layout split
-    (positives: every image's objects; negatives: the proposals of `images` images drawn at random, 0 = all)
-    and written beside it. Returns the report."""
-
-    if limit < 0 or images < 0 or c <= 0 or rounds < 0:
-        raise ValueError("--limit and --images must be >= 0, --c > 0 and --rounds >= 0")
+    (positives: every image's objects; negatives: the proposals (`proposals`; default: the method it was trained
+    on) of `images` images drawn at random, 0 = all) and written beside it. Returns the report."""
+    data.check()
+    if images < 0 or c <= 0 or rounds < 0:
+        raise ValueError("--images must be >= 0, --c > 0 and --rounds >= 0")
     ensemble = RegionEnsemble.load([checkpoint], resolve_device(device))
     method = proposals or ensemble.head.proposals
-    dataset = VOCDetection(data, split).limit(limit).matched_to(ensemble.classes)
-    boxes, _ = joined(dataset_proposals(dataset, method, cache, workers, None, progress))
+    dataset = data.load().matched_to(ensemble.classes)
+    boxes, _ = joined(dataset_proposals(dataset, method, data.cache, data.workers, None, progress))
     count = len(dataset) if not images or images >= len(dataset) else images
     chosen = sorted(np.random.default_rng(seed).permutation(len(dataset))[:count].tolist())
     truths, labels, found, overlaps = collect_svm(ensemble, dataset, boxes, chosen, progress)
@@ -136,24 +132,21 @@ def collect_bbox(
 
 def fit_bbox(
     checkpoint: str,
-    data: str,
-    split: str = "train",
+    data: DetectionData,
     proposals: str | None = None,
     iou: float = 0.6,
     max_windows: int = 20000,
-    limit: int = 0,
-    workers: int = 1,
-    cache: str | None = None,
     progress: bool = True,
 ) -> dict[str, object]:
     """`googlenet detect fit-bbox`: the region classifier `checkpoint`'s regressors, fitted on a VOC-layout
     split's `proposals` (default: the method it was trained on) and written beside it. Returns the report."""
-    if limit < 0 or max_windows < 1 or not 0 < iou < 1:
-        raise ValueError("--limit must be >= 0, --max-windows >= 1 and --iou in (0, 1)")
+    data.check()
+    if max_windows < 1 or not 0 < iou < 1:
+        raise ValueError("--max-windows must be >= 1 and --iou in (0, 1)")
     ensemble = RegionEnsemble.load([checkpoint], optimize=False)  # the eager network, as it was trained
     method = proposals or ensemble.head.proposals
-    dataset = VOCDetection(data, split).limit(limit).matched_to(ensemble.classes)
-    boxes, _ = joined(dataset_proposals(dataset, method, cache, workers, None, progress))
+    dataset = data.load().matched_to(ensemble.classes)
+    boxes, _ = joined(dataset_proposals(dataset, method, data.cache, data.workers, None, progress))
     x, y, classes = collect_bbox(ensemble, dataset, boxes, iou, max_windows, progress=progress)
     weights, report = bbox.fit(x, y, classes, len(ensemble.classes))
     path = bbox.save(weights, fitted_path(checkpoint, "bbox"), report)

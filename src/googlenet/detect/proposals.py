@@ -22,6 +22,26 @@ from tqdm import tqdm
 from googlenet.data.detection import VOCDetection
 
 
+@dataclass(frozen=True)
+class DetectionData:
+    """A VOC-layout split as every detection command reads it: the folder, the image list (`split`), the first
+    `limit` images (0 = all), and the proposals' worker processes and cache folder (default: ROOT/proposals)."""
+
+    root: str
+    split: str = "test"
+    limit: int = 0
+    workers: int = 1
+    cache: str | None = None
+
+    def check(self) -> None:
+        if self.limit < 0 or self.workers < 1:
+            raise ValueError("--limit must be >= 0 and --workers >= 1")
+
+    def load(self) -> VOCDetection:
+        self.check()
+        return VOCDetection(self.root, self.split).limit(self.limit)
+
+
 class Proposer(Protocol):
     """Anything that proposes regions: one decoded RGB image -> (N, 4) float32 pixel boxes (x1, y1, x2, y2).
     `parallel` proposers are run one image per worker process over a dataset."""
@@ -346,30 +366,27 @@ def joined(found: dict[str, tuple[list[np.ndarray], list[float]]]) -> tuple[list
 
 
 def proposal_report(
-    data: str,
-    split: str = "test",
+    data: DetectionData,
     methods: Sequence[str] = ("ss2x",),
-    limit: int = 0,
-    workers: int = 1,
-    cache: str | None = None,
     multibox: str | None = None,
     tiles: int | None = None,
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """`googlenet detect proposals`: per method, the boxes per image, the recall of the ground truth at IoU 0.5
     (also with each image's first n boxes) and the seconds per image; a union also per source."""
-    if limit < 0 or workers < 1 or (tiles is not None and tiles < 1):
-        raise ValueError("--limit must be >= 0, --workers >= 1 and --tiles >= 1")
+    data.check()
+    if tiles is not None and tiles < 1:
+        raise ValueError("--tiles must be >= 1")
     for method in methods:
         sources_of(method)  # an unknown method is an error before anything is read
     if "multibox" in {s for m in methods for s in sources_of(m)} and not multibox:
         raise ValueError("--method multibox and paper need --multibox CKPT (from googlenet detect train-multibox)")
-    dataset = VOCDetection(data, split).limit(limit)
+    dataset = data.load()
     found: dict[str, tuple[list, list]] = {}
     for method in methods:
         for source in sources_of(method):
             if source not in found:
-                found.update(dataset_proposals(dataset, source, cache, workers, multibox, progress, tiles))
+                found.update(dataset_proposals(dataset, source, data.cache, data.workers, multibox, progress, tiles))
     results = {}
     for method in methods:
         parts = {m: found[m] for m in sources_of(method)}

@@ -18,6 +18,7 @@ from googlenet.data.loaders import ImageDataset, eval_loader
 from googlenet.data.multicrop import CropSpec
 from googlenet.evaluate.driver import inference_on_dataset, progress_bar, resolve_device
 from googlenet.evaluate.metrics import topk_correct
+from googlenet.evaluate.spec import EvaluationSpec
 from googlenet.model import Classifier, load_for_inference
 
 POOLS = ("mean", "max")
@@ -168,29 +169,25 @@ def run(
 
 def score(
     models: Sequence[Classifier],
-    checkpoints: list[str],
     dataset: ImageDataset,
-    crops: int = 1,
-    pool: str = "mean",
-    limit: int = 0,
-    batch_size: int = 32,
-    workers: int = 1,
+    spec: EvaluationSpec,
     device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Top-1 / top-5 (fractions) of the ensemble of `models` (loaded from `checkpoints`) on the first `limit`
-    images of `dataset` with `crops` crops per image, with each model's own scores, the images read and the
-    seconds taken: the record of `googlenet evaluate`."""
-    ensemble = CropEnsemble(models, pool, device)
-    collected, seconds = run(ensemble, dataset, CropSpec.of(models, crops), limit, batch_size, workers, progress)
+    """Top-1 / top-5 (fractions) of the ensemble of `models` (loaded from `spec.checkpoints`) on the first
+    `spec.limit` images of `dataset` with `spec.crops` crops per image, with each model's own scores, the images
+    read and the seconds taken: the record of `googlenet evaluate`."""
+    ensemble = CropEnsemble(models, spec.pool, device)
+    crops, limit = CropSpec.of(models, spec.crops), spec.limit
+    collected, seconds = run(ensemble, dataset, crops, limit, spec.batch_size, spec.workers, progress)
     return {
         **collected.evaluate(),
-        "crops": crops,
-        "pool": pool,
+        "crops": spec.crops,
+        "pool": spec.pool,
         "models": len(models),
         "images": collected.images,
         "unreadable": min(limit or len(dataset), len(dataset)) - collected.images,
-        "per_model": [{"checkpoint": c, **collected.evaluate([i])} for i, c in enumerate(checkpoints)],
+        "per_model": [{"checkpoint": c, **collected.evaluate([i])} for i, c in enumerate(spec.checkpoints)],
         "seconds": round(seconds, 2),
     }
 

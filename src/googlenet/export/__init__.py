@@ -25,6 +25,7 @@ from googlenet.model.weights import ModelMeta, weights_file
 __all__ = [
     "FORMATS",
     "ExportFormat",
+    "ExportSpec",
     "check",
     "compare",
     "default_path",
@@ -195,38 +196,49 @@ def export(
     }
 
 
-def export_checkpoint(
-    checkpoint: str,
-    format: str = "onnx",
-    int8: bool = False,
-    out: str | None = None,
-    data: str = "fashion_mnist",
-    split: str = "test",
-    root: str | None = None,
-    check_images: int = 256,
-    calibration_images: int = 512,
-    calibration_data: str | None = None,
-    tolerance: float = 1e-4,
-    min_agreement: float = 0.97,
-) -> dict[str, Any]:
-    """`googlenet export`: the weights `checkpoint` written as `format` (int8 ONNX with `int8`, calibrated on
-    `calibration_data`, default: Fashion-MNIST's train split or the `data` folder) to `out` (default: beside
-    them), checked against the eager model on `data`'s first `check_images` images. Returns `export`'s report."""
+@dataclass(frozen=True)
+class ExportSpec:
+    """One export, as `googlenet export` runs it: the weights `checkpoint` (a .safetensors file or a run's folder)
+    written as `format` (int8 with `int8`, calibrated on `calibration_images` images of `calibration_data`,
+    default: Fashion-MNIST's train split or the `data` folder) to `out` (default: beside the weights), checked
+    against the eager model on the first `check_images` images of `data` (`split`, read from `root`): fp32 within
+    `tolerance` of the largest logit, int8 agreeing on the top-1 class of at least `min_agreement` of them."""
+
+    checkpoint: str
+    format: str = "onnx"
+    int8: bool = False
+    out: str | None = None
+    data: str = "fashion_mnist"
+    split: str = "test"
+    root: str | None = None
+    check_images: int = 256
+    calibration_images: int = 512
+    calibration_data: str | None = None
+    tolerance: float = 1e-4
+    min_agreement: float = 0.97
+
+    def check(self) -> None:
+        """Impossible values are a one-line ValueError, before anything is loaded."""
+        _format(self.format)
+        if self.check_images < 1 or self.calibration_images < 1 or self.tolerance <= 0:
+            raise ValueError("--check-images and --calibration-images must be >= 1 and --tolerance > 0")
+        if not 0 < self.min_agreement <= 1:
+            raise ValueError("--min-agreement must be in (0, 1]")
+
+
+def export_checkpoint(spec: ExportSpec) -> dict[str, Any]:
+    """`googlenet export`: the export `spec` describes, written and checked. Returns `export`'s report."""
     from googlenet.model import GoogLeNet, load_for_inference
 
-    if check_images < 1 or calibration_images < 1 or tolerance <= 0 or not 0 < min_agreement <= 1:
-        raise ValueError(
-            "--check-images and --calibration-images must be >= 1, --tolerance > 0, --min-agreement in (0, 1]"
-        )
-    model = load_for_inference(checkpoint, optimize=False)
+    spec.check()
+    model = load_for_inference(spec.checkpoint, optimize=False)
     if not isinstance(model, GoogLeNet):
-        raise ValueError(f"{checkpoint} is already an export; pass the .safetensors weights")
-    images = sample_images(model.meta, data, split, root, check_images)
+        raise ValueError(f"{spec.checkpoint} is already an export; pass the .safetensors weights")
+    images = sample_images(model.meta, spec.data, spec.split, spec.root, spec.check_images)
     calibration = None
-    if int8:
-        source = calibration_data or data
-        calibration = sample_images(
-            model.meta, source, "train" if source == "fashion_mnist" else None, root, calibration_images
-        )
-    path = Path(out) if out else default_path(checkpoint, format, int8)
-    return export(model, format, path, images, calibration, tolerance, min_agreement)
+    if spec.int8:
+        source = spec.calibration_data or spec.data
+        split = "train" if source == "fashion_mnist" else None
+        calibration = sample_images(model.meta, source, split, spec.root, spec.calibration_images)
+    path = Path(spec.out) if spec.out else default_path(spec.checkpoint, spec.format, spec.int8)
+    return export(model, spec.format, path, images, calibration, spec.tolerance, spec.min_agreement)

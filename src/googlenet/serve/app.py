@@ -275,8 +275,8 @@ def build(
         model = model.to(where)
     found = None
     if detector is not None:
-        from googlenet.detect.detector import Detector
+        from googlenet.detect.detector import Detector, DetectorSpec
 
-        found = Detector.load([detector], device=where.type)
+        found = Detector.load(DetectorSpec(checkpoints=(detector,), device=where.type))
     service = Service(model, Batcher(model, where, max_batch, max_wait_ms / 1000), limits or Limits(), found)
     return create_app(service)

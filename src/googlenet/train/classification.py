@@ -3,6 +3,7 @@ losses, evaluated by loss, top-1 and top-5, exported with its metadata record.""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,19 +39,8 @@ def training_transforms(
     cfg: TrainConfig, mean: Sequence[float], std: Sequence[float]
 ) -> tuple[TrainAugmentation, Callable]:
     """The training and evaluation transforms a config asks for, normalising with `mean` and `std`."""
-    a, size = cfg.augment, cfg.model.input_size
-    train_tf = train_transform(
-        size,
-        mean,
-        std,
-        a.random_resized_crop,
-        a.crop_scale,
-        a.crop_ratio,
-        a.random_interpolation,
-        a.hflip,
-        a.photometric,
-        a.lighting,
-    )
+    size = cfg.model.input_size
+    train_tf = train_transform(size, mean, std, **dataclasses.asdict(cfg.augment))  # the section's fields, by name
     return train_tf, eval_transform(size, mean, std, cfg.data.crop_pct)
 
 
