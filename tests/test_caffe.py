@@ -256,3 +256,31 @@ def test_some_wnid_folders_evaluate_as_their_classes(source, tmp_path, capsys):
     assert [data[i][1] for i in range(3)] == [7, 300, 999] and data.classes == model.meta.class_names
     assert main(["evaluate", "--checkpoint", path, "--data", str(val), "--workers", "0", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 3
+
+
+def test_places365_by_name_from_torch_hubs_cache(tmp_path, monkeypatch, capsys):
+    """CSAIL's GoogLeNet-Places365, the third published entry: the .caffemodel with its category names and mean
+    image beside it (as their downloads leave them) becomes our weights with 365 named classes and that mean."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.manual_seed(1)
+    places = googlenet.build_model("googlenet", num_classes=365, width=WIDTH).eval()
+    write_caffemodel(places, cache / "googlenet_places365.caffemodel")
+    names = [f"scene_{k}/outdoor" if k % 2 else f"scene_{k}" for k in range(365)]
+    letters = [f"/{name[0]}/{name} {k}" for k, name in enumerate(names)]
+    (cache / "categories_places365.txt").write_text("\n".join(letters) + "\n")
+    mean_image = np.stack([np.full((4, 4), v, np.float32) for v in (100, 110, 120)])[None]  # BGR, as Caffe's
+    (cache / "places365CNN_mean.binaryproto").write_bytes(_blob(mean_image, v1=False))
+    model = googlenet.load_model("places365")
+    assert model.meta.class_names == names and model.meta.num_classes == 365
+    assert model.meta.mean == pytest.approx((120 / 255, 110 / 255, 100 / 255))
+    assert model.meta.source["file"] == "googlenet_places365.caffemodel" and len(model.meta.source["sha256"]) == 64
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():  # the same weights (conv1's channels flipped to BGR in the file and back): the same logits
+        assert torch.equal(model(x), places(x))
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(image)
+    assert main(["predict", "--checkpoint", "places365", str(image), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)[0]["predictions"][0]
+    assert first["class"] == names[first["index"]]

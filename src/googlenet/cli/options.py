@@ -15,9 +15,9 @@ Commands = Any  # argparse's subparsers action (argparse._SubParsersAction, a pr
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".caffemodel")  # and every exported format's (googlenet.model.exported)
 WEIGHTS_HELP = (
     "weights: a .safetensors file of ours (with its metadata record), a training run's folder, an exported "
-    ".onnx / TorchScript .pt / ExecuTorch .pte file, BVLC's Caffe GoogLeNet .caffemodel, or bvlc / torchvision "
-    "(published weights, downloaded once into torch.hub's cache); several = an ensemble (--checkpoint A B, or "
-    "the option repeated)"
+    ".onnx / TorchScript .pt / ExecuTorch .pte file, BVLC's Caffe GoogLeNet .caffemodel, or bvlc / torchvision / "
+    "places365 (published weights, downloaded once into torch.hub's cache); several = an ensemble (--checkpoint A B, "
+    "or the option repeated)"
 )
 
 

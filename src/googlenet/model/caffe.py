@@ -122,6 +122,18 @@ def _blob(data: memoryview) -> np.ndarray:
     return values.reshape(dims)
 
 
+def read_mean(path: str | os.PathLike) -> tuple[float, float, float]:
+    """A Caffe mean file (a BlobProto .binaryproto: the mean image, BGR 0-255) as its per-channel mean (B, G, R)."""
+    try:
+        image = _blob(memoryview(Path(path).read_bytes()))
+    except ValueError as err:  # _Truncated included
+        raise ValueError(f"{path} is no Caffe mean file ({err})") from None
+    if image.ndim < 3 or image.reshape(-1, *image.shape[-3:]).shape[1] != 3:
+        raise ValueError(f"{path} is no 3-channel mean image (shape {tuple(image.shape)})")
+    b, g, r = (float(v) for v in image.reshape(-1, *image.shape[-3:])[0].mean(axis=(1, 2)))
+    return b, g, r
+
+
 def read_layers(path: str | os.PathLike, content: bytes | None = None) -> dict[str, list[np.ndarray]]:
     """Every layer's blobs of a .caffemodel (`content`: its bytes, when already read) by layer name, from the
     current `layer` (field 100) and the V1 `layers` (field 2) layouts alike."""

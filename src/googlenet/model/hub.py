@@ -1,5 +1,6 @@
-"""Published weights by name (`PUBLISHED`: entries, not code): where each file comes from, its hash, how it becomes
-our .safetensors and what its record says; resolved to a checked local file before anything is read
+"""Published weights by name (`PUBLISHED`: entries, not code): `bvlc` (BVLC's Caffe GoogLeNet), `torchvision`
+(its IMAGENET1K_V1) and `places365` (CSAIL's GoogLeNet-Places365): where each file comes from, its hash, how it
+becomes our .safetensors and what its record says; resolved to a checked local file before anything is read
 (`resolve`, `read_weights`). A file placed in torch.hub's cache is checked like a download, and a cached
 conversion records its source's hash, so a changed source is converted again. Also `googlenet weights import`."""
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from googlenet.model.caffe import BVLC_SHA1, imagenet_wnids, read_caffemodel, sha1
+from googlenet.model.caffe import BVLC_SHA1, imagenet_wnids, read_caffemodel, read_mean, sha1
 from googlenet.model.meta import ModelMeta
 from googlenet.model.weights import read_file, write_weights
 
@@ -30,9 +31,10 @@ class Published:
     file: str
     url: str
     algorithm: str
-    digest: str
+    digest: str  # "" where the publisher gives none: the file's hash is then only recorded in the conversion
     convert: Callable[[Path, str, Path], Path] | None = None
     converted: str | None = None
+    companions: tuple[tuple[str, str], ...] = ()  # (file, url) the conversion reads beside the weights
 
 
 def _torchvision_convert(source: Path, digest: str, target: Path) -> Path:
@@ -53,6 +55,25 @@ def _torchvision_convert(source: Path, digest: str, target: Path) -> Path:
     return write_weights({k: v for k, v in state.items() if not k.startswith("aux")}, target, meta)
 
 
+def _places365_convert(source: Path, digest: str, target: Path) -> Path:
+    """CSAIL's GoogLeNet-Places365 (BVLC's prototxt with 365 outputs) as the paper variant: the 365 scene
+    categories' names from categories_places365.txt and the per-channel mean of places365CNN_mean.binaryproto,
+    both beside it; the source's sha256 in the record."""
+    state, meta = read_caffemodel(source)
+    lines = (source.parent / "categories_places365.txt").read_text().split("\n")
+    names = [line.split()[0][3:] for line in lines if line.strip()]  # "/a/airfield 0" -> "airfield"
+    if len(names) != meta.num_classes:
+        raise ValueError(f"{source}: {meta.num_classes} classes, but categories_places365.txt names {len(names)}")
+    b, g, r = read_mean(source.parent / "places365CNN_mean.binaryproto")
+    meta.class_names, meta.class_ids, meta.metrics = names, None, {}
+    meta.mean = (r / 255, g / 255, b / 255)
+    meta.source = {"file": source.name, "sha256": digest}
+    return write_weights(state, target, meta)
+
+
+_PLACES = "http://places2.csail.mit.edu/models_places365/"
+_PLACES_GITHUB = "https://raw.githubusercontent.com/CSAILVision/places365/master/"
+
 PUBLISHED: dict[str, Published] = {
     "bvlc": Published(
         "bvlc",
@@ -71,6 +92,20 @@ PUBLISHED: dict[str, Published] = {
         "1378be20",
         _torchvision_convert,
         "googlenet_tv-imagenet1k_v1.safetensors",
+    ),
+    "places365": Published(
+        "places365",
+        "CSAIL's GoogLeNet trained on Places365-Standard (365 scene categories), the paper's network",
+        "googlenet_places365.caffemodel",
+        _PLACES + "googlenet_places365.caffemodel",
+        "sha256",
+        "",  # CSAIL publishes no hash: the sha256 of the file used is recorded in the conversion
+        _places365_convert,
+        "googlenet_places365.safetensors",
+        (
+            ("categories_places365.txt", _PLACES_GITHUB + "categories_places365.txt"),
+            ("places365CNN_mean.binaryproto", _PLACES_GITHUB + "places365CNN_mean.binaryproto"),
+        ),
     ),
 }
 NAMES = tuple(PUBLISHED)
@@ -91,19 +126,26 @@ def _digest(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def _fetch(entry: Published) -> tuple[Path, str]:
-    """The entry's source file, downloaded where missing, and its full digest; a file with another hash
-    (downloaded or placed by hand) is a one-line ValueError."""
-    target = checkpoints() / entry.file
+def _download(name: str, file: str, url: str) -> Path:
+    """`file` in torch.hub's checkpoints folder, downloaded from `url` where it is missing."""
+    target = checkpoints() / file
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            torch.hub.download_url_to_file(entry.url, str(target), progress=True)
+            torch.hub.download_url_to_file(url, str(target), progress=True)
         except Exception as err:  # no network, a proxy, a full disk: the user is told the same thing
             raise FileNotFoundError(
-                f"could not download {entry.name} weights ({type(err).__name__}); put {entry.file} ({entry.url}) "
-                f"at {target}"
+                f"could not download {name} weights ({type(err).__name__}); put {file} ({url}) at {target}"
             ) from None
+    return target
+
+
+def _fetch(entry: Published) -> tuple[Path, str]:
+    """The entry's source file (and its companions), downloaded where missing, and its full digest; a file with
+    another hash than the published one (downloaded or placed by hand) is a one-line ValueError."""
+    target = _download(entry.name, entry.file, entry.url)
+    for file, url in entry.companions:
+        _download(entry.name, file, url)
     digest = _digest(target, entry.algorithm)
     if not digest.startswith(entry.digest):
         raise ValueError(
