@@ -18,7 +18,7 @@ from torchvision.ops import nms
 from torchvision.transforms import v2
 
 from googlenet.model import GoogLeNet, ModelMeta, MultiBoxHead, build_model, load_model
-from googlenet.model.variants import TaskWeights, register_task
+from googlenet.model.variants import TaskWeights, register_task_weights
 
 
 def kmeans_priors(boxes: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -216,7 +216,7 @@ def _from_weights(state: dict[str, torch.Tensor], meta: ModelMeta) -> MultiBox:
     return model
 
 
-register_task(
+register_task_weights(
     "multibox", TaskWeights("MultiBox weights (train them with `googlenet detect train-multibox`)", _from_weights)
 )
 

@@ -141,14 +141,14 @@ class TaskWeights:
     build: Callable[[dict[str, torch.Tensor], ModelMeta], nn.Module] | None = None
 
 
-# The tasks whose weights are a plain GoogLeNet; googlenet.detect.multibox adds MultiBox's (register_task).
+# The tasks whose weights are a plain GoogLeNet; googlenet.detect.multibox adds MultiBox's (register_task_weights).
 TASKS: dict[str, TaskWeights] = {
     "classify": TaskWeights("a classifier"),
     "regions": TaskWeights("a region classifier (train one with `googlenet detect train`)"),
 }
 
 
-def register_task(task: str, weights: TaskWeights) -> None:
+def register_task_weights(task: str, weights: TaskWeights) -> None:
     """Teach `load_model` another task's weights (a network built by the room that owns it)."""
     TASKS[task] = weights
 
