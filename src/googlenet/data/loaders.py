@@ -21,6 +21,7 @@ from torchvision.datasets import ImageFolder
 
 from googlenet.data.fashion_mnist import FashionMNIST
 from googlenet.data.images import UnreadableImage, load_image, read_encoded
+from googlenet.registry import Registry
 
 
 class ImageDataset(Protocol):
@@ -47,15 +48,12 @@ class DatasetLayout:
     needs_root: bool = True
 
 
-DATASETS: dict[str, DatasetLayout] = {}
+DATASETS: Registry[DatasetLayout] = Registry("dataset layout")
 
 
 def register_dataset(layout: DatasetLayout) -> DatasetLayout:
     """Add a dataset layout (usable as data.dataset and, where it needs no root, as --data NAME)."""
-    if DATASETS.get(layout.name, layout) != layout:
-        raise ValueError(f"dataset layout {layout.name!r} is registered already")
-    DATASETS[layout.name] = layout
-    return layout
+    return DATASETS.register(layout.name, layout)
 
 
 def _image_folder(root: str | None, split: str, loader: Callable[[str], Any]) -> Any:
@@ -100,9 +98,7 @@ def build_dataset(name: str, root: str | None, split: str, subset: int = 0, deco
     The dataset's `classes` attribute lists the class names (and `class_ids` the wnids, for ImageNet).
     """
     loader = load_image if decode else read_encoded  # load_image: any mode (16-bit, palette, ...) as RGB
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose {', '.join(DATASETS)}")
-    dataset = DATASETS[name].build(root, split, loader)
+    dataset = DATASETS.get_part(name).build(root, split, loader)
     classes = list(dataset.classes)
     if subset:
         part = Subset(dataset, range(min(subset, len(dataset))))

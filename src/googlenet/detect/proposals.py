@@ -20,6 +20,7 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from googlenet.data.detection import VOCDetection
+from googlenet.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -127,15 +128,12 @@ class ProposalMethod:
     sources: tuple[str, ...] = ()
 
 
-PROPOSERS: dict[str, ProposalMethod] = {}
+PROPOSERS: Registry[ProposalMethod] = Registry("proposal method")
 
 
 def register_proposer(method: ProposalMethod) -> ProposalMethod:
     """Add a proposal method: every command that proposes regions offers it."""
-    if PROPOSERS.get(method.name, method) != method:
-        raise ValueError(f"proposal method {method.name!r} is registered already")
-    PROPOSERS[method.name] = method
-    return method
+    return PROPOSERS.register(method.name, method)
 
 
 def _multibox(checkpoint: str | os.PathLike | None, tiles: int | None) -> Proposer:
@@ -293,9 +291,7 @@ def plot_recall(results: dict[str, dict[str, Any]], path: str | Path) -> None:
 
 def sources_of(method: str) -> tuple[str, ...]:
     """The methods whose boxes `method` joins: a union's sources (the paper's = ss2x + multibox), any other itself."""
-    if method not in PROPOSERS:
-        raise ValueError(f"unknown proposal method {method!r}; choose from {', '.join(PROPOSERS)}")
-    return PROPOSERS[method].sources or (method,)
+    return PROPOSERS.get_part(method).sources or (method,)
 
 
 class Joined:

@@ -21,6 +21,7 @@ from googlenet.model.exported import load_exported
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.inference import optimize_for_inference
 from googlenet.model.weights import ModelMeta, weights_file
+from googlenet.registry import Registry
 
 __all__ = [
     "FORMATS",
@@ -49,15 +50,12 @@ class ExportFormat:
     int8: bool = False
 
 
-FORMATS: dict[str, ExportFormat] = {}
+FORMATS: Registry[ExportFormat] = Registry("export format")
 
 
 def register_format(fmt: ExportFormat) -> ExportFormat:
     """Add an export format: `googlenet export --format NAME` writes it."""
-    if FORMATS.get(fmt.name, fmt) != fmt:
-        raise ValueError(f"export format {fmt.name!r} is registered already")
-    FORMATS[fmt.name] = fmt
-    return fmt
+    return FORMATS.register(fmt.name, fmt)
 
 
 def sample_images(meta: ModelMeta, data: str, split: str | None, root: str | None, count: int) -> torch.Tensor:
@@ -90,9 +88,7 @@ def default_path(checkpoint: str | os.PathLike, format: str, int8: bool) -> Path
 
 
 def _format(name: str) -> ExportFormat:
-    if name not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {name!r}")
-    return FORMATS[name]
+    return FORMATS.get_part(name)
 
 
 def write(

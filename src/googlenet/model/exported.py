@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from googlenet.model.weights import METADATA_KEY, ModelMeta
+from googlenet.registry import Registry
 
 INPUT, OUTPUT = "images", "logits"  # the ONNX graph's input and output names
 META_FILE = "googlenet.json"  # the metadata record, as an extra file in a TorchScript archive
@@ -138,19 +139,17 @@ def _torchscript(path: Path) -> TorchScriptClassifier:
 
 
 # Exported files by suffix: how each kind is run like a model (googlenet.export registers how each is written).
-LOADERS: dict[str, Callable[[Path], nn.Module]] = {
-    ".onnx": OnnxClassifier,
-    ".pte": ExecuTorchClassifier,
-    ".pt": _torchscript,
-}
+LOADERS: Registry[Callable[[Path], nn.Module]] = Registry("loader of exported files ending in")
 
 
 def register_loader(suffix: str, load: Callable[[Path], nn.Module]) -> None:
     """Teach `load_exported` (and so every --checkpoint) files ending in `suffix`: `load` (path) -> a module
     images -> logits with `meta`."""
-    if LOADERS.get(suffix, load) is not load:
-        raise ValueError(f"exported files ending in {suffix} have a loader already")
-    LOADERS[suffix] = load
+    LOADERS.register(suffix, load)
+
+
+for _suffix, _load in ((".onnx", OnnxClassifier), (".pte", ExecuTorchClassifier), (".pt", _torchscript)):
+    register_loader(_suffix, _load)
 
 
 def exported_suffix(path: str | os.PathLike) -> str | None:

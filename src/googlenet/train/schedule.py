@@ -7,6 +7,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from googlenet.registry import Registry
+
 Schedule = Callable[[int, Any, int], float]  # (step, the config's optim section, steps per epoch) -> learning rate
 
 
@@ -34,15 +36,15 @@ def _paper(step: int, optim: Any, steps_per_epoch: int) -> float:
     return lr_at(step, optim.lr, optim.lr_decay, optim.decay_every, optim.decay_unit, steps_per_epoch)
 
 
-SCHEDULES: dict[str, Schedule] = {"step": _paper}
+SCHEDULES: Registry[Schedule] = Registry("learning-rate schedule")
 
 
 def register_schedule(name: str, schedule: Schedule) -> Schedule:
     """Add a schedule: optim.schedule NAME then trains with it (warm-up applied on top)."""
-    if SCHEDULES.get(name, schedule) is not schedule:
-        raise ValueError(f"learning-rate schedule {name!r} is registered already")
-    SCHEDULES[name] = schedule
-    return schedule
+    return SCHEDULES.register(name, schedule)
+
+
+register_schedule("step", _paper)
 
 
 def lr_for(step: int, optim: Any, steps_per_epoch: int) -> float:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from googlenet.registry import Registry
+
 if TYPE_CHECKING:
     from googlenet.train.task import Task
 
@@ -27,16 +29,12 @@ class TaskSpec:
     make: Callable[[], Task]
 
 
-_TASKS: dict[str, TaskSpec] = {}
+_TASKS: Registry[TaskSpec] = Registry("task")
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
     """Add a task (a name may be registered once; the same spec again is a no-op). Returns `spec`."""
-    known = _TASKS.get(spec.name)
-    if known is not None and known != spec:
-        raise ValueError(f"task {spec.name!r} is registered already")
-    _TASKS[spec.name] = spec
-    return spec
+    return _TASKS.register(spec.name, spec)
 
 
 def task_names() -> list[str]:
