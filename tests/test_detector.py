@@ -11,9 +11,9 @@ from torchvision.transforms import v2
 from googlenet.cli import main
 from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor
-from googlenet.detect.classifier import BalancedSampler, Windows
 from googlenet.detect.detector import DetectorSpec, evaluate_detector, select
 from googlenet.detect.proposals import DetectionData
+from googlenet.detect.region_training import BalancedSampler, Windows
 from googlenet.detect.regions import RegionEnsemble, sampled_part, warp_pixels, warp_regions
 from googlenet.model import RegionHead, build_model
 

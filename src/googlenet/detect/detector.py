@@ -20,7 +20,7 @@ from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor, load_image
 from googlenet.detect.bbox import decode
 from googlenet.detect.evaluation import DetectionEvaluator
-from googlenet.detect.proposals import DetectionData, Proposer, joined, propose_sources, proposer_for
+from googlenet.detect.proposals import DetectionData, Proposer, merge_sources, propose_sources, proposer_for
 from googlenet.detect.regions import RegionEnsemble
 from googlenet.evaluate.driver import inference_on_dataset, progress_bar, resolve_device
 
@@ -221,7 +221,7 @@ def evaluate_detector(
     found_by = Detector.load(spec)
     dataset = data.load()
     started = time.perf_counter()
-    boxes, seconds = joined(propose_sources(dataset, found_by.proposer, data.cache, data.workers, progress))
+    boxes, seconds = merge_sources(propose_sources(dataset, found_by.proposer, data.cache, data.workers, progress))
     results, classify = evaluate_dataset(found_by, dataset, boxes, metric, progress)
     images = max(len(dataset), 1)
     record = {

@@ -16,7 +16,7 @@ from googlenet.data.detection import VOCDetection
 from googlenet.data.images import image_tensor
 from googlenet.detect import bbox, svm
 from googlenet.detect.bbox import encode
-from googlenet.detect.proposals import DetectionData, dataset_proposals, joined
+from googlenet.detect.proposals import DetectionData, dataset_proposals, merge_sources
 from googlenet.detect.regions import RegionEnsemble, fitted_path
 from googlenet.evaluate.driver import resolve_device
 
@@ -74,7 +74,7 @@ def fit_svm(
     ensemble = RegionEnsemble.load([checkpoint], resolve_device(device))
     method = proposals or ensemble.head.proposals
     dataset = data.load().matched_to(ensemble.classes)
-    boxes, _ = joined(dataset_proposals(dataset, method, data.cache, data.workers, None, progress))
+    boxes, _ = merge_sources(dataset_proposals(dataset, method, data.cache, data.workers, None, progress))
     count = len(dataset) if not images or images >= len(dataset) else images
     chosen = sorted(np.random.default_rng(seed).permutation(len(dataset))[:count].tolist())
     truths, labels, found, overlaps = collect_svm(ensemble, dataset, boxes, chosen, progress)
@@ -146,7 +146,7 @@ def fit_bbox(
     ensemble = RegionEnsemble.load([checkpoint], optimize=False)  # the eager network, as it was trained
     method = proposals or ensemble.head.proposals
     dataset = data.load().matched_to(ensemble.classes)
-    boxes, _ = joined(dataset_proposals(dataset, method, data.cache, data.workers, None, progress))
+    boxes, _ = merge_sources(dataset_proposals(dataset, method, data.cache, data.workers, None, progress))
     x, y, classes = collect_bbox(ensemble, dataset, boxes, iou, max_windows, progress=progress)
     weights, report = bbox.fit(x, y, classes, len(ensemble.classes))
     path = bbox.save(weights, fitted_path(checkpoint, "bbox"), report)

@@ -353,7 +353,7 @@ def propose_sources(
     }
 
 
-def joined(found: dict[str, tuple[list[np.ndarray], list[float]]]) -> tuple[list[np.ndarray], list[float]]:
+def merge_sources(found: dict[str, tuple[list[np.ndarray], list[float]]]) -> tuple[list[np.ndarray], list[float]]:
     """The union of `dataset_proposals`' sources per image, with the summed seconds."""
     parts = list(found.values())
     boxes = [np.concatenate(b) for b in zip(*(p[0] for p in parts), strict=True)]
@@ -386,7 +386,7 @@ def proposal_report(
     results = {}
     for method in methods:
         parts = {m: found[m] for m in sources_of(method)}
-        boxes, seconds = joined(parts)
+        boxes, seconds = merge_sources(parts)
         results[method] = {"method": method, "images": len(dataset), **coverage(boxes, dataset)}
         results[method]["seconds_per_image"] = sum(seconds) / max(len(seconds), 1)
         if len(parts) > 1:
