@@ -259,3 +259,15 @@ def test_a_learning_rate_schedule_registered_here_trains(fmnist_data, tmp_path, 
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in steps if r["kind"] == "step"] == [0.08, 0.04, 0.02]
     assert main([*args[:-2], "--optim.schedule", "cosine"]) == 2  # not registered: one line
+
+
+def test_fine_tuning_from_a_caffemodel_needs_no_model_options(fmnist_data, tmp_path, capfd):
+    """The default config is googlenet_bn: a .caffemodel's record says the paper's googlenet (and its width)."""
+    from test_caffe import WIDTH, write_caffemodel
+
+    caffe = write_caffemodel(build_model("googlenet", width=WIDTH).eval(), tmp_path / "net.caffemodel")
+    overrides = {k: v for k, v in tiny(fmnist_data, tmp_path / "run").items() if not k.startswith("model.")}
+    train(train_config.load(None, {**overrides, "model.weights": str(caffe), "run.max_steps": "1"}))
+    assert f"model.name googlenet, model.width {WIDTH}: from {caffe}'s record" in capfd.readouterr().err
+    tuned = googlenet.load_model(tmp_path / "run")
+    assert (tuned.meta.variant, tuned.meta.options["width"], tuned.meta.num_classes) == ("googlenet", WIDTH, 10)
