@@ -527,6 +527,7 @@ def train(
     checkpoint in run.out. model.name, width and input_size not set in `cfg` come from the initial weights' record
     (`resolve_model`). Returns the final metrics."""
     command = command or shlex.join(["googlenet", *sys.argv[1:]])
+    task = task or task_spec(cfg.task).make()  # an unknown task is a one-line error before anything is read
     checkpoint = Path(cfg.run.out) / CHECKPOINT
     restarts = distributed.restart_count()  # a worker group torchrun restarted carries on by itself
     automatic = not resume and (cfg.run.resume == "auto" or restarts > 0)
