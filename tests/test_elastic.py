@@ -163,7 +163,10 @@ def test_elastic_run_that_loses_a_node_finishes_on_the_other(data, tmp_path):
     global batches (one process throughout)."""
     port, out = _port(), tmp_path / "elastic"
     logs = [tmp_path / "node0.log", tmp_path / "node1.log"]
-    conf = "last_call_timeout=3,join_timeout=60"  # both join the first round; after the loss, 3 s alone
+    # Both must join the first round: the second agent is started once the first's store is up and needs a few
+    # seconds to import torch and join (3 s of last call were too few on a 2-core Zen 3 running the whole suite:
+    # it came late, the first restarted for it and the new round timed out); after the loss, 10 s alone.
+    conf = "last_call_timeout=10,join_timeout=60"
     agents = _start_nodes(data, out, port, "1:2", logs, "--max-restarts=2", conf=conf, **LONG)
     _wait_for(out, 5, agents, logs)
     workers = _workers(agents[1])  # torchrun starts its workers in sessions of their own
