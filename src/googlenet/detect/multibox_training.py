@@ -144,4 +144,4 @@ class MultiBoxTask(Task):
         )
 
 
-MULTIBOX = register_task(TaskSpec("multibox", "googlenet detect train-multibox", MultiBoxTask))
+MULTIBOX = register_task(TaskSpec("multibox", MultiBoxTask))

@@ -207,4 +207,4 @@ class RegionTask(Classification):
         )
 
 
-REGIONS = register_task(TaskSpec("regions", "googlenet detect train", RegionTask))
+REGIONS = register_task(TaskSpec("regions", RegionTask))

@@ -84,11 +84,7 @@ def default_path(checkpoint: str | os.PathLike, format: str, int8: bool) -> Path
     """Beside the weights: model.onnx, model.int8.onnx, model.torchscript.pt, model.pte, model.int8.pte (the
     format's suffix)."""
     weights = weights_file(checkpoint)
-    return weights.with_name(weights.stem + (".int8" if int8 else "") + _format(format).suffix)
-
-
-def _format(name: str) -> ExportFormat:
-    return FORMATS.get_part(name)
+    return weights.with_name(weights.stem + (".int8" if int8 else "") + FORMATS.get_part(format).suffix)
 
 
 def write(
@@ -96,7 +92,7 @@ def write(
 ) -> Path:
     """`model`'s inference form as `format` at `path`; int8 when `calibration` images are given (batches of 32
     calibrate onnxruntime's quantiser or PT2E's observers)."""
-    fmt = _format(format)
+    fmt = FORMATS.get_part(format)
     if calibration is not None and not fmt.int8:
         int8 = ", ".join(name for name, f in FORMATS.items() if f.int8)
         raise ValueError(f"--int8 is available for --format {int8}, not {format}")
@@ -215,7 +211,7 @@ class ExportSpec:
 
     def check(self) -> None:
         """Impossible values are a one-line ValueError, before anything is loaded."""
-        _format(self.format)
+        FORMATS.get_part(self.format)
         if self.check_images < 1 or self.calibration_images < 1 or self.tolerance <= 0:
             raise ValueError("--check-images and --calibration-images must be >= 1 and --tolerance > 0")
         if not 0 < self.min_agreement <= 1:

@@ -118,4 +118,4 @@ class Classification(Task):
         )
 
 
-CLASSIFY = register_task(TaskSpec("classify", "googlenet train", Classification))
+CLASSIFY = register_task(TaskSpec("classify", Classification))

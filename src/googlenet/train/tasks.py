@@ -20,12 +20,10 @@ ENTRY_POINTS = "googlenet.tasks"  # each entry: a task's name = the TaskSpec its
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A training task: `name` as written in configs, the command that documents it, and `make` () -> a fresh
-    `Task`. Its config section, if it has one, is registered apart (train/config.py), so that `--help` lists the
-    options without importing the task."""
+    """A training task: `name` as written in configs, and `make` () -> a fresh `Task`. Its config section, if
+    it has one, is registered apart (train/config.py), so that `--help` lists the options without importing it."""
 
     name: str
-    command: str
     make: Callable[[], Task]
 
 
