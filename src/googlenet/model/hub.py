@@ -16,7 +16,7 @@ import torch
 
 from googlenet.model.caffe import BVLC_SHA1, imagenet_wnids, read_caffemodel, read_mean, sha1
 from googlenet.model.meta import ModelMeta
-from googlenet.model.weights import read_file, write_weights
+from googlenet.model.weights import read_file, read_record, write_weights
 
 
 @dataclass(frozen=True)
@@ -156,11 +156,11 @@ def _fetch(entry: Published) -> tuple[Path, str]:
 
 
 def _converted_from(path: Path, digest: str) -> bool:
-    """Whether the conversion at `path` was made from the source whose hash is `digest`."""
+    """Whether the conversion at `path` was made from the source whose hash is `digest` (its header alone read)."""
     if not path.is_file():
         return False
     try:
-        _, meta = read_file(path)
+        meta = read_record(path)
     except ValueError:
         return False
     return meta is not None and (meta.source or {}).get("sha256") == digest
@@ -183,6 +183,12 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Mode
     """Tensors and metadata record of any weights file (googlenet.model.weights.read_file), a training run's
     folder, or published weights by name (`PUBLISHED`)."""
     return read_file(resolve(path))
+
+
+def read_weights_record(path: str | os.PathLike) -> ModelMeta | None:
+    """The metadata record of any weights file, folder or published name (`read_record`: a .safetensors file's
+    header alone)."""
+    return read_record(resolve(path))
 
 
 def import_caffemodel(path: str | os.PathLike, out: str | os.PathLike | None = None) -> dict[str, object]:

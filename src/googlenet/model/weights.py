@@ -26,6 +26,7 @@ __all__ = [
     "RegionHead",
     "load_pickle",
     "read_file",
+    "read_record",
     "save_weights",
     "torchvision_to_googlenet",
     "weights_file",
@@ -77,13 +78,7 @@ def read_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelMe
         raise FileNotFoundError(f"weights file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                record = (f.metadata() or {}).get(METADATA_KEY)
-                state = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is no dict)
-        except (SafetensorError, OSError) as err:
-            raise ValueError(f"{path} is not a readable safetensors file ({err})") from None
-        return state, _meta(record, path) if record else None
+        return _read_safetensors(path, tensors=True)
     if suffix in (".pth", ".pt"):
         state = load_pickle(path)
         for key in ("model", "state_dict"):  # a training checkpoint rather than a bare state_dict
@@ -97,6 +92,26 @@ def read_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelMe
     if suffix == ".caffemodel":
         return read_caffemodel(path)
     raise ValueError(f"{path}: weights must be .safetensors, .pth, .pt or .caffemodel, not {suffix or 'no suffix'}")
+
+
+def read_record(path: str | os.PathLike) -> ModelMeta | None:
+    """The metadata record alone: of a .safetensors file only the header is read; other formats (whose record
+    is derived from their contents) are read whole."""
+    path = weights_file(path)
+    if path.suffix.lower() == ".safetensors" and path.is_file():
+        return _read_safetensors(path, tensors=False)[1]
+    return read_file(path)[1]
+
+
+def _read_safetensors(path: Path, tensors: bool) -> tuple[dict[str, torch.Tensor], ModelMeta | None]:
+    """A safetensors file's record and, with `tensors`, its tensors; a damaged file is a one-line ValueError."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            record = (f.metadata() or {}).get(METADATA_KEY)
+            state = {name: f.get_tensor(name) for name in f.keys()} if tensors else {}  # noqa: SIM118
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file ({err})") from None
+    return state, _meta(record, path) if record else None
 
 
 def _meta(record: str, path: Path) -> ModelMeta:

@@ -19,7 +19,8 @@ from torch.utils.data import Dataset
 
 from googlenet.data.loaders import KeyedSampler
 from googlenet.evaluate.driver import Evaluator
-from googlenet.model import GoogLeNet, ModelMeta, build_model, read_weights
+from googlenet.model import GoogLeNet, ModelMeta, build_model
+from googlenet.model.hub import read_weights_record
 from googlenet.model.weights import RUN_WEIGHTS
 from googlenet.train.config import TrainConfig
 
@@ -145,8 +146,9 @@ def model_for(
 
 
 def weights_record(cfg: TrainConfig) -> ModelMeta | None:
-    """The metadata record of model.weights (None without weights, or for a file that has none)."""
-    return read_weights(cfg.model.weights)[1] if cfg.model.weights is not None else None
+    """The metadata record of model.weights (None without weights, or for a file that has none): a .safetensors
+    file's header alone, since the task reads the weights themselves when it builds the model."""
+    return read_weights_record(cfg.model.weights) if cfg.model.weights is not None else None
 
 
 def resolve_model(cfg: TrainConfig, record: ModelMeta | None) -> TrainConfig:
