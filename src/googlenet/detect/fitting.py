@@ -23,10 +23,10 @@ from googlenet.evaluate.driver import resolve_device
 
 @torch.inference_mode()
 def collect_svm(
-    ensemble: Any, data: VOCDetection, proposals: list[np.ndarray], images: list[int], progress: bool = True
+    ensemble: RegionEnsemble, data: VOCDetection, proposals: list[np.ndarray], images: list[int], progress: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pooled features of every image's ground-truth boxes, and of every proposal of the `images`, by the one
-    classifier of `ensemble` (a RegionEnsemble): (truth features (T, D), their classes (T,), proposal features
+    classifier of `ensemble`: (truth features (T, D), their classes (T,), proposal features
     (P, D), each proposal's highest IoU with an object of each class (P, K))."""
     classes = len(ensemble.classes)
     chosen = set(images)
