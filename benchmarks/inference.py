@@ -36,8 +36,9 @@ import torchvision
 
 from googlenet import build_model
 from googlenet.export import write
-from googlenet.export.onnx import export_onnx, quantize_int8
-from googlenet.model.exported import ExecuTorchClassifier, OnnxClassifier, TorchScriptClassifier, executorch_missing
+from googlenet.model.formats.executorch import ExecuTorchClassifier, executorch_missing
+from googlenet.model.formats.onnx import OnnxClassifier, export_onnx, quantize_int8
+from googlenet.model.formats.torchscript import TorchScriptClassifier
 from googlenet.model.inference import optimize_for_inference
 from googlenet.model.summary import table1
 from googlenet.model.weights import ModelMeta, torchvision_to_googlenet

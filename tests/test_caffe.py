@@ -13,7 +13,7 @@ from PIL import Image
 import googlenet
 from googlenet.cli import main
 from googlenet.model.caffe import AUX_LAYERS, LAYERS, read_layers
-from googlenet.model.exported import OnnxClassifier
+from googlenet.model.formats.onnx import OnnxClassifier
 
 WIDTH = 0.25  # a narrow net keeps the files small; BVLC's is width 1 (conv1's 64 filters say which)
 

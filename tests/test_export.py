@@ -16,7 +16,7 @@ from googlenet import save_weights
 from googlenet.cli import main
 from googlenet.data.fashion_mnist import CLASSES
 from googlenet.export import check, export, load_exported, sample_images
-from googlenet.model.exported import executorch_missing
+from googlenet.model.formats.executorch import executorch_missing
 
 from conftest import assert_float32_close, forward, trained_like
 
@@ -165,9 +165,9 @@ def test_a_damaged_pte_gives_one_line(tiny, fmnist, tmp_path, capsys):
 
 
 def test_executorch_missing_says_what_to_install(monkeypatch, tiny, fmnist, tmp_path):
-    import googlenet.model.exported as exported
+    import googlenet.model.formats.executorch as executorch
 
-    monkeypatch.setattr(exported.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(executorch.importlib.util, "find_spec", lambda name: None)
     images = sample_images(tiny.meta, "fashion_mnist", "test", str(fmnist), 2)
     with pytest.raises(ValueError, match=r"pip install -e '\.\[executorch\]'"):
         export(tiny, "executorch", tmp_path / "m.pte", images)

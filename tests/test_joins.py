@@ -186,13 +186,14 @@ def test_a_proposal_method_registered_here_is_offered_by_the_commands(scenes, re
 
 def test_an_export_format_registered_here_is_written_checked_and_loaded(fmnist_data, tmp_path, capsys, monkeypatch):
     from googlenet.export import FORMATS, ExportFormat
-    from googlenet.model import exported
 
     def write(model, path, example, calibration):
         return save_weights(model, path.with_name(path.name + ".safetensors")).rename(path)  # ours, renamed
 
-    monkeypatch.setitem(FORMATS, "plain", ExportFormat("plain", ".plain", write))
-    monkeypatch.setitem(exported.LOADERS, ".plain", lambda path: googlenet.load_model(_as_safetensors(path)))
+    def load(path):
+        return googlenet.load_model(_as_safetensors(path))
+
+    monkeypatch.setitem(FORMATS, "plain", ExportFormat("plain", ".plain", write, load))
     model = build_model("googlenet_bn", num_classes=10, width=0.125)
     model.meta.input_size = 32
     weights = save_weights(model, tmp_path / "w.safetensors")
@@ -204,6 +205,29 @@ def test_an_export_format_registered_here_is_written_checked_and_loaded(fmnist_d
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(image)
     assert main(["predict", "--checkpoint", report["path"], str(image), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["predictions"]
+
+
+def test_a_module_added_to_model_formats_is_a_format(tmp_path, monkeypatch):
+    """A built-in export format is one new file: a module in googlenet/model/formats/ that defines FORMAT."""
+    import sys
+
+    import googlenet.model.formats as formats
+    from googlenet.model import exported
+    from googlenet.registry import Registry
+
+    (tmp_path / "plainfmt.py").write_text(
+        "from googlenet.model.formats import ExportFormat\n"
+        "FORMAT = ExportFormat('plainfmt', '.plain', write=print, load=print)\n"
+    )
+    monkeypatch.setattr(formats, "__path__", [*formats.__path__, str(tmp_path)])
+    monkeypatch.setattr(exported, "FORMATS", Registry("export format"))
+    try:
+        exported.find_formats()
+    finally:
+        sys.modules.pop("googlenet.model.formats.plainfmt", None)
+    assert sorted(exported.FORMATS) == ["executorch", "onnx", "plainfmt", "torchscript"]
+    assert exported.exported_format(tmp_path / "w.plain") is exported.FORMATS["plainfmt"]
+    assert exported.exported_format(tmp_path / "w.int8.onnx") is exported.FORMATS["onnx"]
 
 
 def _as_safetensors(path):

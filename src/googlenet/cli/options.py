@@ -12,7 +12,7 @@ CROPS_HELP = "crops per image: 1 centre, 2 centre and mirror, 10 TenCrop, 144 th
 Commands = Any  # argparse's subparsers action (argparse._SubParsersAction, a private name)
 
 
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".caffemodel")  # and every exported format's (googlenet.model.exported)
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".caffemodel")  # and each exported format's (model.exported.FORMATS)
 WEIGHTS_HELP = (
     "weights: a .safetensors file of ours (with its metadata record), a training run's folder, an exported "
     ".onnx / TorchScript .pt / ExecuTorch .pte file, BVLC's Caffe GoogLeNet .caffemodel, or bvlc / torchvision / "
@@ -30,10 +30,10 @@ def add_checkpoint_option(p: argparse.ArgumentParser, help: str = WEIGHTS_HELP, 
 def split_images(a: argparse.Namespace) -> None:
     """The image files that followed --checkpoint's weights (`--checkpoint A B photo.jpg`): weights are folders
     or files ending in .safetensors, .onnx, .pt, .pte or .pth; the first other path and those after it are images."""
-    from googlenet.model.exported import LOADERS
+    from googlenet.model.exported import exported_suffixes
     from googlenet.model.hub import NAMES
 
-    suffixes = (*WEIGHT_SUFFIXES, *LOADERS)
+    suffixes = (*WEIGHT_SUFFIXES, *exported_suffixes())
     for k, path in enumerate(a.checkpoint):
         if not (Path(path).is_dir() or path.endswith(suffixes) or path in NAMES):
             a.checkpoint, a.images = a.checkpoint[:k], [*a.checkpoint[k:], *a.images]

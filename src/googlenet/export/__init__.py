@@ -1,12 +1,13 @@
-"""Export for small devices (the paper's "individual devices including even those with limited computational
-resources"): ONNX files for onnxruntime, TorchScript files for torch.jit, ExecuTorch programs for phones, int8
-ONNX and ExecuTorch files, each carrying the weights' metadata record and checked against the eager model on
-real images before it is kept."""
+"""`googlenet export`, for small devices (the paper's "individual devices including even those with limited
+computational resources"): weights written in an exported format (googlenet.model.exported's `FORMATS`: ONNX
+files for onnxruntime, TorchScript files for torch.jit, ExecuTorch programs for phones, int8 ONNX and ExecuTorch
+files), each carrying the weights' metadata record and checked against the eager model on real images before
+it is kept."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sized
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -17,11 +18,10 @@ from torchvision.transforms.v2 import functional as F
 
 from googlenet.data.loaders import dataset_for
 from googlenet.data.multicrop import CropSpec
-from googlenet.model.exported import load_exported
+from googlenet.model.exported import FORMATS, load_exported, register_format
+from googlenet.model.formats import ExportFormat
 from googlenet.model.googlenet import GoogLeNet
-from googlenet.model.inference import optimize_for_inference
 from googlenet.model.weights import ModelMeta, weights_file
-from googlenet.registry import Registry
 
 __all__ = [
     "FORMATS",
@@ -36,26 +36,6 @@ __all__ = [
     "sample_images",
     "write",
 ]
-
-
-@dataclass(frozen=True)
-class ExportFormat:
-    """A file format `googlenet export` writes: `write` (model, path, example batch, int8 calibration batches or
-    None) -> path; files end in `suffix` (int8 ones in .int8 + suffix where `int8`), and run like models through
-    `googlenet.model.exported`'s loader for that suffix (`register_loader`)."""
-
-    name: str
-    suffix: str
-    write: Callable[[GoogLeNet, Path, torch.Tensor, torch.Tensor | None], Path]
-    int8: bool = False
-
-
-FORMATS: Registry[ExportFormat] = Registry("export format")
-
-
-def register_format(fmt: ExportFormat) -> ExportFormat:
-    """Add an export format: `googlenet export --format NAME` writes it."""
-    return FORMATS.register(fmt.name, fmt)
 
 
 def sample_images(meta: ModelMeta, data: str, split: str | None, root: str | None, count: int) -> torch.Tensor:
@@ -97,49 +77,6 @@ def write(
         int8 = ", ".join(name for name, f in FORMATS.items() if f.int8)
         raise ValueError(f"--int8 is available for --format {int8}, not {format}")
     return fmt.write(model, path, example, calibration)
-
-
-def _torchscript(model: GoogLeNet, path: Path, example: torch.Tensor, calibration: torch.Tensor | None) -> Path:
-    """BatchNorm folded and each Inception's 1x1s fused."""
-    from googlenet.export.torchscript import export_torchscript
-
-    return export_torchscript(optimize_for_inference(model), path, example, model.meta)
-
-
-def _executorch(model: GoogLeNet, path: Path, example: torch.Tensor, calibration: torch.Tensor | None) -> Path:
-    """XNNPACK takes the graph as ONNX does: BatchNorm folded, branches apart, and its layout pass wants NCHW
-    weights even where the eager model was made channels_last (a weight shared with `model` changes layout only,
-    not value)."""
-    from googlenet.export.executorch import export_executorch
-
-    plain = optimize_for_inference(model, channels_last=False, fuse_1x1=False)
-    plain = plain.to(memory_format=torch.contiguous_format)
-    return export_executorch(plain, path, example, model.meta, None if calibration is None else calibration.split(32))
-
-
-def _onnx(model: GoogLeNet, path: Path, example: torch.Tensor, calibration: torch.Tensor | None) -> Path:
-    """onnxruntime picks its own memory layout (NCHWc blocks on x86) and keeps it through Concat but not through
-    Split: a fused 1x1 convolution would cost two layout reorders per module, so the ONNX graph keeps the
-    branches apart and only has BatchNorm folded; it is exported in PyTorch's default memory format."""
-    from googlenet.export.onnx import export_onnx, quantize_int8
-
-    fused = optimize_for_inference(model, channels_last=False, fuse_1x1=False)
-    if calibration is None:
-        return export_onnx(fused, path, example, model.meta)
-    fp32 = path.with_name(f".{path.name}.fp32.onnx")
-    try:
-        export_onnx(fused, fp32, example, model.meta)
-        return quantize_int8(fp32, path, calibration.split(32))
-    finally:
-        fp32.unlink(missing_ok=True)
-
-
-for _fmt in (
-    ExportFormat("onnx", ".onnx", _onnx, int8=True),
-    ExportFormat("torchscript", ".torchscript.pt", _torchscript),
-    ExportFormat("executorch", ".pte", _executorch, int8=True),
-):
-    register_format(_fmt)
 
 
 def check(eager: nn.Module, path: Path, images: torch.Tensor, tolerance: float, min_agreement: float | None) -> dict:

@@ -8,7 +8,7 @@ from typing import Any, Protocol, cast
 
 import torch
 
-from googlenet.model.exported import exported_suffix, load_exported
+from googlenet.model.exported import exported_format, load_exported
 from googlenet.model.hub import resolve
 from googlenet.model.inference import optimize_for_inference
 from googlenet.model.variants import load_model
@@ -17,7 +17,8 @@ from googlenet.model.weights import ModelMeta, weights_file
 
 class Classifier(Protocol):
     """What testing needs of a model: images (N, 3, S, S) -> logits (N, classes), and its weights' metadata
-    record. GoogLeNet and the exported files run like models (`OnnxClassifier`, `TorchScriptClassifier`) are."""
+    record. GoogLeNet and the exported files run like models (each format's loader, googlenet.model.formats)
+    are."""
 
     meta: ModelMeta
 
@@ -31,14 +32,14 @@ class Classifier(Protocol):
 def load_for_inference(path: str | os.PathLike, optimize: bool = True) -> Classifier:
     """A model with its metadata record (`meta`) from inference weights (.safetensors, a training run's
     folder, a .caffemodel, or `bvlc` / `torchvision`: published weights by name), or from an exported file
-    (.onnx for onnxruntime, TorchScript .pt, ExecuTorch .pte; see googlenet.model.exported).
+    (.onnx for onnxruntime, TorchScript .pt, ExecuTorch .pte; or any format in googlenet.model.exported).
 
     Weights come back as the inference model (`optimize_for_inference`: same logits, computed faster); with
     `optimize=False` as the eager GoogLeNet they were trained as."""
     path = weights_file(resolve(path))  # `bvlc` or `torchvision`: published weights, from torch.hub's cache
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if exported_suffix(path) is not None:
+    if exported_format(path) is not None:
         return cast(Classifier, load_exported(path))
     model = load_model(path).eval()
     return optimize_for_inference(model) if optimize else model

@@ -1,5 +1,5 @@
-"""ONNX files for onnxruntime: export with torch.onnx and int8 post-training quantisation with onnxruntime's
-static quantiser (googlenet.model.exported runs the files like a model)."""
+"""The ONNX format: .onnx files written with torch.onnx (int8 by onnxruntime's static quantiser) and run like a
+model by onnxruntime."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from googlenet.model.exported import INPUT, OUTPUT
+from googlenet.model.formats import INPUT, OUTPUT, ExportFormat
+from googlenet.model.googlenet import GoogLeNet
+from googlenet.model.inference import optimize_for_inference
 from googlenet.model.weights import METADATA_KEY, ModelMeta
 
 
@@ -80,3 +82,44 @@ def quantize_int8(
     quantized.metadata_props.extend(meta)
     onnx.save(quantized, str(path))
     return Path(path)
+
+
+class OnnxClassifier(nn.Module):
+    """An exported .onnx file run by onnxruntime on the CPU, used like a model: images -> logits, `meta`."""
+
+    def __init__(self, path: str | os.PathLike, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        super().__init__()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: onnxruntime's default, one thread per physical core
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for unreadable files
+            raise ValueError(f"{path} is not a readable ONNX file ({type(err).__name__}: {err})") from None
+        record = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if record is None:
+            raise ValueError(f"{path} has no googlenet metadata record; export it with `googlenet export`")
+        self.meta = ModelMeta.from_json(record)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.session.run([OUTPUT], {INPUT: images.float().contiguous().cpu().numpy()})[0]
+        return torch.from_numpy(logits).to(images.device)
+
+
+def write(model: GoogLeNet, path: Path, example: torch.Tensor, calibration: torch.Tensor | None) -> Path:
+    """onnxruntime picks its own memory layout (NCHWc blocks on x86) and keeps it through Concat but not through
+    Split: a fused 1x1 convolution would cost two layout reorders per module, so the ONNX graph keeps the
+    branches apart and only has BatchNorm folded; it is exported in PyTorch's default memory format."""
+    fused = optimize_for_inference(model, channels_last=False, fuse_1x1=False)
+    if calibration is None:
+        return export_onnx(fused, path, example, model.meta)
+    fp32 = path.with_name(f".{path.name}.fp32.onnx")
+    try:
+        export_onnx(fused, fp32, example, model.meta)
+        return quantize_int8(fp32, path, calibration.split(32))
+    finally:
+        fp32.unlink(missing_ok=True)
+
+
+FORMAT = ExportFormat("onnx", ".onnx", write, OnnxClassifier, int8=True)

@@ -1,8 +1,10 @@
-"""ExecuTorch programs (.pte) for phones and embedded CPUs: torch.export of the inference model lowered to the
-XNNPACK delegate, fp32 or int8 through PT2E quantisation for XNNPACK (googlenet.model.exported runs them)."""
+"""The ExecuTorch format: .pte programs for phones and embedded CPUs (torch.export of the inference model
+lowered to the XNNPACK delegate, fp32 or int8 through PT2E quantisation for XNNPACK), run like a model by
+ExecuTorch's runtime."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -10,8 +12,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from googlenet.model.exported import MAX_PTE_BATCH, PTE_META_METHOD, executorch_missing
+from googlenet.model.formats import ExportFormat
+from googlenet.model.googlenet import GoogLeNet
+from googlenet.model.inference import optimize_for_inference
 from googlenet.model.weights import ModelMeta
+
+PTE_META_METHOD = "googlenet_meta"  # the metadata record, as a constant method of an ExecuTorch program
+MAX_PTE_BATCH = 32  # the largest batch of the dynamic export that PT2E calibrates on
+
+
+def executorch_missing() -> str | None:
+    """None where ExecuTorch is installed, else the one line that says how to get it."""
+    if importlib.util.find_spec("executorch") is None:
+        return "ExecuTorch is not installed: pip install -e '.[executorch]' (or pip install executorch)"
+    return None
 
 
 def _export(model: nn.Module, example: torch.Tensor, dynamic: bool = True) -> torch.export.ExportedProgram:
@@ -72,3 +86,44 @@ def export_executorch(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(program.buffer)
     return path
+
+
+class ExecuTorchClassifier(nn.Module):
+    """An exported ExecuTorch .pte program run by ExecuTorch's Python runtime on the CPU (its XNNPACK delegate),
+    used like a model: images -> logits, `meta`. Batches over the program's planned input size (`max_batch`: 1
+    for the programs `googlenet export` writes) run in chunks."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__()
+        if executorch_missing():
+            raise ValueError(executorch_missing())
+        from executorch.runtime import Runtime
+
+        try:
+            program = Runtime.get().load_program(Path(path))
+            self.method = program.load_method("forward")
+            self.max_batch = int(self.method.metadata.input_tensor_meta(0).sizes()[0])
+            record = program.load_method(PTE_META_METHOD) if PTE_META_METHOD in program.method_names else None
+        except Exception as err:  # the runtime raises RuntimeError / ValueError with its error code
+            first = (str(err).splitlines() or [""])[0]
+            raise ValueError(f"{path} is not a readable ExecuTorch program ({type(err).__name__}: {first})") from None
+        if record is None:
+            raise ValueError(f"{path} has no googlenet metadata record; export it with `googlenet export`")
+        self.meta = ModelMeta.from_json(bytes(record.execute(())[0].numpy()).decode())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        chunks = images.float().contiguous().cpu().split(self.max_batch)
+        logits = torch.cat([self.method.execute((chunk.contiguous(),))[0] for chunk in chunks])
+        return logits.to(images.device)
+
+
+def write(model: GoogLeNet, path: Path, example: torch.Tensor, calibration: torch.Tensor | None) -> Path:
+    """XNNPACK takes the graph as ONNX does: BatchNorm folded, branches apart, and its layout pass wants NCHW
+    weights even where the eager model was made channels_last (a weight shared with `model` changes layout only,
+    not value)."""
+    plain = optimize_for_inference(model, channels_last=False, fuse_1x1=False)
+    plain = plain.to(memory_format=torch.contiguous_format)
+    return export_executorch(plain, path, example, model.meta, None if calibration is None else calibration.split(32))
+
+
+FORMAT = ExportFormat("executorch", ".pte", write, ExecuTorchClassifier, int8=True)
