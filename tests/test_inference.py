@@ -55,3 +55,70 @@ def test_fold_and_concat_are_exact_per_layer():
         convs = nn.ModuleList(nn.Conv2d(8, n, 1, bias=n != 3) for n in (4, 3, 5))
         wide = concat_convs(list(convs))(x)
         assert_float32_close(wide, lambda convs, x: torch.cat([c(x) for c in convs], 1), convs, x)
+
+
+def _profiled(run) -> dict[str, int]:
+    """{operator: calls} of run()."""
+    with torch.profiler.profile() as prof:
+        run()
+    return {event.key: event.count for event in prof.key_averages()}
+
+
+@pytest.fixture
+def two_threads():
+    """PyTorch picks its own single-threaded kernel for a 1x1 convolution at batches under 16 on purpose
+    (faster on one thread, its Convolution.cpp says): the check is made with two threads, as on a 2-core CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", ["googlenet", "googlenet_bn"])
+def test_no_convolution_takes_pytorchs_slow_path(name, two_threads):
+    """At 224 px and batch 1, F.conv2d runs inception_4a's, 5a's and 5b's 3x3 convolutions (small maps) as
+    aten::_slow_conv2d_forward; the inference model runs every convolution on oneDNN, and training at batch 2
+    does too."""
+    model = trained_like(name, aux=True)
+    image = torch.randn(1, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        assert "aten::_slow_conv2d_forward" in _profiled(lambda: model.eval()(image))  # what is avoided
+        fast = optimize_for_inference(model)
+        calls = _profiled(lambda: fast(image))
+    assert not [op for op in calls if "slow_conv" in op], calls
+    assert calls["mkldnn::_convolution_pointwise"] == 3 + 9 * 4  # conv1, conv2's two; 9 x (wide 1x1, 3x3, 5x5, proj)
+
+    model.train()
+    batch = torch.randn(2, 3, 96, 96).contiguous(memory_format=torch.channels_last)
+
+    def step():
+        out = model(batch, return_aux=True)
+        (out.logits.sum() + out.aux1.sum() + out.aux2.sum()).backward()
+
+    assert not [op for op in _profiled(step) if "slow_conv" in op]
+
+
+def test_the_fast_path_leaves_autograd_tracing_and_copies_to_plain_ops(tmp_path):
+    import copy
+    import pickle
+
+    model = trained_like("googlenet", aux=False)
+    fast = optimize_for_inference(model)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        expected = fast(x)  # the oneDNN path: conv1 keeps its reordered weights for this shape
+    assert fast.conv1._packed
+    # Copies and pickles (worker processes) carry no oneDNN tensors; they reorder again on their first call.
+    for other in (copy.deepcopy(fast), pickle.loads(pickle.dumps(fast))):
+        assert not other.conv1._packed
+        with torch.inference_mode():
+            assert_float32_close(other(x), forward, model, x)
+    # With autograd (Grad-CAM, input gradients) the plain operations run, and gradients flow.
+    image = x.clone().requires_grad_()
+    fast(image).sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+    # A trace (TorchScript export) records the plain convolution, which every runtime knows.
+    with torch.no_grad():
+        graph = str(torch.jit.trace(fast, x).inlined_graph)
+    assert "aten::_convolution" in graph and "mkldnn" not in graph
+    assert_float32_close(expected, forward, model, x)

@@ -101,11 +101,11 @@ class GoogLeNet(nn.Module):
         # N x 3 x 224 x 224
         self.conv1 = conv(3, c(64), 7, stride=2, padding=3)  # N x 64 x 112 x 112
         self.pool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # N x 64 x 56 x 56
-        self.norm1 = norm_layer()
+        self.norm1 = norm_layer(c(64))
         self.conv2 = nn.Sequential()  # Table 1's conv2 row: #3x3 reduce, then #3x3
         self.conv2.add_module("reduce", conv(c(64), c(64), 1))  # N x 64 x 56 x 56
         self.conv2.add_module("conv", conv(c(64), c(192), 3, padding=1))  # N x 192 x 56 x 56
-        self.norm2 = norm_layer()
+        self.norm2 = norm_layer(c(192))
         self.pool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # N x 192 x 28 x 28
         #                            #1x1 #3x3r #3x3 #5x5r #5x5 proj
         self.inception_3a = inception(64, 96, 128, 16, 32, 32)  # N x 256 x 28 x 28

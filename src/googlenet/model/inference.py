@@ -3,7 +3,8 @@
 `optimize_for_inference` folds every BatchNorm into the convolution before it, runs each Inception module's
 three 1x1 convolutions that read the module's input (#1x1, #3x3 reduce, #5x5 reduce) as one wider
 convolution, drops the training-only auxiliary heads and stores the weights channels_last, which the
-oneDNN convolutions of PyTorch's CPU build run fastest. The result is still a `GoogLeNet`, so `forward`,
+oneDNN convolutions of PyTorch's CPU build run fastest; on the CPU each convolution then runs with its ReLU as one
+oneDNN call on weights reordered once (`ConvReLU`). The result is still a `GoogLeNet`, so `forward`,
 `forward_features`, `forward_head`, `linear` and `meta` work as before.
 """
 
@@ -19,11 +20,60 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.layers import ConvBlock, Inception
 
+PACKED_SHAPES = 4  # input shapes whose reordered weights a ConvReLU keeps (a few batch sizes)
 
-def fold_block(block: ConvBlock) -> nn.Sequential:
+
+class ConvReLU(nn.Sequential):
+    """A convolution and its ReLU for inference (`[0]` the Conv2d, `[1]` the ReLU).
+
+    On the CPU in float32 without autograd it runs as one oneDNN call, convolution, bias and ReLU together, on
+    weights reordered once per input shape into oneDNN's blocked layout (`mkldnn._convolution_pointwise`, the
+    kernels Inductor's freezing uses). That also keeps every convolution on oneDNN: `F.conv2d` sends a batch-1
+    3x3 convolution of a small map (inception_4a, 5a, 5b at 224 px) to PyTorch's `_slow_conv2d_forward`.
+    Elsewhere (CUDA, other dtypes, autograd, and while torch.jit traces or torch.compile / torch.export
+    compile, so that exports and compiled graphs hold the plain operations) it runs as the two modules."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__(conv, nn.ReLU(inplace=True))
+        self._packed: dict[tuple, torch.Tensor] = {}
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        conv = cast(nn.Conv2d, self[0])
+        if isinstance(conv.padding, str) or not _onednn_eligible(input, conv.weight):
+            return super().forward(input)
+        weight = conv.weight  # its version: a weight changed in place is reordered again (inference tensors have none)
+        key = (tuple(input.shape), weight.data_ptr(), -1 if weight.is_inference() else weight._version)
+        packed = self._packed.get(key)
+        if packed is None:
+            while len(self._packed) >= PACKED_SHAPES:
+                del self._packed[next(iter(self._packed))]
+            geometry = conv.padding, conv.stride, conv.dilation, conv.groups
+            packed = torch.ops.mkldnn._reorder_convolution_weight(weight, *geometry, list(input.shape))
+            self._packed[key] = packed
+        return torch.ops.mkldnn._convolution_pointwise(
+            input, packed, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups, "relu", [], ""
+        )
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the reordered weights behind (oneDNN tensors are neither)."""
+        return {**super().__getstate__(), "_packed": {}}
+
+
+def _onednn_eligible(input: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (
+        input.device.type == "cpu"
+        and input.dtype == weight.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        and torch.backends.mkldnn.is_available()
+    )
+
+
+def fold_block(block: ConvBlock) -> ConvReLU:
     """conv, [bn], relu -> conv (BatchNorm folded into its weights and bias), relu."""
     conv = block.conv if "bn" not in block._modules else fuse_conv_bn_eval(block.conv, block.bn)
-    return nn.Sequential(conv, nn.ReLU(inplace=True))
+    return ConvReLU(conv)
 
 
 def concat_convs(convs: list[nn.Conv2d]) -> nn.Conv2d:
@@ -62,7 +112,7 @@ class FusedInception(nn.Module):
         reduces = [fold_block(cast(ConvBlock, b)) for b in (module.branch1x1, b3x3.reduce, b5x5.reduce)]
         convs = [cast(nn.Conv2d, block[0]) for block in reduces]  # fold_block's conv, before its ReLU
         self.splits = [conv.out_channels for conv in convs]
-        self.reduce = nn.Sequential(concat_convs(convs), nn.ReLU(inplace=True))
+        self.reduce = ConvReLU(concat_convs(convs))
         self.conv3x3 = fold_block(cast(ConvBlock, b3x3.conv))
         self.conv5x5 = fold_block(cast(ConvBlock, b5x5.conv))
         self.branch_pool = nn.Sequential(cast(nn.Module, pool.pool), fold_block(cast(ConvBlock, pool.proj)))

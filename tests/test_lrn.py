@@ -1,0 +1,163 @@
+"""The paper's LRN (model.layers.LocalResponseNorm, a 1x1 convolution of the squares with a banded matrix) against
+Caffe's formula in float64: forward and backward, in training and in every form the network runs in (TorchScript,
+torch.compile, ONNX in onnxruntime, ExecuTorch). Each float32 bound is counted from the operations (u = 2**-24,
+the unit roundoff; pow within 1 ulp = 2u): the window's terms x*x*(alpha/size) carry 3u each, the sum of `size`
+of them and k adds `size` u, so the denominator d is within (size+3)u; d**-beta within beta*(size+3)u + 2u and
+the product with x one u more. With beta 0.75, d**-beta is r * sqrt(r), r = rsqrt(d) (1/sqrt: 2u): 1.5 * 2u from
+r, 1u from the square root and 1u from each of the two products, 6u in all beside beta*(size+3)u."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from googlenet.model.formats.executorch import executorch_missing
+from googlenet.model.layers import LocalResponseNorm, local_response_norm
+
+U32, U64 = 2.0**-24, 2.0**-53
+SIZE, ALPHA, BETA, K = 5, 1e-4, 0.75, 1.0
+
+
+def caffe_lrn(x: torch.Tensor, size: int = SIZE, alpha: float = ALPHA, beta: float = BETA, k: float = K):
+    """Caffe's LRNLayer (ACROSS_CHANNELS) written out in float64: scale_c = k + alpha/size * the sum of x_j^2 for
+    j from c - (size-1)/2 to c + size - 1 - (size-1)/2, clipped at the ends; y = x * scale^-beta."""
+    x = x.double()
+    channels, pre = x.shape[1], (size - 1) // 2
+    square = x * x
+    scale = torch.stack(
+        [k + alpha / size * square[:, max(0, c - pre) : min(channels, c - pre + size)].sum(1) for c in range(channels)],
+        dim=1,
+    )
+    return x * scale.pow(-beta)
+
+
+def forward_bound(u: float) -> float:
+    """Relative bound of one output element, counted as in the module's docstring."""
+    return (BETA * (SIZE + 3) + 6) * u * (1 + 1e-3)  # the last factor: the O(u^2) terms
+
+
+def backward_scale(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The sum of the gradient's terms' magnitudes, per element (float64): |g p| with p = d^-beta, and
+    2 alpha beta / size * |x_c| * sum over c's window of |g_j x_j| d_j^(-beta-1). A float computation of the
+    gradient is within a multiple of u of this, whatever cancels between the two terms."""
+    x, g = x.double(), g.double()
+    channels, half = x.shape[1], SIZE // 2
+    square = x * x
+    d = torch.stack([K + ALPHA / SIZE * square[:, max(0, c - half) : c + half + 1].sum(1) for c in range(channels)], 1)
+    inner = (g * x).abs() * d.pow(-BETA - 1)
+    window = torch.stack([inner[:, max(0, c - half) : c + half + 1].sum(1) for c in range(channels)], 1)
+    return (g * d.pow(-BETA)).abs() + 2 * ALPHA * BETA / SIZE * x.abs() * window
+
+
+def backward_bound(u: float) -> float:
+    """The backward pass's rounding, counted like the forward: d**(-beta-1) within (beta+1)(size+3)u + 2u, the
+    products to it and the band 4u, the window's transposed sum `size` u, the product with x and the final sum
+    with g p 2u (the g p term alone is within the forward's bound). The rsqrt form reaches d**(-beta-1) through
+    r**3 and sqrt(r) (3 * 2u from r, 1u from the root, 4u from its products): 8u more."""
+    return ((BETA + 1) * (SIZE + 3) + SIZE + 16) * u * (1 + 1e-3)
+
+
+@pytest.fixture
+def activations():
+    """Activations like the stem's after ReLU: non-negative, zeros included, up to about a hundred."""
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(2, 24, 9, 11, generator=g) * 30).relu()
+
+
+def assert_relative(got: torch.Tensor, exact: torch.Tensor, bound: float, scale: torch.Tensor | None = None):
+    scale = exact.abs() if scale is None else scale
+    off = ((got.double() - exact).abs() - bound * scale).max()
+    ratio = float(((got.double() - exact).abs() / scale.clamp_min(1e-300)).max())
+    assert off <= 0, f"{ratio:.3g} relative off Caffe's formula, bound {bound:.3g}"
+
+
+def lrn_in(dtype: torch.dtype, channels: int = 24) -> LocalResponseNorm:
+    """The module made in `dtype`, as a model made under that default dtype is (its band rounded once)."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        return LocalResponseNorm(channels)
+    finally:
+        torch.set_default_dtype(default)
+
+
+def test_lrn_equals_caffes_formula_in_float64_and_float32(activations):
+    lrn = LocalResponseNorm(24)
+    exact = caffe_lrn(activations)
+    assert_relative(lrn_in(torch.float64)(activations.double()), exact, forward_bound(U64))
+    assert_relative(lrn(activations), exact, forward_bound(U32))
+    # The same numbers as PyTorch's own LRN (whose window it copies), and no state of its own in the weights.
+    reference = torch.nn.functional.local_response_norm(activations.double(), SIZE, ALPHA, BETA, K)
+    assert_relative(reference, exact, forward_bound(U64) * 4)
+    assert lrn.state_dict() == {} and local_response_norm(24).band.shape == (24, 24, 1, 1)
+
+
+def test_lrn_window_for_even_sizes_is_pytorchs():
+    x = torch.rand(1, 7, 3, 3, dtype=torch.float64) * 10
+    for size in (1, 2, 4, 7):
+        ours = LocalResponseNorm(7, size, alpha=0.5, beta=0.6, k=2.0).double()(x)
+        torch.testing.assert_close(ours, torch.nn.functional.local_response_norm(x, size, 0.5, 0.6, 2.0))
+
+
+def test_lrn_backward_equals_caffes_formulas_gradient(activations):
+    g = torch.randn(activations.shape, generator=torch.Generator().manual_seed(1))
+    x64 = activations.double().requires_grad_()
+    (caffe_lrn(x64) * g.double()).sum().backward()
+    scale = backward_scale(activations, g)
+    for dtype, u in ((torch.float64, U64), (torch.float32, U32)):
+        x = activations.to(dtype).requires_grad_()
+        (lrn_in(dtype)(x) * g.to(dtype)).sum().backward()
+        assert x.grad is not None
+        assert_relative(x.grad, x64.grad, backward_bound(u), scale)
+
+
+def test_the_paper_network_trains_with_the_fast_lrn():
+    """Its two LRNs are the fast form, and a training step's gradients reach the stem through them."""
+    from googlenet import build_model
+
+    model = build_model("googlenet", num_classes=10, width=0.25)
+    assert [type(m) for m in (model.norm1, model.norm2)] == [LocalResponseNorm] * 2
+    out = model(torch.randn(2, 3, 64, 64), return_aux=True)
+    (out.logits.sum() + out.aux1.sum() + out.aux2.sum()).backward()
+    assert model.conv1.conv.weight.grad is not None and model.conv1.conv.weight.grad.abs().sum() > 0
+
+
+def _exported(kind: str, module: torch.nn.Module, x: torch.Tensor, tmp_path):
+    """`module` as it runs in `kind`: a callable on x."""
+    if kind == "torchscript":
+        with torch.no_grad():
+            return torch.jit.freeze(torch.jit.trace(module.eval(), x))
+    if kind == "compile":
+        return torch.compile(module)
+    if kind == "onnx":
+        import onnxruntime as ort
+
+        path = tmp_path / "lrn.onnx"
+        program = torch.onnx.export(module, (x,), dynamo=True, input_names=["x"], verbose=False)
+        assert program is not None
+        program.save(str(path))
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda images: torch.from_numpy(session.run(None, {"x": images.numpy()})[0])
+    if kind == "executorch":  # lowered to XNNPACK as `googlenet export --format executorch` lowers the network
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+        from executorch.runtime import Runtime
+
+        with torch.no_grad():
+            exported = torch.export.export(module, (x,))
+            program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
+        path = tmp_path / "lrn.pte"
+        path.write_bytes(program.buffer)
+        method = Runtime.get().load_program(path).load_method("forward")
+        return lambda images: method.execute((images.contiguous(),))[0]
+    raise AssertionError(kind)
+
+
+EXECUTORCH = pytest.mark.skipif(bool(executorch_missing()), reason=executorch_missing() or "")
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "compile", "onnx", pytest.param("executorch", marks=EXECUTORCH)])
+def test_lrn_in_each_runtime_equals_caffes_formula(kind, activations, tmp_path):
+    run = _exported(kind, LocalResponseNorm(24).eval(), activations, tmp_path)
+    with torch.no_grad():
+        assert_relative(run(activations), caffe_lrn(activations), forward_bound(U32))
