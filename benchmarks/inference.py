@@ -4,7 +4,12 @@ Inference at 224x224, batch 1 and 16: torchvision.models.googlenet eager (channe
 (`googlenet_tv` with torchvision's weights loaded), ours optimised (`optimize_for_inference`), the same
 under torch.compile, our TorchScript export run as `googlenet` runs it (oneDNN Graph fuser on), onnxruntime
 on our export and on torchvision's model exported the same way, onnxruntime on our int8 export, and
-ExecuTorch's runtime (XNNPACK delegate) on our fp32 and int8 .pte programs (where executorch is installed). A large
+ExecuTorch's runtime (XNNPACK delegate) on our fp32 and int8 .pte programs (where executorch is installed). The
+paper's own network (`googlenet`: LRN, true 5x5 convolutions) the same random weights through each of our paths
+(`paper_*`: what `predict`, `evaluate`, `serve` and the detector run, compiled, onnxruntime) and through the
+fastest CPU runtimes as peers where they are installed (`pip install -e '.[bench]'`): OpenVINO on our ONNX file in
+f32 and in its default precision (bf16 where the CPU has it), and ncnn on pnnx's conversion. Every path is checked
+against the eager model (relative difference of the logits, top-1 agreement) before it is timed. A large
 matmul probes the machine's peak FLOP/s, so each path also shows the fraction of that limit it reaches
 (2 x multiply-adds per image x images/s / peak).
 Training: images/s of one SGD step with the auxiliary heads on, ours (`googlenet_bn`, as `googlenet train`
@@ -30,6 +35,7 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -43,8 +49,11 @@ from googlenet.model.inference import optimize_for_inference
 from googlenet.model.summary import table1
 from googlenet.model.weights import ModelMeta, torchvision_to_googlenet
 
+PEER_TOLERANCE = 1e-2  # a peer's logits within this of eager's (relative to the largest); ncnn's winograd: 3e-4
+
 SIZE, BATCHES = 224, (1, 16)
 PYTORCH_PATHS = ("ours_eager", "ours_optimized", "ours_compiled", "ours_torchscript")
+PEERS = ("openvino_paper_f32", "ncnn_paper")  # the fp32 peers the paper's default path is measured against
 
 
 def log(message: str) -> None:
@@ -89,6 +98,104 @@ def models() -> tuple[torch.nn.Module, torch.nn.Module]:
     ours.load_state_dict(torchvision_to_googlenet(tv.state_dict()))
     ours.meta = ModelMeta(variant="googlenet_tv", num_classes=1000)  # what the exports carry
     return tv, ours.eval()
+
+
+def paper_model() -> torch.nn.Module:
+    """The paper's network (LRN, true 5x5s), 1,000 classes, Caffe's initialisation from seed 0."""
+    torch.manual_seed(0)
+    paper = build_model("googlenet", num_classes=1000, aux=False).eval()
+    paper.meta = ModelMeta(variant="googlenet", num_classes=1000)
+    return paper
+
+
+def paper_paths(paper: torch.nn.Module, folder: Path, example: torch.Tensor) -> dict:
+    """name -> model for the paper's network: our default inference model, compiled, and onnxruntime on our export."""
+    write(paper, "onnx", folder / "paper.onnx", example)
+    return {
+        "paper_optimized": optimize_for_inference(paper),
+        "paper_compiled": torch.compile(optimize_for_inference(paper), options={"cpp_wrapper": True}),
+        "onnxruntime_paper": OnnxClassifier(folder / "paper.onnx"),
+    }
+
+
+class OpenVinoModel:
+    """OpenVINO's CPU plugin on an ONNX file, reshaped to each batch size met (static shapes, its fastest),
+    in `precision` ("f32") or its default for this CPU (None)."""
+
+    def __init__(self, path: Path, precision: str | None) -> None:
+        import openvino as ov
+
+        self.core, self.path, self.precision, self.compiled = ov.Core(), path, precision, {}
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        batch = images.shape[0]
+        if batch not in self.compiled:
+            model = self.core.read_model(str(self.path))
+            model.reshape([batch, *images.shape[1:]])
+            config = {"INFERENCE_PRECISION_HINT": self.precision} if self.precision else {}
+            self.compiled[batch] = self.core.compile_model(model, "CPU", config).create_infer_request()
+        return torch.from_numpy(self.compiled[batch].infer({0: images.contiguous().numpy()})[0].copy())
+
+
+class NcnnModel:
+    """ncnn on pnnx's conversion of a model traced at batch 1; a batch runs image by image, as ncnn runs."""
+
+    def __init__(self, model: torch.nn.Module, folder: Path) -> None:
+        import ncnn
+        import pnnx
+
+        folder.mkdir(parents=True, exist_ok=True)
+        pnnx.export(model, str(folder / "paper.pt"), (torch.randn(1, 3, SIZE, SIZE),))  # writes paper.ncnn.*
+        self.net = ncnn.Net()
+        self.net.opt.num_threads = torch.get_num_threads()
+        self.net.load_param(str(folder / "paper.ncnn.param"))
+        self.net.load_model(str(folder / "paper.ncnn.bin"))
+        self.mat = ncnn.Mat
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        logits = []
+        for image in images.contiguous().numpy():
+            extractor = self.net.create_extractor()
+            extractor.input("in0", self.mat(image))
+            logits.append(torch.from_numpy(np.array(extractor.extract("out0")[1])))
+        return torch.stack(logits)
+
+
+def peer_paths(paper: torch.nn.Module, folder: Path) -> dict:
+    """name -> the fastest CPU runtimes on the paper's network, where installed: OpenVINO f32 and default
+    precision on our ONNX export (written by paper_paths), ncnn through pnnx (as ONNX: BatchNorm folded, branches
+    apart, plain memory format)."""
+    paths: dict = {}
+    try:
+        paths["openvino_paper_f32"] = OpenVinoModel(folder / "paper.onnx", "f32")
+        paths["openvino_paper_default"] = OpenVinoModel(folder / "paper.onnx", None)
+    except ImportError:
+        log("no OpenVINO rows: pip install -e '.[bench]'")
+    try:
+        plain = optimize_for_inference(paper, channels_last=False, fuse_1x1=False)
+        paths["ncnn_paper"] = NcnnModel(plain, folder / "ncnn")
+    except ImportError:
+        log("no ncnn rows: pip install -e '.[bench]'")
+    return paths
+
+
+def check_paths(paths: dict, eager: dict[str, torch.nn.Module]) -> dict:
+    """Each path's logits against its eager model's on 4 random images: relative difference and top-1 agreement;
+    a path beyond PEER_TOLERANCE is reported and left out."""
+    x = torch.randn(4, 3, SIZE, SIZE)
+    checks = {}
+    with torch.inference_mode():
+        reference = {name: model(x) for name, model in eager.items()}
+        for name in list(paths):
+            expected = reference["paper" if "paper" in name else "ours"]
+            got = torch.cat([paths[name](image[None]) for image in x]).reshape(expected.shape).float()
+            relative = float((got - expected).abs().max() / expected.abs().max().clamp_min(1))
+            agreement = float((got.argmax(1) == expected.argmax(1)).float().mean())
+            checks[name] = {"relative_diff": relative, "top1_agreement": agreement}
+            if relative > PEER_TOLERANCE:
+                log(f"{name} left out: its logits are {relative:.2e} (relative) off eager's")
+                del paths[name]
+    return checks
 
 
 def pytorch_paths(tv: torch.nn.Module, ours: torch.nn.Module, folder: Path, example: torch.Tensor) -> dict:
@@ -140,7 +247,7 @@ def inference(paths: dict[str, Callable], macs: int, peak: float, repeats: int, 
         x = torch.randn(batch, 3, SIZE, SIZE)
         steps = {}
         for name, model in paths.items():  # PyTorch paths get channels_last input, the runtimes plain NCHW
-            plain = name.startswith(("onnxruntime", "executorch"))
+            plain = name.startswith(("onnxruntime", "executorch", "openvino", "ncnn"))
             images = x if plain else x.contiguous(memory_format=torch.channels_last)
             steps[name] = lambda m=model, i=images: m(i)
         with torch.inference_mode():  # 3 warm-up calls: TorchScript profiles twice, then compiles
@@ -154,6 +261,7 @@ def inference(paths: dict[str, Callable], macs: int, peak: float, repeats: int, 
             }
             results[name][str(batch)] = record
             log(f"{name:>26} batch {batch:>2}: {images_per_s:7.1f} images/s")
+    results = {name: r for name, r in results.items() if r}
     results["ours_best"] = {}
     for batch in map(str, BATCHES):
         best = max(PYTORCH_PATHS, key=lambda p: results[p][batch]["images_per_s"])
@@ -206,6 +314,13 @@ def _tv_train() -> torch.nn.Module:
     return torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True, num_classes=10)
 
 
+def _installed(package: str) -> str | None:
+    try:
+        return version(package)
+    except Exception:  # PackageNotFoundError
+        return None
+
+
 def table(report: dict) -> str:
     """The inference results and the training ratios as Markdown."""
     peak, results = report["peak_gflops"], report["results"]
@@ -254,6 +369,14 @@ def ratios(results: dict) -> dict[str, float]:
         )
         fp32 = max(rate["ours_best"], rate["onnxruntime_ours"])
         out[f"int8/best_fp32@{batch}"] = rate["onnxruntime_ours_int8"] / fp32
+        peers = [rate[name] for name in PEERS if name in rate]
+        if peers:
+            out[f"paper_optimized/fastest_fp32_peer@{batch}"] = rate["paper_optimized"] / max(peers)
+            out[f"paper_compiled/fastest_fp32_peer@{batch}"] = rate["paper_compiled"] / max(peers)
+        if "openvino_paper_default" in rate:
+            default = rate["openvino_paper_default"]
+            out[f"paper_optimized/openvino_paper_default@{batch}"] = rate["paper_optimized"] / default
+        out[f"paper_optimized/ours_optimized@{batch}"] = rate["paper_optimized"] / rate["ours_optimized"]
         if "executorch_ours" in rate:
             out[f"executorch_ours/onnxruntime_ours@{batch}"] = rate["executorch_ours"] / rate["onnxruntime_ours"]
             out[f"executorch_ours_int8/onnxruntime_ours_int8@{batch}"] = (
@@ -273,13 +396,17 @@ def main() -> None:
     started = time.perf_counter()
     peak = peak_gflops(repeats)
     tv, ours = models()
+    paper = paper_model()
     example = torch.randn(2, 3, SIZE, SIZE)
     with tempfile.TemporaryDirectory() as folder:
         paths = {
             **pytorch_paths(tv, ours, Path(folder), example),
             **onnx_paths(tv, ours, Path(folder), example),
             **executorch_paths(ours, Path(folder), example),
+            **paper_paths(paper, Path(folder), example),
+            **peer_paths(paper, Path(folder)),
         }
+        checks = check_paths(paths, {"ours": ours, "paper": paper})
         results = inference(paths, table1(ours, SIZE)["total_macs"], peak, repeats, seconds)
     sizes = {} if args.no_train else {SIZE: 16, 48: 128}
     report = {
@@ -289,9 +416,11 @@ def main() -> None:
             "torch": torch.__version__,
             "onnxruntime": __import__("onnxruntime").__version__,
             "executorch": None if executorch_missing() else version("executorch"),
+            **{name: _installed(name) for name in ("openvino", "ncnn", "pnnx")},
         },
         "quick": args.quick,
         "peak_gflops": round(peak, 1),
+        "checks": checks,
         "results": results,
         "ratios": ratios(results),
         "training": training(sizes, 1 if args.quick else 5, seconds),
