@@ -161,3 +161,29 @@ def test_lrn_in_each_runtime_equals_caffes_formula(kind, activations, tmp_path):
     run = _exported(kind, LocalResponseNorm(24).eval(), activations, tmp_path)
     with torch.no_grad():
         assert_relative(run(activations), caffe_lrn(activations), forward_bound(U32))
+
+
+def test_the_paper_network_computes_what_it_computed_with_pytorchs_lrn():
+    """Old against new: the network with nn.LocalResponseNorm (before this form) gives the logits and the
+    gradients of the new one to float32 rounding (conftest's bound: the measured rounding of the computation)."""
+    import copy
+
+    from conftest import assert_float32_close, trained_like
+
+    new = trained_like("googlenet", aux=False).eval()
+    old = copy.deepcopy(new)
+    old.norm1, old.norm2 = (torch.nn.LocalResponseNorm(SIZE, ALPHA, BETA, K) for _ in range(2))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2)) * 50  # LRN far from the identity
+    stem = new.pool1(new.conv1(x)).detach()
+    assert float((new.norm1(stem) - stem).abs().max()) > 0.1 * float(stem.abs().max())
+
+    def logits(model, images):
+        return model(images)
+
+    def gradient(model, images):  # of a loss through every layer, at the first convolution's weights
+        with torch.enable_grad():
+            return torch.autograd.grad(model(images).square().sum(), model.conv1.conv.weight)[0]
+
+    with torch.no_grad():
+        assert_float32_close(old(x), logits, new, x)
+    assert_float32_close(gradient(old, x), gradient, new, x, terms=2 * 32 * 32)  # each sums N x 32 x 32 positions
