@@ -138,16 +138,20 @@ class OpenVinoModel:
 
 
 class NcnnModel:
-    """ncnn on pnnx's conversion of a model traced at batch 1; a batch runs image by image, as ncnn runs."""
+    """ncnn in fp32 on pnnx's conversion of a model traced at batch 1 (pnnx's default stores fp16 weights, ncnn's
+    computes in fp16/bf16 where the CPU has it: both off, as OpenVINO's f32 row); a batch runs image by image, as
+    ncnn runs. Its own choice of kernels (Winograd, sgemm) is left on."""
 
     def __init__(self, model: torch.nn.Module, folder: Path) -> None:
         import ncnn
         import pnnx
 
         folder.mkdir(parents=True, exist_ok=True)
-        pnnx.export(model, str(folder / "paper.pt"), (torch.randn(1, 3, SIZE, SIZE),))  # writes paper.ncnn.*
+        pnnx.export(model, str(folder / "paper.pt"), (torch.randn(1, 3, SIZE, SIZE),), fp16=False)  # paper.ncnn.*
         self.net = ncnn.Net()
         self.net.opt.num_threads = torch.get_num_threads()
+        for reduced in ("fp16_storage", "fp16_packed", "fp16_arithmetic", "bf16_storage", "bf16_packed"):
+            setattr(self.net.opt, f"use_{reduced}", False)
         self.net.load_param(str(folder / "paper.ncnn.param"))
         self.net.load_model(str(folder / "paper.ncnn.bin"))
         self.mat = ncnn.Mat

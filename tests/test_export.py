@@ -171,3 +171,21 @@ def test_executorch_missing_says_what_to_install(monkeypatch, tiny, fmnist, tmp_
     images = sample_images(tiny.meta, "fashion_mnist", "test", str(fmnist), 2)
     with pytest.raises(ValueError, match=r"pip install -e '\.\[executorch\]'"):
         export(tiny, "executorch", tmp_path / "m.pte", images)
+
+
+@pytest.mark.parametrize("name, size", [("googlenet", 32), ("googlenet", 40), ("googlenet_bn", 32), ("googlenet", 48)])
+def test_onnx_files_of_small_models_load_in_openvino_and_opencv(name, size, tmp_path):
+    """Under 48 px a ceil_mode pool's window is larger than its input (pool4 sees 2x2 at 32 px), which
+    onnxruntime accepts and OpenVINO and OpenCV's DNN refused; the export writes those pools end-padded."""
+    import cv2
+    import openvino as ov
+
+    model = trained_like(name, aux=False)
+    model.meta = dataclasses.replace(model.meta, input_size=size)
+    images = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(0))
+    export(model, "onnx", tmp_path / "m.onnx", images)
+    compiled = ov.Core().compile_model(str(tmp_path / "m.onnx"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    assert_float32_close(torch.from_numpy(compiled(images.numpy())[0]), forward, model, images)
+    net = cv2.dnn.readNetFromONNX(str(tmp_path / "m.onnx"))
+    net.setInput(images.numpy())
+    assert_float32_close(torch.from_numpy(net.forward()), forward, model, images)

@@ -107,11 +107,49 @@ class OnnxClassifier(nn.Module):
         return torch.from_numpy(logits).to(images.device)
 
 
+class EndPaddedMaxPool(nn.Module):
+    """A ceil_mode max pool as every ONNX runtime takes it: the input's last row and column repeated at its ends so
+    that the last window fits, then a floor-mode pool. The same values: PyTorch's ceil_mode clips a window that
+    runs past the input, and a copy of the window's own edge never changes its max (nor, unlike -inf, an int8
+    quantiser's range). Strict runtimes (OpenVINO, OpenCV's DNN) refuse a pooling window larger
+    than its padded input, which ceil_mode pools reach on small inputs (pool4 of a 32-40 px model sees 2x2)."""
+
+    def __init__(self, pool: nn.MaxPool2d) -> None:
+        super().__init__()
+        self.kernel, self.stride, self.padding = (_pair(v) for v in (pool.kernel_size, pool.stride, pool.padding))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ends = []
+        for size, kernel, stride, pad in zip(x.shape[-2:], self.kernel, self.stride, self.padding, strict=True):
+            out = -(-(size + 2 * pad - kernel) // stride) + 1  # PyTorch's ceil_mode output size
+            if (out - 1) * stride >= size + pad:  # a last window starting in the padding is dropped
+                out -= 1
+            ends.append(max(0, (out - 1) * stride + kernel - (size + 2 * pad)))
+        if any(ends):  # only where a window runs past the input: no Pad node at the sizes that need none
+            x = nn.functional.pad(x, (0, ends[1], 0, ends[0]), mode="replicate")
+        return nn.functional.max_pool2d(x, self.kernel, self.stride, self.padding)
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def end_padded_pools(module: nn.Module) -> nn.Module:
+    """`module` with each ceil_mode MaxPool2d in it made an EndPaddedMaxPool (in place)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.MaxPool2d) and child.ceil_mode:
+            setattr(module, name, EndPaddedMaxPool(child))
+        else:
+            end_padded_pools(child)
+    return module
+
+
 def write(model: GoogLeNet, path: Path, example: torch.Tensor, calibration: torch.Tensor | None) -> Path:
     """onnxruntime picks its own memory layout (NCHWc blocks on x86) and keeps it through Concat but not through
     Split: a fused 1x1 convolution would cost two layout reorders per module, so the ONNX graph keeps the
-    branches apart and only has BatchNorm folded; it is exported in PyTorch's default memory format."""
-    fused = optimize_for_inference(model, channels_last=False, fuse_1x1=False)
+    branches apart and only has BatchNorm folded; it is exported in PyTorch's default memory format. Its
+    ceil_mode pools are written end-padded, so that files of models under 48 px load in OpenVINO and OpenCV."""
+    fused = end_padded_pools(optimize_for_inference(model, channels_last=False, fuse_1x1=False))
     if calibration is None:
         return export_onnx(fused, path, example, model.meta)
     fp32 = path.with_name(f".{path.name}.fp32.onnx")
