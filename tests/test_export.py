@@ -173,7 +173,7 @@ def test_executorch_missing_says_what_to_install(monkeypatch, tiny, fmnist, tmp_
         export(tiny, "executorch", tmp_path / "m.pte", images)
 
 
-@pytest.mark.parametrize("name, size", [("googlenet", 32), ("googlenet", 40), ("googlenet_bn", 32), ("googlenet", 48)])
+@pytest.mark.parametrize("name, size", [("googlenet", 32), ("googlenet_bn", 40)])
 def test_onnx_files_of_small_models_load_in_openvino_and_opencv(name, size, tmp_path):
     """Under 48 px a ceil_mode pool's window is larger than its input (pool4 sees 2x2 at 32 px), which
     onnxruntime accepts and OpenVINO and OpenCV's DNN refused; the export writes those pools end-padded."""
