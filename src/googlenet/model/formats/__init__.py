@@ -15,8 +15,6 @@ from torch import nn
 if TYPE_CHECKING:
     from googlenet.model.googlenet import GoogLeNet
 
-INPUT, OUTPUT = "images", "logits"  # the names of a graph's input and output where a format names them
-
 
 @dataclass(frozen=True)
 class ExportFormat:

@@ -11,10 +11,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from googlenet.model.formats import INPUT, OUTPUT, ExportFormat
+from googlenet.model.formats import ExportFormat
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.inference import optimize_for_inference
 from googlenet.model.weights import METADATA_KEY, ModelMeta
+
+INPUT, OUTPUT = "images", "logits"  # the ONNX graph's input and output names
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, meta: ModelMeta) -> Path:
