@@ -18,17 +18,18 @@ U32, U64 = 2.0**-24, 2.0**-53
 SIZE, ALPHA, BETA, K = 5, 1e-4, 0.75, 1.0
 
 
+def window_sum(values: torch.Tensor, size: int = SIZE) -> torch.Tensor:
+    """Caffe's window over channels: for channel c the sum of values_j for j from c - (size-1)/2 to
+    c + size - 1 - (size-1)/2, clipped at the ends."""
+    channels, pre = values.shape[1], (size - 1) // 2
+    return torch.stack([values[:, max(0, c - pre) : min(channels, c - pre + size)].sum(1) for c in range(channels)], 1)
+
+
 def caffe_lrn(x: torch.Tensor, size: int = SIZE, alpha: float = ALPHA, beta: float = BETA, k: float = K):
-    """Caffe's LRNLayer (ACROSS_CHANNELS) written out in float64: scale_c = k + alpha/size * the sum of x_j^2 for
-    j from c - (size-1)/2 to c + size - 1 - (size-1)/2, clipped at the ends; y = x * scale^-beta."""
+    """Caffe's LRNLayer (ACROSS_CHANNELS) written out in float64: scale = k + alpha/size * window_sum(x^2);
+    y = x * scale^-beta."""
     x = x.double()
-    channels, pre = x.shape[1], (size - 1) // 2
-    square = x * x
-    scale = torch.stack(
-        [k + alpha / size * square[:, max(0, c - pre) : min(channels, c - pre + size)].sum(1) for c in range(channels)],
-        dim=1,
-    )
-    return x * scale.pow(-beta)
+    return x * (k + alpha / size * window_sum(x * x, size)).pow(-beta)
 
 
 def forward_bound(u: float) -> float:
@@ -41,11 +42,8 @@ def backward_scale(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     2 alpha beta / size * |x_c| * sum over c's window of |g_j x_j| d_j^(-beta-1). A float computation of the
     gradient is within a multiple of u of this, whatever cancels between the two terms."""
     x, g = x.double(), g.double()
-    channels, half = x.shape[1], SIZE // 2
-    square = x * x
-    d = torch.stack([K + ALPHA / SIZE * square[:, max(0, c - half) : c + half + 1].sum(1) for c in range(channels)], 1)
-    inner = (g * x).abs() * d.pow(-BETA - 1)
-    window = torch.stack([inner[:, max(0, c - half) : c + half + 1].sum(1) for c in range(channels)], 1)
+    d = K + ALPHA / SIZE * window_sum(x * x)
+    window = window_sum((g * x).abs() * d.pow(-BETA - 1))  # the window is symmetric for an odd size
     return (g * d.pow(-BETA)).abs() + 2 * ALPHA * BETA / SIZE * x.abs() * window
 
 
