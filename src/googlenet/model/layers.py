@@ -160,12 +160,15 @@ class LocalResponseNorm(nn.LocalResponseNorm):
     on c, zero beyond the ends)^beta; `size`, `alpha`, `beta`, `k` as in nn.LocalResponseNorm, which divides
     alpha by the window size as Caffe does.
 
-    Computed in a fast form: the window sum is a 1x1 convolution of a*a with a fixed banded matrix (alpha/size
-    on the band, k as its bias), then one power and one product. Every backend runs that as its fastest kernels
-    (oneDNN, cuDNN, onnxruntime's and OpenVINO's Conv, XNNPACK), where PyTorch's own form pads, pools in 3-D and
-    divides in separate passes, and ONNX's LRN op is a slow kernel in onnxruntime; with beta 0.75 the power is
-    a reciprocal square root and a square root (vectorised on every CPU, where pow is not). The banded matrix is a
-    buffer outside the state_dict: the weights are those of nn.LocalResponseNorm (none)."""
+    Computed in a fast form. Run as PyTorch operations (training, inference, torch.compile): each channel's term
+    k/size + alpha/size * a^2 in one pass, padded with k/size beyond the ends, the window's sum as `size` shifted
+    channel slices of it added (no pooling in 3-D, no division, and under torch.compile one fused loop); with
+    beta 0.75 the power is a reciprocal square root and a square root (vectorised on every CPU, where pow is not),
+    and without autograd every pass after the first two is in place. Exported (torch.jit.trace, torch.export:
+    ONNX, ExecuTorch) the window sum is a 1x1 convolution of a*a with a fixed banded matrix (alpha/size on the band,
+    k as its bias), which onnxruntime, OpenVINO and XNNPACK run as their fastest kernels where ONNX's LRN op is a
+    slow one. The banded matrix is a buffer outside the state_dict: the weights are those of nn.LocalResponseNorm
+    (none)."""
 
     band: torch.Tensor
     shift: torch.Tensor
@@ -180,10 +183,30 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         self.register_buffer("shift", torch.full((channels,), float(k), dtype=dtype), persistent=False)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        scale = F.conv2d(input * input, self.band.to(input.dtype), self.shift.to(input.dtype))
-        if self.beta == 0.75:  # Caffe's and the paper's: d^-3/4 = d^-1/2 * (d^-1/2)^1/2, 5x faster than pow here
+        if torch.jit.is_tracing() or torch.compiler.is_exporting():
+            return self._power(F.conv2d(input * input, self.band.to(input.dtype), self.shift.to(input.dtype)), input)
+        # Without autograd the passes after the first two overwrite their inputs: a fresh tensor per pass costs more
+        # than the pass at large batches (the allocator's page faults).
+        in_place = not (torch.is_grad_enabled() and input.requires_grad)
+        channels, size = input.shape[1], self.size
+        term = torch.addcmul(input.new_full((), self.k / size), input, input, value=self.alpha / size)
+        padded = F.pad(term, (0, 0, 0, 0, size // 2, (size - 1) // 2), value=self.k / size)  # the memory format kept
+        scale = padded[:, :channels] + padded[:, 1 : 1 + channels] if size > 1 else term
+        for j in range(2, size):
+            scale = scale.add_(padded[:, j : j + channels]) if in_place else scale + padded[:, j : j + channels]
+        if not in_place:
+            return self._power(scale, input)
+        if self.beta != 0.75:
+            return scale.pow_(-self.beta).mul_(input)
+        scale.rsqrt_()
+        root = torch.sqrt(scale, out=padded[:, :channels]) if size > 1 else scale.sqrt()  # into the spent padding
+        return scale.mul_(root).mul_(input)
+
+    def _power(self, scale: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
+        """input * scale^-beta; with beta 0.75, d^-3/4 = d^-1/2 * (d^-1/2)^1/2, 5x faster than pow on the CPU."""
+        if self.beta == 0.75:
             root = scale.rsqrt()
-            return input * root * root.sqrt()
+            return input * (root * root.sqrt())
         return input * scale.pow(-self.beta)
 
     def extra_repr(self) -> str:
