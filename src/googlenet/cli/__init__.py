@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from googlenet.cli import detection, model, serve, testing, training
+from googlenet.cli.memory import fast_allocation
 
 
 class _Help(argparse.HelpFormatter):
@@ -118,6 +119,7 @@ def _one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; bad input ends in one line on stderr and exit code 2, never a traceback. A training run
     that stops on purpose (a signal, non-finite losses, too much unreadable data) says why in one line."""
+    fast_allocation()  # before torch is imported (docs/inference.md)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
     from googlenet.train.checkpoint import RunStopped  # after parsing: --help needs no torch
