@@ -1,5 +1,7 @@
 """The inference path: BatchNorm folded and each Inception's 1x1 convolutions fused give the model's logits."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -7,7 +9,7 @@ from torch import nn
 from googlenet.model.inference import FusedInception, concat_convs, fold_block, optimize_for_inference
 from googlenet.model.layers import ConvBlock, Inception
 
-from conftest import assert_float32_close, forward, trained_like
+from conftest import ROUNDING_FACTOR, UNIT_ROUNDOFF, assert_float32_close, float32_rounding, forward, trained_like
 
 
 @pytest.mark.parametrize("name", ["googlenet", "googlenet_bn", "googlenet_tv"])
@@ -122,3 +124,45 @@ def test_the_fast_path_leaves_autograd_tracing_and_copies_to_plain_ops(tmp_path)
         graph = str(torch.jit.trace(fast, x).inlined_graph)
     assert "aten::_convolution" in graph and "mkldnn" not in graph
     assert_float32_close(expected, forward, model, x)
+
+
+@pytest.mark.parametrize("name", ["googlenet", "googlenet_bn"])
+def test_bfloat16_inference_model_is_within_bfloat16_rounding(name):
+    """optimize_for_inference(dtype=bfloat16) stores and computes in bfloat16, takes and returns float32; its
+    logits are as far from the exact ones as float32's are, scaled by the ratio of the two unit roundoffs (rounding
+    errors grow linearly with it), with ROUNDING_FACTOR's margin."""
+    model = trained_like(name)
+    x = torch.randn(4, 3, 64, 64) * 2 + 0.5
+    exact, rounding = float32_rounding(forward, model, x)
+    with torch.inference_mode():
+        fast = optimize_for_inference(model, dtype=torch.bfloat16)
+        got = fast(x)
+    assert {p.dtype for p in fast.parameters()} == {torch.bfloat16} and got.dtype == torch.float32
+    ratio = torch.finfo(torch.bfloat16).eps / torch.finfo(torch.float32).eps  # 2**16
+    allowed = ROUNDING_FACTOR * rounding * ratio + ratio * UNIT_ROUNDOFF * float(exact.abs().max())
+    assert float((got.double() - exact).abs().max()) <= allowed
+    assert next(model.parameters()).dtype == torch.float32  # the model itself untouched
+    with pytest.raises(ValueError, match="inference dtype"):
+        optimize_for_inference(model, dtype=torch.float16)
+
+
+def test_predict_takes_a_precision(tmp_path, capsys):
+    """--precision bf16 reaches the model the commands load (load_for_inference) and predict runs with it; a
+    bf16 eager model is no form the commands have: one line."""
+    from PIL import Image
+
+    from googlenet import save_weights
+    from googlenet.cli import main
+    from googlenet.model import load_for_inference
+
+    path = str(save_weights(trained_like("googlenet"), tmp_path / "tiny.safetensors"))
+    loaded = load_for_inference(path, precision="bf16")
+    assert isinstance(loaded, nn.Module) and {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
+    image = tmp_path / "a.png"
+    pixels = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(0))
+    Image.fromarray((pixels * 255).byte().numpy()).save(image)
+    for precision in ("fp32", "bf16"):
+        assert main(["predict", "--checkpoint", path, str(image), "--json", "--precision", precision]) == 0
+        assert len(json.loads(capsys.readouterr().out)[0]["predictions"]) == 5
+    assert main(["predict", "--checkpoint", path, str(image), "--no-optimize", "--precision", "bf16"]) == 2
+    assert "--no-optimize" in capsys.readouterr().err

@@ -57,6 +57,16 @@ def add_no_optimize_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_precision_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="the inference model's precision: bf16 is fast on CUDA and on CPUs with AVX512-BF16 or AMX, "
+        "emulated (slow) elsewhere; its agreement with fp32 in docs/inference.md (default: fp32)",
+    )
+
+
 def add_voc_options(p: argparse.ArgumentParser, split: str = "test") -> None:
     """--data, --split, --limit, --workers, --cache: the options of every command that reads a detection dataset."""
     p.add_argument("--data", required=True, help="dataset folder in VOC layout (Annotations/, JPEGImages/, ...)")

@@ -11,6 +11,7 @@ from googlenet.cli.options import (
     add_checkpoint_option,
     add_device_option,
     add_no_optimize_option,
+    add_precision_option,
     split_images,
 )
 
@@ -33,6 +34,7 @@ def evaluate(a: argparse.Namespace) -> None:
         workers=a.workers,
         device=a.device,
         optimize=not a.no_optimize,
+        precision=a.precision,
         table3=a.table3,
     )
     if a.table3:
@@ -97,6 +99,7 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
         help="the paper's Table 3: the best single model and the ensemble of all, each with 1, 10 and 144 crops",
     )
     add_no_optimize_option(p)
+    add_precision_option(p)
     p.set_defaults(run=evaluate)
 
 
@@ -112,6 +115,7 @@ def predict(a: argparse.Namespace) -> None:
         topk=a.topk,
         device=a.device,
         optimize=not a.no_optimize,
+        precision=a.precision,
     )
     if a.json:
         print(json.dumps(results))
@@ -136,4 +140,5 @@ def add_predict(p: argparse.ArgumentParser) -> None:
     add_device_option(p)
     p.add_argument("--json", action="store_true", help="print a JSON list: image, predictions (class, probability)")
     add_no_optimize_option(p)
+    add_precision_option(p)
     p.set_defaults(run=predict)

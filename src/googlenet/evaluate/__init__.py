@@ -23,7 +23,7 @@ def evaluate(spec: EvaluationSpec, progress: bool = True) -> dict[str, Any]:
     ensemble with its crops per image (`multicrop.score`'s record, with the data named); or, with `spec.table3`,
     the paper's Table 3 (its record)."""
     spec.check()
-    models = [load_for_inference(c, spec.optimize) for c in spec.checkpoints]
+    models = [load_for_inference(c, spec.optimize, spec.precision) for c in spec.checkpoints]
     meta = models[0].meta
     dataset = dataset_for(spec.data, spec.split, spec.root, meta.class_names, meta.class_ids)  # matched classes
     multicrop.check_classes(models, list(dataset.classes))

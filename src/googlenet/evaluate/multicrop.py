@@ -199,12 +199,13 @@ def predict(
     topk: int = 5,
     device: str = "auto",
     optimize: bool = True,
+    precision: str = "fp32",
 ) -> list[dict[str, Any]]:
     """`googlenet predict`: the `topk` classes and probabilities of each image file (all files are read first:
     a bad one fails before any work is done), from one model or the ensemble of `checkpoints`."""
     if topk < 1:
         raise ValueError("--topk must be at least 1")
-    models = [load_for_inference(c, optimize) for c in checkpoints]
+    models = [load_for_inference(c, optimize, precision) for c in checkpoints]
     return classify(models, images, crops, topk, resolve_device(device))
 
 

@@ -11,8 +11,8 @@ class EvaluationSpec:
     """One evaluation: `checkpoints` (several = an ensemble averaging their softmax), `crops` per image pooled by
     `pool`, on `data` (a registered dataset layout that needs no folder, such as fashion_mnist, with its `split`
     read from `root`; or an ImageFolder split folder), its first `limit` images (0 = all), in batches of
-    `batch_size` images with `workers` loader processes, on `device`, as the inference form unless `optimize` is
-    off; with `table3`, the paper's Table 3 instead."""
+    `batch_size` images with `workers` loader processes, on `device`, as the inference form (in `precision`: fp32 or
+    bf16) unless `optimize` is off; with `table3`, the paper's Table 3 instead."""
 
     checkpoints: tuple[str, ...]
     crops: int = 1
@@ -25,6 +25,7 @@ class EvaluationSpec:
     workers: int = 1
     device: str = "auto"
     optimize: bool = True
+    precision: str = "fp32"
     table3: bool = False
 
     def check(self) -> None:

@@ -21,15 +21,17 @@ from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.layers import ConvBlock, Inception
 
 PACKED_SHAPES = 4  # input shapes whose reordered weights a ConvReLU keeps (a few batch sizes)
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the inference model's precisions, by option name
 
 
 class ConvReLU(nn.Sequential):
     """A convolution and its ReLU for inference (`[0]` the Conv2d, `[1]` the ReLU).
 
-    On the CPU in float32 without autograd it runs as one oneDNN call, convolution, bias and ReLU together, on
-    weights reordered once per input shape into oneDNN's blocked layout (`mkldnn._convolution_pointwise`, the
-    kernels Inductor's freezing uses). That also keeps every convolution on oneDNN: `F.conv2d` sends a batch-1
-    3x3 convolution of a small map (inception_4a, 5a, 5b at 224 px) to PyTorch's `_slow_conv2d_forward`.
+    On the CPU in float32 (bfloat16 where oneDNN has kernels for it) without autograd it runs as one oneDNN
+    call, convolution, bias and ReLU together, on weights reordered once per input shape into oneDNN's blocked
+    layout (`mkldnn._convolution_pointwise`, the kernels Inductor's freezing uses). That also keeps every
+    convolution on oneDNN: `F.conv2d` sends a batch-1 3x3 convolution of a small map (inception_4a, 5a, 5b at
+    224 px) to PyTorch's `_slow_conv2d_forward`.
     Elsewhere (CUDA, other dtypes, autograd, and while torch.jit traces or torch.compile / torch.export
     compile, so that exports and compiled graphs hold the plain operations) it runs as the two modules."""
 
@@ -62,12 +64,18 @@ class ConvReLU(nn.Sequential):
 def _onednn_eligible(input: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
         input.device.type == "cpu"
-        and input.dtype == weight.dtype == torch.float32
+        and input.dtype == weight.dtype
+        and (input.dtype == torch.float32 or (input.dtype == torch.bfloat16 and _bf16_kernels()))
         and not torch.is_grad_enabled()
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
         and torch.backends.mkldnn.is_available()
     )
+
+
+def _bf16_kernels() -> bool:
+    """Whether oneDNN has bfloat16 convolutions on this CPU (AVX512-BF16, AMX); elsewhere PyTorch's own run."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def fold_block(block: ConvBlock) -> ConvReLU:
@@ -129,22 +137,51 @@ class FusedInception(nn.Module):
         return torch.cat([out1x1, self.conv3x3(in3x3), self.conv5x5(in5x5), self.branch_pool(x)], dim=1)
 
 
-def optimize_for_inference(model: GoogLeNet, channels_last: bool = True, fuse_1x1: bool = True) -> GoogLeNet:
+def optimize_for_inference(
+    model: GoogLeNet, channels_last: bool = True, fuse_1x1: bool = True, dtype: torch.dtype = torch.float32
+) -> GoogLeNet:
     """An eval-mode copy of `model` with BatchNorm folded, each Inception's 1x1 convolutions fused (unless
     `fuse_1x1` is False) and no auxiliary heads, its weights channels_last (unless `channels_last` is False).
     Same logits to float rounding; `model` is left unchanged.
 
+    With `dtype=torch.bfloat16` the weights are stored and the network computed in bfloat16: `forward` takes
+    float32 images and returns float32 logits, close to the float32 model's (docs/inference.md says how close on
+    trained weights); fast on CUDA and on CPUs with AVX512-BF16 or AMX, emulated (slow) on others.
+
     Run it under `torch.inference_mode()`. Inputs may be in either memory format: the first convolution
     returns channels_last when its weights are."""
+    if dtype not in PRECISIONS.values():
+        raise ValueError(f"inference dtype must be one of {', '.join(map(str, PRECISIONS.values()))}, not {dtype}")
     optimized = copy.deepcopy(model).eval()
     optimized.aux1 = optimized.aux2 = None
     _replace_blocks(optimized, fuse_1x1)
     if channels_last:
         optimized = optimized.to(memory_format=torch.channels_last)
+    if dtype != torch.float32:
+        optimized = optimized.to(dtype)
+        optimized.register_forward_pre_hook(_cast_input)
+        optimized.register_forward_hook(_float_output)
     # The record itself, shared with `model`; None for a GoogLeNet built directly, which has no record (`meta` is
     # typed for the models of build_model and load_model).
     optimized.meta = getattr(model, "meta", None)  # type: ignore[assignment]
     return optimized.requires_grad_(False)
+
+
+def precision_dtype(precision: str) -> torch.dtype:
+    """`fp32` or `bf16` (a command's --precision) -> the dtype for optimize_for_inference."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+def _cast_input(module: nn.Module, args: tuple) -> tuple:
+    """A bfloat16 model's forward takes float32 images: cast to the weights' dtype."""
+    dtype = next(module.parameters()).dtype
+    return tuple(a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+
+
+def _float_output(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    return output.float()
 
 
 def _replace_blocks(parent: nn.Module, fuse_1x1: bool) -> None:

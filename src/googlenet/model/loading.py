@@ -10,7 +10,7 @@ import torch
 
 from googlenet.model.exported import exported_format, load_exported
 from googlenet.model.hub import resolve
-from googlenet.model.inference import optimize_for_inference
+from googlenet.model.inference import optimize_for_inference, precision_dtype
 from googlenet.model.variants import load_model
 from googlenet.model.weights import ModelMeta, weights_file
 
@@ -29,17 +29,21 @@ class Classifier(Protocol):
     def eval(self) -> Any: ...
 
 
-def load_for_inference(path: str | os.PathLike, optimize: bool = True) -> Classifier:
+def load_for_inference(path: str | os.PathLike, optimize: bool = True, precision: str = "fp32") -> Classifier:
     """A model with its metadata record (`meta`) from inference weights (.safetensors, a training run's
     folder, a .caffemodel, or `bvlc` / `torchvision`: published weights by name), or from an exported file
     (.onnx for onnxruntime, TorchScript .pt, ExecuTorch .pte; or any format in googlenet.model.exported).
 
-    Weights come back as the inference model (`optimize_for_inference`: same logits, computed faster); with
-    `optimize=False` as the eager GoogLeNet they were trained as."""
+    Weights come back as the inference model (`optimize_for_inference`: same logits, computed faster; in
+    bfloat16 with `precision="bf16"`); with `optimize=False` as the eager GoogLeNet they were trained as. An
+    exported file runs in the precision it was written in."""
+    dtype = precision_dtype(precision)
     path = weights_file(resolve(path))  # `bvlc` or `torchvision`: published weights, from torch.hub's cache
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if exported_format(path) is not None:
         return cast(Classifier, load_exported(path))
     model = load_model(path).eval()
-    return optimize_for_inference(model) if optimize else model
+    if not optimize and precision != "fp32":
+        raise ValueError("--precision bf16 is a form of the inference model: leave out --no-optimize")
+    return optimize_for_inference(model, dtype=dtype) if optimize else model
