@@ -1,9 +1,13 @@
 import argparse
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
 
 from googlenet.cli import build_parser
 
@@ -114,3 +118,85 @@ def test_one_spelling_of_ensembles_images_after_the_weights(tmp_path):
     for command in (["evaluate"], ["detect", "evaluate", "--data", "d"], ["detect", "predict", "i.jpg"]):
         parsed = build_parser(command).parse_args([*command, "--checkpoint", "a.safetensors", "--checkpoint", "b.pt"])
         assert parsed.checkpoint[:2] == ["a.safetensors", "b.pt"]
+
+
+def test_a_misspelled_command_gets_a_suggestion():
+    result = run("evalute", "--checkpoint", "x")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "did you mean evaluate?" in result.stderr
+
+
+def test_weights_not_found_say_so_and_list_every_accepted_form(tmp_path):
+    """One list of the forms weights take (googlenet.forms), in the messages and the help texts."""
+    from googlenet.forms import CHECKPOINT_FORMS, EXPORT_FORMS, INITIAL_WEIGHTS_FORMS, PUBLISHED_NAMES
+    from googlenet.model.exported import exported_suffixes
+    from googlenet.model.hub import NAMES
+
+    assert set(PUBLISHED_NAMES) == set(NAMES)
+    assert all(suffix.rsplit(".", 1)[-1] in CHECKPOINT_FORMS for suffix in exported_suffixes())
+    for forms in (CHECKPOINT_FORMS, EXPORT_FORMS, INITIAL_WEIGHTS_FORMS):
+        assert ".caffemodel" in forms and all(name in forms for name in NAMES) and "run's folder" in forms
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    for args in (
+        ["predict", "--checkpoint", "/no/such/file", str(image)],
+        ["evaluate", "--checkpoint", "/no/such/weights.safetensors"],
+        ["export", "--checkpoint", "/no/such/weights.safetensors"],
+    ):
+        result = run(*args)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "not found" in result.stderr and CHECKPOINT_FORMS in result.stderr, result.stderr
+    not_weights = run("predict", "--checkpoint", str(image), str(image))
+    assert "is no weights" in not_weights.stderr and not_weights.returncode == 2
+    assert " ".join(EXPORT_FORMS.split()) in " ".join(run("export", "--help").stdout.split())
+    assert " ".join(INITIAL_WEIGHTS_FORMS.split()) in " ".join(run("train", "--help").stdout.split())
+
+
+def test_predict_reads_folders_and_answers_past_unreadable_files(tmp_path):
+    """Folders: their image files, recursively, image endings only; an unreadable file is named on stderr, the
+    others are answered, and the exit status is 1."""
+    from googlenet import build_model, save_weights
+
+    torch.manual_seed(0)
+    model = build_model("googlenet_bn", num_classes=3, width=0.125, aux=False)
+    model.meta.input_size, model.meta.class_names = 32, ["a", "b", "c"]
+    save_weights(model, tmp_path / "w.safetensors")
+    photos = tmp_path / "photos"
+    (photos / "sub" / "deeper").mkdir(parents=True)
+    (photos / ".hidden").mkdir()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(photos / "one.jpg")
+    Image.new("L", (30, 40), 90).save(photos / "sub" / "deeper" / "two.PNG")
+    Image.new("RGB", (8, 8)).save(photos / ".hidden" / "skipped.png")
+    (photos / "notes.txt").write_text("not an image")
+    (photos / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    result = run("predict", "--checkpoint", str(tmp_path / "w.safetensors"), str(photos), "--json")
+    answered = json.loads(result.stdout)
+    assert [Path(r["image"]).name for r in answered] == ["one.jpg", "two.PNG"], result.stdout
+    assert all(len(r["predictions"]) == 3 for r in answered)
+    assert result.returncode == 1
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("googlenet: error: ") and "broken.png" in errors[0], errors
+    good = run("predict", "--checkpoint", str(tmp_path / "w.safetensors"), str(photos / "one.jpg"))
+    assert good.returncode == 0 and "one.jpg" in good.stdout and good.stderr == ""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = run("predict", "--checkpoint", str(tmp_path / "w.safetensors"), str(empty))
+    assert nothing.returncode == 2 and "no image files in" in nothing.stderr
+
+
+def test_warnings_are_one_line_without_source_lines(tmp_path):
+    """Fine-tuning from weights without auxiliary heads warns; the command shows it as one line of its own."""
+    from googlenet import build_model, save_weights
+    from test_train import tiny
+
+    from conftest import make_fashion_mnist
+
+    model = build_model("googlenet_bn", num_classes=10, width=0.125, aux=False)
+    save_weights(model, tmp_path / "noaux.safetensors")
+    overrides = {**tiny(make_fashion_mnist(tmp_path / "data"), tmp_path / "run"), "run.max_steps": "1"}
+    overrides["model.weights"] = str(tmp_path / "noaux.safetensors")
+    result = run("train", *[word for key, value in overrides.items() for word in (f"--{key}", value)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if "warning" in line.lower()]
+    assert any(line.startswith("googlenet: warning:") and "auxiliary-head" in line for line in lines), lines
+    assert "warnings.warn" not in result.stderr and ".py:" not in result.stderr, result.stderr[-2000:]

@@ -540,7 +540,7 @@ BAD_COMMANDS = [
     (["train", "--data.dataset", "imagefolder", "--data.root", "{f}/nowhere", "--run.out", "{f}/out"], "no train/"),
     (["train", "--resume", "--out", "{f}/evil"], "loading it could run code"),
     (["evaluate", "--crops", "7", "--checkpoint", "{f}/tiny.safetensors"], "argument --crops: invalid choice"),
-    (["evaluate", "--checkpoint", "{f}/missing.safetensors"], "checkpoint not found"),
+    (["evaluate", "--checkpoint", "{f}/missing.safetensors"], "weights not found"),
     (["evaluate", "--checkpoint", "{f}/damaged.safetensors"], "is not a readable safetensors file"),
     (["evaluate", "--checkpoint", "{f}/evil/checkpoint.pt"], "is no exported TorchScript model"),
     (["evaluate", "--checkpoint", "{f}/tiny.safetensors", "--limit", "-1"], "--limit"),

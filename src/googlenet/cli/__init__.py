@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -44,12 +46,22 @@ class _Parser(argparse.ArgumentParser):
         return namespace, extras
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}{self._suggestions()} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._suggestions(message)} (see --help)\n")
 
-    def _suggestions(self) -> str:
-        """'; did you mean --checkpoint?' for each option given that this command does not have."""
+    def _suggestions(self, message: str) -> str:
+        """'; did you mean --checkpoint?' for each option given that this command does not have, and
+        '; did you mean evaluate?' for a command (or any option's value) not among its choices."""
         known = list(self._option_string_actions)
         tips = []
+        invalid = re.match(r"argument (\S+): invalid choice: '?(.*?)'? \(choose from", message)
+        if invalid:
+            name, value = invalid.groups()
+            for action in self._actions:
+                names = {*action.option_strings, action.metavar, action.dest}
+                if action.choices is not None and name in names:
+                    choices = [str(choice) for choice in action.choices]
+                    close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+                    tips += [f"did you mean {close[0]}?"] if close else []
         for given in self._given:
             name = given.split("=", 1)[0]
             if name.startswith("--") and name not in known:
@@ -116,6 +128,11 @@ def _one_line(err: BaseException) -> str:
     return " ".join(lines) or type(err).__name__
 
 
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: Any = None) -> str:
+    """A warning as the command shows it: one line, without the source file, line and code that Python adds."""
+    return f"googlenet: warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; bad input ends in one line on stderr and exit code 2, never a traceback. A training run
     that stops on purpose (a signal, non-finite losses, too much unreadable data) says why in one line."""
@@ -124,8 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     from googlenet.train.checkpoint import RunStopped  # after parsing: --help needs no torch
 
+    shown, warnings.formatwarning = warnings.formatwarning, _warning_line  # ours and the libraries', while it runs
     try:
-        args.run(args)
+        status = args.run(args)  # a command that partly failed (some of predict's files) returns 1
     except BrokenPipeError:  # the reader went away (`googlenet summary | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit must not fail
         return 0
@@ -138,7 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("googlenet: interrupted", file=sys.stderr)
         return 130
-    return 0
+    finally:
+        warnings.formatwarning = shown
+    return status or 0
 
 
 if __name__ == "__main__":

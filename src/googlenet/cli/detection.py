@@ -287,10 +287,14 @@ def _add_fit_svm(sub: Commands) -> None:
 
 def detect_predict(a: argparse.Namespace) -> None:
     """Detections of each image as text or JSON; with --out, each image saved with its boxes drawn."""
+    from googlenet.data.images import image_files
     from googlenet.detect.detector import detect_images
 
     split_images(a)
-    records = detect_images(detector_spec(a), images=a.images, threshold=a.threshold, out=a.out)
+    images = [str(path) for path in image_files(a.images)]
+    if not images:
+        raise ValueError(f"no image files in {', '.join(a.images)}")
+    records = detect_images(detector_spec(a), images=images, threshold=a.threshold, out=a.out)
     if a.json:
         print(json.dumps(records[0] if len(records) == 1 else records))
         return
@@ -308,7 +312,7 @@ def _add_detect_predict(sub: Commands) -> None:
         "above --threshold and, with --out, saves each image as PNG with its boxes and labels drawn.",
     )
     add_detector_options(p)
-    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders (their image files, recursively)")
     p.add_argument("--threshold", type=float, default=0.5, help="lowest score shown and drawn (default: 0.5)")
     p.add_argument("--out", help="folder for the images with their boxes drawn")
     p.add_argument("--json", action="store_true", help="print JSON (one object per image)")

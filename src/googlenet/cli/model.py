@@ -6,6 +6,7 @@ import argparse
 import json
 
 from googlenet.cli.options import add_checkpoint_option
+from googlenet.forms import EXPORT_FORMS
 
 
 def summary(a: argparse.Namespace) -> None:
@@ -79,7 +80,7 @@ def add_export(p: argparse.ArgumentParser) -> None:
         "then compared with the eager model's on the first --check-images images of --data; an export that "
         "differs beyond the tolerance is deleted and the command fails."
     )
-    add_checkpoint_option(p, "weights: a .safetensors file of ours or a training run's folder", many=False)
+    add_checkpoint_option(p, f"weights: {EXPORT_FORMS}", many=False)
     p.add_argument("--format", default="onnx", choices=list(FORMATS), help="file format (default: onnx)")
     p.add_argument("--int8", action="store_true", help="int8 post-training quantisation (ONNX, ExecuTorch)")
     p.add_argument(

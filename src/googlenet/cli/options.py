@@ -7,18 +7,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from googlenet.forms import CHECKPOINT_FORMS, PUBLISHED_NAMES, WEIGHT_SUFFIXES
+
 CROPS_HELP = "crops per image: 1 centre, 2 centre and mirror, 10 TenCrop, 144 the paper's (default: 1)"
 
 Commands = Any  # argparse's subparsers action (argparse._SubParsersAction, a private name)
 
 
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".caffemodel")  # and each exported format's (model.exported.FORMATS)
-WEIGHTS_HELP = (
-    "weights: a .safetensors file of ours (with its metadata record), a training run's folder, an exported "
-    ".onnx / TorchScript .pt / ExecuTorch .pte file, BVLC's Caffe GoogLeNet .caffemodel, or bvlc / torchvision / "
-    "places365 (published weights, downloaded once into torch.hub's cache); several = an ensemble (--checkpoint A B, "
-    "or the option repeated)"
-)
+WEIGHTS_HELP = f"weights: {CHECKPOINT_FORMS}; several = an ensemble (--checkpoint A B, or the option repeated)"
 
 
 def add_checkpoint_option(p: argparse.ArgumentParser, help: str = WEIGHTS_HELP, many: bool = True) -> None:
@@ -28,20 +24,26 @@ def add_checkpoint_option(p: argparse.ArgumentParser, help: str = WEIGHTS_HELP, 
 
 
 def split_images(a: argparse.Namespace) -> None:
-    """The image files that followed --checkpoint's weights (`--checkpoint A B photo.jpg`): weights are folders
-    or files ending in .safetensors, .onnx, .pt, .pte or .pth; the first other path and those after it are images."""
+    """The image files that followed --checkpoint's weights (`--checkpoint A B photo.jpg`): weights are files
+    ending as weights or exported files do, published names, the first folder and training runs' folders (with
+    their weights file); the first other path and those after it are images, folders among them standing for the
+    image files under them (`image_files`)."""
     from googlenet.model.exported import exported_suffixes
-    from googlenet.model.hub import NAMES
+    from googlenet.model.weights import RUN_WEIGHTS
 
     suffixes = (*WEIGHT_SUFFIXES, *exported_suffixes())
     for k, path in enumerate(a.checkpoint):
-        if not (Path(path).is_dir() or path.endswith(suffixes) or path in NAMES):
+        run = Path(path).is_dir() and (k == 0 or (Path(path) / RUN_WEIGHTS).is_file())
+        if not (run or path.endswith(suffixes) or path in PUBLISHED_NAMES):
             a.checkpoint, a.images = a.checkpoint[:k], [*a.checkpoint[k:], *a.images]
             break
     if not a.checkpoint:
-        raise ValueError("--checkpoint needs weights (a .safetensors file, a run's folder, .onnx, .pt or .pte)")
+        first = a.images[0]
+        if not Path(first).exists():
+            raise FileNotFoundError(f"--checkpoint {first}: not found (weights are {CHECKPOINT_FORMS})")
+        raise ValueError(f"--checkpoint {first} is no weights (weights are {CHECKPOINT_FORMS})")
     if not a.images:
-        raise ValueError("no image files given")
+        raise ValueError("no image files given (image files or folders after the weights)")
 
 
 def add_device_option(p: argparse.ArgumentParser, help: str = "default: cuda if available") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from googlenet.cli.options import (
@@ -103,8 +104,9 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=evaluate)
 
 
-def predict(a: argparse.Namespace) -> None:
-    """Class names and probabilities for each image file."""
+def predict(a: argparse.Namespace) -> int:
+    """Class names and probabilities for each image file (folders: the image files under them); a file that
+    cannot be read is named on stderr and the others answered, and the exit status is then 1."""
     from googlenet.evaluate.multicrop import predict as classify
 
     split_images(a)
@@ -117,13 +119,18 @@ def predict(a: argparse.Namespace) -> None:
         optimize=not a.no_optimize,
         precision=a.precision,
     )
+    answered = [result for result in results if "error" not in result]
     if a.json:
-        print(json.dumps(results))
-        return
-    for result in results:
-        print(result["image"])
-        for p in result["predictions"]:
-            print(f"  {100 * p['probability']:6.2f}%  {p['class']}")
+        print(json.dumps(answered))
+    else:
+        for result in answered:
+            print(result["image"])
+            for p in result["predictions"]:
+                print(f"  {100 * p['probability']:6.2f}%  {p['class']}")
+    failed = [result for result in results if "error" in result]
+    for result in failed:  # one line each, after the answers
+        print(f"googlenet: error: {result['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def add_predict(p: argparse.ArgumentParser) -> None:
@@ -133,7 +140,12 @@ def add_predict(p: argparse.ArgumentParser) -> None:
         "Classify image files of any common format and mode (JPEG, PNG including grayscale, RGBA, "
         "palette and 16-bit, BMP, TIFF, WebP, ...) with one model or an ensemble, from 1, 2, 10 or 144 crops."
     )
-    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (also after --checkpoint's weights)")
+    p.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help="image files or folders (their image files, recursively); also after --checkpoint's weights",
+    )
     add_checkpoint_option(p)
     p.add_argument("--crops", type=int, default=1, choices=CROP_COUNTS, help=CROPS_HELP)
     p.add_argument("--top-k", "--topk", dest="topk", type=int, default=5, help="how many classes to show (default: 5)")

@@ -7,7 +7,7 @@ import contextlib
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
@@ -66,6 +66,26 @@ def _pillow(name: str | os.PathLike) -> Iterator[None]:
     except Exception as err:  # Pillow's decoders raise many types for damaged data (its own fuzzers catch all)
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UnreadableImage(f"{name} is not a readable image ({reason})", name) from None
+
+
+def image_suffixes() -> set[str]:
+    """The file endings Pillow opens, in lower case (.jpg, .png, .bmp, .tif, .webp, ...)."""
+    return {suffix.lower() for suffix in Image.registered_extensions()}
+
+
+def image_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """`paths` with each folder replaced by the image files under it: recursively, in sorted order, those whose
+    ending Pillow opens (others, and hidden files and folders, are passed over). Files are kept as given."""
+    suffixes, found = image_suffixes(), []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            found.append(path)
+            continue
+        for file in sorted(path.rglob("*")):
+            hidden = any(part.startswith(".") for part in file.relative_to(path).parts)
+            if file.is_file() and file.suffix.lower() in suffixes and not hidden:
+                found.append(file)
+    return found
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:

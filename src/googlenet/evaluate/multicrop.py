@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms.v2 import functional as F
 
-from googlenet.data.images import UnreadableImage, load_image
+from googlenet.data.images import UnreadableImage, image_files, load_image
 from googlenet.data.loaders import ImageDataset, eval_loader
 from googlenet.data.multicrop import CropSpec
 from googlenet.evaluate.driver import inference_on_dataset, progress_bar, resolve_device
@@ -201,12 +201,29 @@ def predict(
     optimize: bool = True,
     precision: str = "fp32",
 ) -> list[dict[str, Any]]:
-    """`googlenet predict`: the `topk` classes and probabilities of each image file (all files are read first:
-    a bad one fails before any work is done), from one model or the ensemble of `checkpoints`."""
+    """`googlenet predict`: the `topk` classes and probabilities of each image file, from one model or the
+    ensemble of `checkpoints`. A folder in `images` stands for the image files under it (`image_files`). A file
+    that cannot be read gets `{"image": path, "error": one line}` in its place; the others are answered."""
     if topk < 1:
         raise ValueError("--topk must be at least 1")
+    files = image_files(images)
+    if not files:
+        raise ValueError(f"no image files in {', '.join(images)} (Pillow's endings: .jpg, .png, .bmp, .tif, ...)")
     models = [load_for_inference(c, optimize, precision) for c in checkpoints]
-    return classify(models, images, crops, topk, resolve_device(device))
+    pictures: dict[int, Image.Image] = {}
+    errors: dict[int, str] = {}
+    for k, path in enumerate(files):
+        try:
+            pictures[k] = load_image(path)
+        except (OSError, ValueError) as err:  # missing, unreadable, damaged, not an image (one line each)
+            errors[k] = str(err)
+    answers = iter(classify(models, list(pictures.values()), crops, topk, resolve_device(device)) if pictures else [])
+    results = []
+    for k, path in enumerate(files):
+        results.append(
+            {"image": str(path), "error": errors[k]} if k in errors else {**next(answers), "image": str(path)}
+        )
+    return results
 
 
 def classify(

@@ -8,6 +8,7 @@ from typing import Any, Protocol, cast
 
 import torch
 
+from googlenet.forms import CHECKPOINT_FORMS
 from googlenet.model.exported import exported_format, load_exported
 from googlenet.model.hub import resolve
 from googlenet.model.inference import optimize_for_inference, precision_dtype
@@ -40,7 +41,7 @@ def load_for_inference(path: str | os.PathLike, optimize: bool = True, precision
     dtype = precision_dtype(precision)
     path = weights_file(resolve(path))  # `bvlc` or `torchvision`: published weights, from torch.hub's cache
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"weights not found: {path} (weights are {CHECKPOINT_FORMS})")
     if exported_format(path) is not None:
         return cast(Classifier, load_exported(path))
     model = load_model(path).eval()

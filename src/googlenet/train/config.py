@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from googlenet.forms import INITIAL_WEIGHTS_FORMS
 from googlenet.train.schedule import SCHEDULES
 
 # The fixed sets of choices, checked in one place (_check) for YAML files and --section.field options alike.
@@ -63,7 +64,7 @@ class ModelConfig:
     dropout: float = setting(0.4, "dropout before the main classifier (paper: 40%)")
     aux_dropout: float = setting(0.7, "dropout in the auxiliary heads (paper: 70%)")
     weights: str | None = setting(
-        None, "initial weights (.safetensors or torchvision .pth); classifier reset if classes differ"
+        None, f"initial weights: {INITIAL_WEIGHTS_FORMS}; the classifier is reset if the classes differ"
     )
 
 
@@ -162,7 +163,12 @@ class RunConfig:
     )
     log_every: int = setting(20, "write a metrics line every K steps")
     max_steps: int = setting(0, "stop after this many steps in all (0 = run all epochs)")
-    tensorboard: bool = setting(False, "also log to TensorBoard (needs the tensorboard package)")
+    tensorboard: bool = setting(
+        False,
+        "also write TensorBoard event files in OUT/tensorboard (rank 0): every float of metrics.jsonl as a scalar "
+        "(step/loss, step/lr, step/images_per_s, eval/top1 or eval/map, ...) and the curves plot at the end "
+        "(pip install 'googlenet[tensorboard]')",
+    )
     max_nonfinite: int = setting(
         5, "non-finite losses in a row that stop the run (each such step is skipped and logged; checkpoints kept)"
     )
