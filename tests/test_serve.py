@@ -149,6 +149,7 @@ def test_serve_batches_concurrent_requests(server):
         ("not an image", b"hello, world" * 10, "image/jpeg", 400, "not an image"),
         ("truncated JPEG", _jpeg((300, 200))[:1500], "image/jpeg", 400, "not a readable image"),
         ("100-megapixel PNG", _png_claiming(10_000, 10_000), "image/png", 413, "10000x10000 pixels"),
+        ("PNG over Pillow's own limit", _png_claiming(20_000, 20_000), "image/png", 413, "400,000,000 pixels"),
         ("oversized body", b"\xff\xd8" + bytes(400_000), "image/jpeg", 413, "more than the limit"),
         ("wrong content type", _jpeg(), "text/plain", 415, "not an image"),
     ],
@@ -162,6 +163,25 @@ def test_serve_refuses_bad_uploads_in_one_line_and_goes_on(server, name, body, k
 def test_serve_refuses_bad_parameters(server):
     assert _post(f"{server}/v1/classify?crops=7", _jpeg())[0] == 400
     assert _post(f"{server}/v1/classify?topk=0", _jpeg())[0] == 400
+
+
+def test_every_error_status_answers_with_an_error_field(server):
+    assert _post(f"{server}/no/such/path", _jpeg()) == (404, {"error": "Not Found"})
+    try:
+        urllib.request.urlopen(f"{server}/v1/classify", timeout=30)  # GET where only POST is answered
+    except urllib.error.HTTPError as err:
+        assert err.code == 405 and json.loads(err.read()) == {"error": "Method Not Allowed"}
+    else:
+        raise AssertionError("GET /v1/classify answered")
+
+
+def test_a_busy_port_is_one_line_and_exit_status_2(server, tmp_path):
+    port = server.rsplit(":", 1)[1]
+    command = [sys.executable, "-m", "googlenet", "serve", "--checkpoint", str(tmp_path / "w.safetensors")]
+    result = subprocess.run([*command, "--port", port], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"googlenet: error: cannot listen on 127.0.0.1:{port}: address already in use"
+    ], result.stderr
 
 
 def _browser():
@@ -207,5 +227,11 @@ def test_serve_page_shows_the_top5_and_the_boxes_in_a_browser(server, tmp_path):
         assert set(names) <= set(CLASSES) and len(set(names)) == 5
         wait.until(lambda b: int(b.find_element(By.ID, "canvas").get_attribute("data-boxes") or 0) >= 1)
         assert browser.find_element(By.ID, "error").text == ""
+        bad = tmp_path / "bad.jpg"  # the server refuses it: the page must not go on showing the last picture
+        bad.write_bytes(b"hello, world" * 10)
+        browser.find_element(By.ID, "file").send_keys(str(bad))
+        wait.until(lambda b: "not an image" in b.find_element(By.ID, "error").text)
+        assert browser.execute_script("return document.getElementById('canvas').width") == 0
+        assert not browser.find_elements(By.CSS_SELECTOR, ".prediction")
     finally:
         browser.quit()

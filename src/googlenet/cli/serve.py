@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 
 
 def serve(a: argparse.Namespace) -> None:
@@ -17,6 +18,7 @@ def serve(a: argparse.Namespace) -> None:
         raise ValueError(f"googlenet serve needs {err.name}: pip install 'googlenet[serve]'") from None
     if a.workers < 1:
         raise ValueError("--workers must be at least 1")
+    _check_port(a.host, a.port)  # before the model loads: a busy port is one line, not uvicorn's log and exit 3
     options = dict(
         checkpoint=a.checkpoint,
         detector=a.detector,
@@ -34,6 +36,20 @@ def serve(a: argparse.Namespace) -> None:
         "googlenet.serve.app:from_environment", factory=True, host=a.host, port=a.port, workers=a.workers,
         log_level=a.log_level,
     )  # fmt: skip
+
+
+def _check_port(host: str, port: int) -> None:
+    """OSError in one line where `host:port` cannot be listened on (in use, not this machine's address, no
+    permission), found by binding it as uvicorn will (SO_REUSEADDR, as uvicorn sets)."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, _, _, address = addresses[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise OSError(f"cannot listen on {host}:{port}: {reason[0].lower() + reason[1:]}") from None
 
 
 def add_serve(p: argparse.ArgumentParser) -> None:

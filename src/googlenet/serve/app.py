@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -18,8 +19,10 @@ from typing import Any
 
 import torch
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from googlenet.data.images import UnreadableImage, image_from_bytes
 from googlenet.data.multicrop import CropSpec
@@ -136,6 +139,10 @@ def _image(body: bytes, limits: Limits) -> Image.Image:
     try:
         with Image.open(io.BytesIO(body)) as header:
             width, height = header.size
+    except Image.DecompressionBombError as err:  # Pillow's own limit (2 x MAX_IMAGE_PIXELS), checked on opening
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(pixels.group(1)):,} pixels" if pixels else "more pixels than Pillow opens"
+        raise Refused(413, f"the image has {size}, more than the limit of {limits.max_pixels:,}") from None
     except Exception:  # decoded below for the one-line reason
         width = height = 0
     if width * height > limits.max_pixels:
@@ -187,6 +194,23 @@ def _int(request: Request, name: str, default: int, allowed: tuple[int, ...] | r
     return int(text)
 
 
+def _answer_errors_in_one_line(app: FastAPI) -> None:
+    """Every error status as `{"error": "one line"}`: ours (Refused) and those FastAPI and Starlette give
+    themselves (404 unknown path, 405 wrong method, 422)."""
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, err: Refused) -> JSONResponse:
+        return JSONResponse({"error": str(err)}, status_code=err.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(err.detail)}, status_code=err.status_code, headers=err.headers)
+
+    @app.exception_handler(RequestValidationError)  # the routes read their own parameters: not expected
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "; ".join(str(e.get("msg", e)) for e in err.errors())}, status_code=422)
+
+
 def create_app(service: Service) -> FastAPI:
     """The FastAPI app around `service` (its batcher starts with the app)."""
     @contextlib.asynccontextmanager
@@ -199,9 +223,7 @@ def create_app(service: Service) -> FastAPI:
     )
     names = service.model.meta.class_names or [str(i) for i in range(service.model.meta.num_classes)]
 
-    @app.exception_handler(Refused)
-    async def refused(request: Request, err: Refused) -> JSONResponse:
-        return JSONResponse({"error": str(err)}, status_code=err.status)
+    _answer_errors_in_one_line(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
