@@ -74,20 +74,29 @@ def test_num_classes_0_is_the_pooled_feature_model(tmp_path):
     assert classifier.aux1 is None and classifier.eval()(x).shape == (2, classifier.num_features)
 
 
-@pytest.mark.parametrize("kwargs", [{"pretrained": True}, {"weights": object()}])
-def test_named_weights_are_a_one_line_error_until_published(kwargs):
-    with pytest.raises(ValueError, match="published yet"):
-        build_model("googlenet", **kwargs)
+@pytest.mark.parametrize(
+    "name, kwargs, says",
+    [
+        ("googlenet_bn", {"pretrained": True}, "no published weights for googlenet_bn .googlenet: bvlc"),
+        ("googlenet", {"pretrained": True, "weights": "bvlc"}, "not both"),
+        ("googlenet", {"weights": object()}, "a path or a published name"),
+    ],
+)
+def test_pretrained_means_the_variants_published_weights_and_other_forms_are_one_line_errors(name, kwargs, says):
+    from googlenet.model.variants import PRETRAINED
+
+    assert PRETRAINED == {"googlenet": "bvlc", "googlenet_tv": "torchvision"}
+    with pytest.raises(ValueError, match=says):
+        build_model(name, **kwargs)
 
 
 def test_timm_creates_our_models_where_it_is_installed():
     timm = pytest.importorskip("timm")
-    from googlenet.model import timm_models  # noqa: F401 (registers; automatic when timm is imported first)
 
     model = timm.create_model("googlenet_paper", num_classes=5)
     assert isinstance(model, googlenet.GoogLeNet) and model.meta.variant == "googlenet" and model.num_classes == 5
     config = timm.data.resolve_data_config(model=model)
     assert config["input_size"] == (3, 224, 224) and config["mean"] == tuple(model.meta.mean)
     assert timm.create_model("googlenet_bn", num_classes=0)(torch.randn(2, 3, 64, 64)).shape == (2, 1024)
-    with pytest.raises(ValueError, match="published yet"):
-        timm.create_model("googlenet_paper", pretrained=True)
+    with pytest.raises(ValueError, match="no published weights for googlenet_bn"):
+        timm.create_model("googlenet_bn", pretrained=True)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -58,8 +61,33 @@ if TYPE_CHECKING:
     )
 
 
-if "timm" in sys.modules:  # timm came first: give it our models now (timm.create_model("googlenet_paper"))
+class _RegisterWithTimm(importlib.abc.MetaPathFinder):
+    """Gives timm our models (timm.create_model("googlenet_paper")) as soon as timm is imported, if it ever is:
+    `import googlenet` imports neither timm nor torch for it. Finds nothing itself: it wraps the spec that the
+    other finders give for timm, so that timm's own loading runs first, then googlenet.model.timm_models."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if name != "timm":
+            return None
+        sys.meta_path.remove(self)  # once: the finders after this one give timm's spec
+        spec = importlib.util.find_spec(name)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        load = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            load(module)
+            importlib.import_module("googlenet.model.timm_models")
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+if "timm" in sys.modules:  # timm came first: give it our models now
     importlib.import_module("googlenet.model.timm_models")
+elif not any(isinstance(finder, _RegisterWithTimm) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWithTimm())
 
 
 def __getattr__(name: str) -> Any:

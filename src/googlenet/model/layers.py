@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class ConvBlock(nn.Sequential):
@@ -17,9 +19,10 @@ class ConvBlock(nn.Sequential):
     With BatchNorm the convolution has no bias, as the BN shift replaces it.
     """
 
-    conv: nn.Conv2d
-    bn: nn.BatchNorm2d  # only with `bn_eps`
-    relu: nn.ReLU
+    if TYPE_CHECKING:  # for mypy alone: torch.jit.script cannot read these annotations (strings)
+        conv: nn.Conv2d
+        bn: nn.BatchNorm2d  # only with `bn_eps`
+        relu: nn.ReLU
 
     def __init__(
         self,
@@ -45,17 +48,27 @@ ConvFactory = Callable[..., ConvBlock]
 class ParallelBranches(nn.Module):
     """Figure 2's shape: 1x1, 3x3, 5x5 and pooling paths side by side, outputs concatenated on channels."""
 
-    branch1x1: nn.Module
-    branch3x3: nn.Module
-    branch5x5: nn.Module
-    branch_pool: nn.Module
+    if TYPE_CHECKING:  # for mypy alone: torch.jit.script cannot read these annotations (strings)
+        branch1x1: nn.Module
+        branch3x3: nn.Module
+        branch5x5: nn.Module
+        branch_pool: nn.Module
+
+    grad_checkpointing = False  # recompute the branches in the backward pass (set_grad_checkpointing)
 
     def branches(self) -> list[nn.Module]:
         """The four parallel paths, in the order their outputs are concatenated."""
         return [self.branch1x1, self.branch3x3, self.branch5x5, self.branch_pool]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([branch(x) for branch in self.branches()], dim=1)
+        if not torch.jit.is_scripting():  # noqa: SIM102 (nested: TorchScript leaves out a statically false branch)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                return checkpoint(self._concatenated, x, use_reentrant=False)
+        return self._concatenated(x)
+
+    def _concatenated(self, x: torch.Tensor) -> torch.Tensor:
+        # The four branches by name, not through branches(): TorchScript calls submodules by attribute only.
+        return torch.cat([self.branch1x1(x), self.branch3x3(x), self.branch5x5(x), self.branch_pool(x)], dim=1)
 
 
 class Inception(ParallelBranches):
@@ -65,10 +78,11 @@ class Inception(ParallelBranches):
     `kernel_5x5=3` gives torchvision's layout, whose "5x5" branch is a 3x3 convolution.
     """
 
-    branch1x1: ConvBlock
-    branch3x3: nn.Sequential  # reduce, conv: ConvBlocks
-    branch5x5: nn.Sequential  # reduce, conv: ConvBlocks
-    branch_pool: nn.Sequential  # pool: MaxPool2d, proj: ConvBlock
+    if TYPE_CHECKING:  # for mypy alone: torch.jit.script cannot read these annotations (strings)
+        branch1x1: ConvBlock
+        branch3x3: nn.Sequential  # reduce, conv: ConvBlocks
+        branch5x5: nn.Sequential  # reduce, conv: ConvBlocks
+        branch_pool: nn.Sequential  # pool: MaxPool2d, proj: ConvBlock
 
     def __init__(
         self,
@@ -170,8 +184,9 @@ class LocalResponseNorm(nn.LocalResponseNorm):
     slow one. The banded matrix is a buffer outside the state_dict: the weights are those of nn.LocalResponseNorm
     (none)."""
 
-    band: torch.Tensor
-    shift: torch.Tensor
+    if TYPE_CHECKING:  # for mypy alone: torch.jit.script cannot read these annotations (strings)
+        band: torch.Tensor
+        shift: torch.Tensor
 
     def __init__(self, channels: int, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
         super().__init__(size, alpha, beta, k)
@@ -183,8 +198,10 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         self.register_buffer("shift", torch.full((channels,), float(k), dtype=dtype), persistent=False)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_tracing() or torch.compiler.is_exporting():
-            return self._power(F.conv2d(input * input, self.band.to(input.dtype), self.shift.to(input.dtype)), input)
+        if not torch.jit.is_scripting():  # noqa: SIM102 (nested: TorchScript leaves out a statically false branch)
+            if torch.jit.is_tracing() or torch.compiler.is_exporting():
+                band, shift = self.band.to(input.dtype), self.shift.to(input.dtype)
+                return self._power(F.conv2d(input * input, band, shift), input)
         # Without autograd the passes after the first two overwrite their inputs: a fresh tensor per pass costs more
         # than the pass at large batches (the allocator's page faults).
         in_place = not (torch.is_grad_enabled() and input.requires_grad)

@@ -60,6 +60,10 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+# The published weights (googlenet.model.hub.PUBLISHED) that `build_model(name, pretrained=True)` loads.
+PRETRAINED = {"googlenet": "bvlc", "googlenet_tv": "torchvision"}
+
+
 def list_models() -> list[str]:
     """The variant names `build_model` accepts."""
     return list(VARIANTS)
@@ -77,18 +81,21 @@ def build_model(
 
     `num_classes` defaults to the weights' own (else 1000; 0 = the pooled features, no classifier). `options`
     are GoogLeNet's keyword arguments (width, aux, dropout, transform_input, ...) and override the variant's.
-    The model's `meta` attribute is its metadata record (input size, mean/std, class names, ...). No named
-    (`pretrained=True`) weights are published yet: pass `weights` the path of a file.
+    The model's `meta` attribute is its metadata record (input size, mean/std, class names, ...). `weights` may
+    also name published weights (bvlc, torchvision, places365: googlenet.model.hub); `pretrained=True` loads the
+    variant's own (`PRETRAINED`: BVLC's for googlenet, torchvision's for googlenet_tv).
     """
     if pretrained:
-        raise ValueError(
-            f"no pretrained {name} weights are published yet; pass weights=PATH (ours, or torchvision's .pth "
-            "for googlenet_tv)"
-        )
+        if name not in PRETRAINED:
+            published = ", ".join(f"{variant}: {weights}" for variant, weights in PRETRAINED.items())
+            raise ValueError(f"no published weights for {name} ({published}); pass weights=PATH")
+        if weights is not None:
+            raise ValueError("pass pretrained=True or weights=..., not both")
+        weights = PRETRAINED[name]
     if weights is not None and not isinstance(weights, str | os.PathLike):
         raise ValueError(
-            f"weights={weights!r}: named weights (torchvision's enums, timm's tags) are not published yet; "
-            "pass the path of a .safetensors or .pth file"
+            f"weights={weights!r}: weights are a path or a published name (bvlc, torchvision, places365), not "
+            "torchvision's enums (timm's tags: timm.create_model('googlenet_paper.bvlc_in1k', pretrained=True))"
         )
     state, meta = read_weights(weights) if weights is not None else (None, None)
     return _assemble(name, num_classes, state, meta, weights, options)
@@ -183,10 +190,12 @@ def _load_state(model: GoogLeNet, state: dict, source: Any) -> None:
             )
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith(("aux1.", "aux2."))]
-    if missing or result.unexpected_keys:
+    heads = model.aux1 is not None  # a model built without heads (aux=False) leaves the file's heads unread
+    unexpected = [k for k in result.unexpected_keys if heads or not k.startswith(("aux1.", "aux2."))]
+    if missing or unexpected:
         raise ValueError(
             f"{source} does not fit {model.meta.variant}: missing {missing[:3]}, "
-            f"unexpected {result.unexpected_keys[:3]} (another variant or layout?)"
+            f"unexpected {unexpected[:3]} (another variant or layout?)"
         )
     if result.missing_keys:
         warnings.warn(f"{source} has no auxiliary-head weights; aux1/aux2 keep their fresh init", stacklevel=3)
