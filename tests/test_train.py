@@ -161,8 +161,17 @@ def test_resume_ends_with_the_same_weights(fmnist, tmp_path):
     assert _log_without_timing(tmp_path / "full") == [r for r in cut if r["kind"] != "resume"]
 
 
+def _board(out):
+    """The scalars of a run's TensorBoard event files, read back as TensorBoard reads them: tag -> values."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0, "images": 0}).Reload()
+    scalars = {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    return {**scalars, "images": events.Tags()["images"]}
+
+
 def test_run_outputs(fmnist, tmp_path):
-    results = train(tiny_config(fmnist, tmp_path / "run", **{"optim.epochs": "1"}))
+    results = train(tiny_config(fmnist, tmp_path / "run", **{"optim.epochs": "1", "run.tensorboard": "true"}))
     out = tmp_path / "run"
     for name in ("checkpoint.pt", "model.safetensors", "metrics.jsonl", "curves.png", "config.yaml", "results.json"):
         assert (out / name).is_file(), name
@@ -171,6 +180,12 @@ def test_run_outputs(fmnist, tmp_path):
     assert model.meta.metrics["fashion_mnist/test"]["top1"] == results["top1"]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in records].count("eval") == 1 and records[-1]["kind"] == "final"
+    board = _board(out)  # run.tensorboard: the same figures as metrics.jsonl, and the curves
+    steps = [r for r in records if r["kind"] == "step"]
+    for key in ("loss", "lr", "images_per_s"):
+        assert board[f"step/{key}"] == pytest.approx([r[key] for r in steps], rel=1e-6), key
+    assert board["eval/top1"] == pytest.approx([r["top1"] for r in records if r["kind"] == "eval"])
+    assert board["final/top1"] == pytest.approx([results["top1"]]) and board["images"] == ["curves"]
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["config"]["model"]["width"] == 0.125 and checkpoint["step"] == 6
     assert set(checkpoint) >= {"model", "averaged", "optimizer", "rng", "step", "epoch", "config"}
@@ -231,8 +246,8 @@ PAPER_F64 = {
 
 
 def _torchrun(nproc, data_root, out, entry=("-m", "googlenet")):
-    """PAPER_F64 under torchrun. Returns (results, the logged losses, the raw weights)."""
-    overrides = tiny(data_root, out, **PAPER_F64)
+    """PAPER_F64 under torchrun, with TensorBoard. Returns (results, the logged losses, the raw weights)."""
+    overrides = tiny(data_root, out, **PAPER_F64, **{"run.tensorboard": "true"})
     command = [
         sys.executable,
         "-m",
@@ -271,6 +286,8 @@ def test_torchrun_two_processes_match_one_and_a_wrong_gradient_average_does_not(
     order by 0.7 (measured).
     """
     two, two_losses, two_weights = _torchrun(2, fmnist, tmp_path / "two")
+    assert len(list((tmp_path / "two" / "tensorboard").iterdir())) == 1  # written by rank 0 alone
+    assert _board(tmp_path / "two")["step/loss"] == pytest.approx(two_losses)
     one, one_losses, one_weights = _torchrun(1, fmnist, tmp_path / "one")
     assert one["processes"] == 1 and two["processes"] == 2 and two["ranks_identical"] is True
     assert len(one_losses) == 6 and one_losses == pytest.approx(two_losses, rel=1e-9)

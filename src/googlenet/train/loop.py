@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 import yaml
+from PIL import Image
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
@@ -423,7 +425,9 @@ def _open_outputs(run: Run, resumed_step: int) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ValueError("run.tensorboard needs the tensorboard package: pip install tensorboard") from None
+            raise ValueError(
+                "run.tensorboard needs the tensorboard package: pip install 'googlenet[tensorboard]'"
+            ) from None
 
         run.board = SummaryWriter(str(run.out / "tensorboard"))
 
@@ -515,7 +519,10 @@ def finish(run: Run, command: str) -> dict[str, Any]:
     )
     cfg = run.cfg
     run.task.export(run.inference_model(), run.parts, cfg, run.out, results)
-    plot_curves(run.out / METRICS, run.out / PLOT, title=f"{cfg.model.name} on {cfg.data.dataset}")
+    plot = plot_curves(run.out / METRICS, run.out / PLOT, title=f"{cfg.model.name} on {cfg.data.dataset}")
+    if run.board is not None:  # the curves as the plot draws them, beside the scalars that run.log wrote
+        with Image.open(plot) as picture:
+            run.board.add_image("curves", np.asarray(picture.convert("RGB")), run.step, dataformats="HWC")
     (run.out / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
     return results
 
@@ -573,4 +580,6 @@ def train(
     finally:
         if run.log_file is not None:
             run.log_file.close()
+        if run.board is not None:
+            run.board.close()
         distributed.cleanup()
