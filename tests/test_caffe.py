@@ -258,20 +258,27 @@ def test_some_wnid_folders_evaluate_as_their_classes(source, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["images"] == 3
 
 
-def test_places365_by_name_from_torch_hubs_cache(tmp_path, monkeypatch, capsys):
-    """CSAIL's GoogLeNet-Places365, the third published entry: the .caffemodel with its category names and mean
-    image beside it (as their downloads leave them) becomes our weights with 365 named classes and that mean."""
+def places365_in_hub_cache(tmp_path, monkeypatch, names):
+    """CSAIL's three downloads, made here (a narrow network with random weights, `names` as its categories, a
+    BGR mean image of 100, 110, 120), placed in torch.hub's cache as the hub leaves them. Returns the network."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     cache = tmp_path / "torch" / "hub" / "checkpoints"
     cache.mkdir(parents=True)
     torch.manual_seed(1)
     places = googlenet.build_model("googlenet", num_classes=365, width=WIDTH).eval()
     write_caffemodel(places, cache / "googlenet_places365.caffemodel")
-    names = [f"scene_{k}/outdoor" if k % 2 else f"scene_{k}" for k in range(365)]
     letters = [f"/{name[0]}/{name} {k}" for k, name in enumerate(names)]
     (cache / "categories_places365.txt").write_text("\n".join(letters) + "\n")
     mean_image = np.stack([np.full((4, 4), v, np.float32) for v in (100, 110, 120)])[None]  # BGR, as Caffe's
     (cache / "places365CNN_mean.binaryproto").write_bytes(_blob(mean_image, v1=False))
+    return places
+
+
+def test_places365_by_name_from_torch_hubs_cache(tmp_path, monkeypatch, capsys):
+    """CSAIL's GoogLeNet-Places365, the third published entry: the .caffemodel with its category names and mean
+    image beside it (as their downloads leave them) becomes our weights with 365 named classes and that mean."""
+    names = [f"scene_{k}/outdoor" if k % 2 else f"scene_{k}" for k in range(365)]
+    places = places365_in_hub_cache(tmp_path, monkeypatch, names)
     model = googlenet.load_model("places365")
     assert model.meta.class_names == names and model.meta.num_classes == 365
     assert model.meta.mean == pytest.approx((120 / 255, 110 / 255, 100 / 255))

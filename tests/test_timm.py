@@ -4,10 +4,10 @@ forward_intermediates, torch.fx, grad checkpointing, pretrained tags), written a
 they use."""
 
 import math
+import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
@@ -20,9 +20,10 @@ from torchvision.models.feature_extraction import (  # noqa: E402
     get_graph_node_names,
 )
 
-import googlenet  # noqa: E402 (registers with timm, imported before or after it)
+import googlenet  # noqa: E402, F401 (registers with timm, imported before or after it)
 
 NAMES = ["googlenet_paper", "googlenet_bn", "googlenet_tv"]
+TIMM_FIRST = "GOOGLENET_TEST_TIMM_FIRST"  # set in the run of this file that imports timm before googlenet
 
 
 def _input_size(model=None, name="", target=None):
@@ -38,6 +39,8 @@ def _input_size(model=None, name="", target=None):
 @pytest.mark.parametrize("first", ["timm", "googlenet"])
 def test_registered_whatever_the_import_order(first):
     """In a fresh interpreter, timm imported before or after googlenet; googlenet alone imports neither."""
+    if os.environ.get(TIMM_FIRST):
+        pytest.skip("ran in the run that started this one")
     second = "googlenet" if first == "timm" else "timm"
     code = (
         f"import {first}, {second}, sys\n"
@@ -53,6 +56,22 @@ def test_registered_whatever_the_import_order(first):
     alone = "import googlenet, sys; print('timm' in sys.modules, 'torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", alone], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False False", done.stdout + done.stderr
+
+
+def test_every_check_passes_with_timm_imported_first_too():
+    """This file runs with googlenet imported first (conftest.py imports it, then timm's import registers the
+    models); here every other test of it runs again in a fresh interpreter that imports timm before googlenet."""
+    if os.environ.get(TIMM_FIRST):
+        pytest.skip("this is that run")
+    code = (
+        "import sys, timm\n"
+        "assert 'googlenet' not in sys.modules\n"
+        "import pytest\n"
+        f"sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', {__file__!r}]))"
+    )
+    env = {**os.environ, TIMM_FIRST: "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0 and " passed" in done.stdout and "failed" not in done.stdout, done.stdout[-3000:]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -212,22 +231,14 @@ def test_pretrained_tags_load_the_published_weights_through_the_hub(tmp_path, mo
     """Tags name the published weights; pretrained=True loads them as googlenet.model.hub does (here CSAIL's
     Places365 GoogLeNet placed in torch.hub's cache, as test_caffe.py makes it), with a new classifier where
     num_classes differs, and features_only too."""
-    from test_caffe import WIDTH, _blob, write_caffemodel
+    from test_caffe import places365_in_hub_cache
 
     assert {"googlenet_paper.bvlc_in1k", "googlenet_paper.places365", "googlenet_tv.tv_in1k"} <= set(
         list_pretrained("googlenet*")
     )
     assert get_pretrained_cfg_value("googlenet_paper.places365", "num_classes") == 365
     assert get_pretrained_cfg_value("googlenet_bn", "input_size") == (3, 224, 224)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    cache = tmp_path / "torch" / "hub" / "checkpoints"
-    cache.mkdir(parents=True)
-    torch.manual_seed(1)
-    places = googlenet.build_model("googlenet", num_classes=365, width=WIDTH).eval()
-    write_caffemodel(places, cache / "googlenet_places365.caffemodel")
-    (cache / "categories_places365.txt").write_text("".join(f"/s/scene_{k} {k}\n" for k in range(365)))
-    mean_image = np.stack([np.full((4, 4), v, np.float32) for v in (100, 110, 120)])[None]
-    (cache / "places365CNN_mean.binaryproto").write_bytes(_blob(mean_image, v1=False))
+    places = places365_in_hub_cache(tmp_path, monkeypatch, [f"scene_{k}" for k in range(365)])
     model = create_model("googlenet_paper.places365", pretrained=True).eval()
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():

@@ -58,6 +58,7 @@ class GoogLeNet(nn.Module):
         linear: nn.Linear | nn.Identity  # the classifier; nn.Identity for num_classes=0 (pooled features out)
         pretrained_cfg: dict[str, Any]  # timm's data config, where timm.create_model built it (model/timm_models.py)
         default_cfg: dict[str, Any]  # the same (timm's older name)
+        feature_info: list[dict[str, Any]]  # timm's description of the stages (set in __init__)
 
     def __init__(
         self,
@@ -134,9 +135,7 @@ class GoogLeNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(ch, num_classes) if num_classes else nn.Identity()  # N x num_classes
         self.num_features = self.head_hidden_size = ch
-        self.feature_info: list[
-            dict[str, Any]
-        ] = [  # each stage's last layer, before its max pool (timm's features_only taps)
+        self.feature_info = [  # each stage's last layer, before its max pool (timm's features_only taps)
             dict(num_chs=c(64), reduction=2, module="conv1"),
             dict(num_chs=c(192), reduction=4, module="norm2"),
             dict(num_chs=self.inception_3b.out_channels, reduction=8, module="inception_3b"),
