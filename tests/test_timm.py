@@ -83,11 +83,9 @@ def test_forward_and_grad_checkpointing(name):
         assert outputs.shape == (1, 1000) and not torch.isnan(outputs).any()
         model.set_grad_checkpointing()
         assert torch.allclose(outputs, model(inputs), rtol=1e-4, atol=1e-5)
-    model.train()
     model.set_grad_checkpointing()  # recomputed in the backward pass: the same gradients as without
     torch.manual_seed(0)
     x = torch.randn(2, 3, 64, 64)
-    model.eval()
     model(x).sum().backward()
     checkpointed = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()

@@ -210,20 +210,20 @@ def predict(
     if not files:
         raise ValueError(f"no image files in {', '.join(images)} (Pillow's endings: .jpg, .png, .bmp, .tif, ...)")
     models = [load_for_inference(c, optimize, precision) for c in checkpoints]
-    pictures: dict[int, Image.Image] = {}
-    errors: dict[int, str] = {}
-    for k, path in enumerate(files):
+    loaded: list[Image.Image | str] = []  # each file's picture, or why it cannot be read (one line)
+    for path in files:
         try:
-            pictures[k] = load_image(path)
-        except (OSError, ValueError) as err:  # missing, unreadable, damaged, not an image (one line each)
-            errors[k] = str(err)
-    answers = iter(classify(models, list(pictures.values()), crops, topk, resolve_device(device)) if pictures else [])
-    results = []
-    for k, path in enumerate(files):
-        results.append(
-            {"image": str(path), "error": errors[k]} if k in errors else {**next(answers), "image": str(path)}
-        )
-    return results
+            loaded.append(load_image(path))
+        except (OSError, ValueError) as err:  # missing, unreadable, damaged, not an image
+            loaded.append(str(err))
+    pictures = [picture for picture in loaded if isinstance(picture, Image.Image)]
+    answers = iter(classify(models, pictures, crops, topk, resolve_device(device)) if pictures else [])
+    return [
+        {**next(answers), "image": str(path)}
+        if isinstance(picture, Image.Image)
+        else {"image": str(path), "error": picture}
+        for path, picture in zip(files, loaded, strict=True)
+    ]
 
 
 def classify(

@@ -71,7 +71,8 @@ def create(name: str, pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
     if "drop_rate" in kwargs:
         kwargs["dropout"] = kwargs.pop("drop_rate")
     kwargs.setdefault("aux", False)
-    kwargs.setdefault("feature_cls", "getter")  # features_only through forward_intermediates
+    if kwargs.get("features_only"):
+        kwargs.setdefault("feature_cls", "getter")  # the stages through forward_intermediates
 
     def build(in_chans: int = 3, num_classes: int | None = None, **options: Any) -> GoogLeNet:
         if in_chans != 3:
@@ -81,8 +82,6 @@ def create(name: str, pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
             model.reset_classifier(num_classes)
         return model
 
-    if not kwargs.get("features_only"):
-        kwargs.pop("feature_cls")
     model = build_model_with_cfg(build, name, pretrained=False, pretrained_cfg=cfg.to_dict(), **kwargs)
     meta = getattr(model, "meta", None)
     if meta is not None:  # the cfg says what these weights expect (their record), as timm.data reads it
