@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from googlenet.model.formats.executorch import executorch_missing
+from googlenet.model import layers
 from googlenet.model.layers import LocalResponseNorm, local_response_norm
 
 U32, U64 = 2.0**-24, 2.0**-53
@@ -90,8 +91,24 @@ def test_lrn_equals_caffes_formula_in_float64_and_float32(activations):
     assert lrn.state_dict() == {} and local_response_norm(24).band.shape == (24, 24, 1, 1)
 
 
-def test_lrn_window_for_even_sizes_is_pytorchs():
-    x = torch.rand(1, 7, 3, 3, dtype=torch.float64) * 10
+@pytest.mark.parametrize("layout", ["autograd", "nchw", "channels_last", "channels_last_chunked", "nchw_chunked"])
+def test_lrn_equals_caffes_formula_in_each_path(layout, activations, monkeypatch):
+    """Training's passes (autograd) and inference's in-place ones, over NCHW and channels_last tensors, whole or a
+    few images at a time (the chunk set here to under one image's worth, so that every image is a chunk)."""
+    if layout.endswith("chunked"):
+        monkeypatch.setattr(layers, "CHUNK_ELEMENTS", activations[0].numel() - 1)
+    x = activations.repeat(3, 1, 1, 1)  # 6 images
+    if layout.startswith("channels_last"):
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(layout == "autograd")
+    got = LocalResponseNorm(24)(x)
+    assert_relative(got.detach(), caffe_lrn(x.detach()), forward_bound(U32))
+    assert got.is_contiguous(memory_format=torch.channels_last if "channels_last" in layout else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("autograd", [False, True])
+def test_lrn_window_for_even_sizes_is_pytorchs(autograd):
+    x = (torch.rand(2, 7, 3, 3, dtype=torch.float64) * 10).requires_grad_(autograd)
     for size in (1, 2, 4, 7):
         ours = LocalResponseNorm(7, size, alpha=0.5, beta=0.6, k=2.0).double()(x)
         torch.testing.assert_close(ours, torch.nn.functional.local_response_norm(x, size, 0.5, 0.6, 2.0))
