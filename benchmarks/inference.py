@@ -8,10 +8,11 @@ delegate) on our fp32 and int8 .pte programs (where executorch is installed). Th
 LRN, true 5x5 convolutions) the same random weights through each of our paths (`paper_*`: what `predict`,
 `evaluate`, `serve` and the detector run, compiled, in bfloat16 where oneDNN has bf16 kernels, onnxruntime on our
 fp32 and int8 exports) and through the fastest CPU runtimes as peers where they are installed (`pip install -e
-'.[bench]'`): OpenVINO on our ONNX file in f32 and in its default precision (bf16 where the CPU has it), and ncnn
-on pnnx's conversion. Every path is checked against the eager model (relative difference of the logits, top-1
-agreement) before it is timed. A large matmul probes the machine's peak FLOP/s, so each path also shows the
-fraction of that limit it reaches (2 x multiply-adds per image x images/s / peak).
+'.[bench]'`): OpenVINO on our IR export in f32 and in bf16 (its default where the CPU has it), and ncnn
+on pnnx's conversion. OpenVINO runs our own exports (`googlenet export --format openvino`, `openvino_bf16`) as
+`googlenet predict`/`evaluate`/`serve` run them. Every path is checked against the eager model (relative
+difference of the logits, top-1 agreement) before it is timed. A large matmul probes the machine's peak FLOP/s,
+so each path also shows the fraction of that limit it reaches (2 x multiply-adds per image x images/s / peak).
 Training: images/s of one SGD step with the auxiliary heads on, ours (`googlenet_bn`, as `googlenet train`
 runs it) against torchvision's googlenet, at 224 and at the Fashion-MNIST input size, at equal batch; and the
 paper's network with our LRN against the same network with `nn.LocalResponseNorm`.
@@ -50,6 +51,7 @@ from googlenet import build_model  # noqa: E402
 from googlenet.export import write  # noqa: E402
 from googlenet.model.formats.executorch import ExecuTorchClassifier, executorch_missing  # noqa: E402
 from googlenet.model.formats.onnx import OnnxClassifier, export_onnx, quantize_int8  # noqa: E402
+from googlenet.model.formats.openvino import OpenVinoClassifier, openvino_missing  # noqa: E402
 from googlenet.model.formats.torchscript import TorchScriptClassifier  # noqa: E402
 from googlenet.model.inference import optimize_for_inference  # noqa: E402
 from googlenet.model.summary import table1  # noqa: E402
@@ -136,25 +138,6 @@ def paper_paths(paper: torch.nn.Module, folder: Path, example: torch.Tensor) -> 
     return paths
 
 
-class OpenVinoModel:
-    """OpenVINO's CPU plugin on an ONNX file, reshaped to each batch size met (static shapes, its fastest),
-    in `precision` ("f32") or its default for this CPU (None)."""
-
-    def __init__(self, path: Path, precision: str | None) -> None:
-        import openvino as ov
-
-        self.core, self.path, self.precision, self.compiled = ov.Core(), path, precision, {}
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        batch = images.shape[0]
-        if batch not in self.compiled:
-            model = self.core.read_model(str(self.path))
-            model.reshape([batch, *images.shape[1:]])
-            config = {"INFERENCE_PRECISION_HINT": self.precision} if self.precision else {}
-            self.compiled[batch] = self.core.compile_model(model, "CPU", config).create_infer_request()
-        return torch.from_numpy(self.compiled[batch].infer({0: images.contiguous().numpy()})[0].copy())
-
-
 class NcnnModel:
     """ncnn in fp32 on pnnx's conversion of a model traced at batch 1 (pnnx's default stores fp16 weights, ncnn's
     computes in fp16/bf16 where the CPU has it: both off, as OpenVINO's f32 row); a batch runs image by image, as
@@ -184,15 +167,19 @@ class NcnnModel:
 
 
 def peer_paths(paper: torch.nn.Module, folder: Path) -> dict:
-    """name -> the fastest CPU runtimes on the paper's network, where installed: OpenVINO f32 and default
-    precision on our ONNX export (written by paper_paths), ncnn through pnnx (as ONNX: BatchNorm folded, branches
-    apart, plain memory format)."""
+    """name -> the fastest CPU runtimes on the paper's network, where installed: OpenVINO in f32 and in bf16 (its
+    default where the CPU has bf16 kernels, f32 elsewhere) on our `--format openvino` and `openvino_bf16` exports
+    (IR converted from our ONNX graph), run as `googlenet` runs them; ncnn through pnnx (as ONNX: BatchNorm folded,
+    branches apart, plain memory format)."""
     paths: dict = {}
-    try:
-        paths["openvino_paper_f32"] = OpenVinoModel(folder / "paper.onnx", "f32")
-        paths["openvino_paper_default"] = OpenVinoModel(folder / "paper.onnx", None)
-    except ImportError:
+    if openvino_missing():
         log("no OpenVINO rows: pip install -e '.[bench]'")
+    else:  # our exports, as `googlenet export --format openvino / openvino_bf16` write them and the commands run them
+        example = torch.randn(2, 3, SIZE, SIZE)
+        f32 = write(paper, "openvino", folder / "paper.openvino.xml", example)
+        paths["openvino_paper_f32"] = OpenVinoClassifier(f32)
+        bf16 = write(paper, "openvino_bf16", folder / "paper.bf16.openvino.xml", example)
+        paths["openvino_paper_default"] = OpenVinoClassifier(bf16)
     try:
         plain = optimize_for_inference(paper, channels_last=False, fuse_1x1=False)
         paths["ncnn_paper"] = NcnnModel(plain, folder / "ncnn")

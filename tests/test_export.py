@@ -189,3 +189,77 @@ def test_onnx_files_of_small_models_load_in_openvino_and_opencv(name, size, tmp_
     net = cv2.dnn.readNetFromONNX(str(tmp_path / "m.onnx"))
     net.setInput(images.numpy())
     assert_float32_close(torch.from_numpy(net.forward()), forward, model, images)
+
+
+@pytest.fixture(scope="module")
+def paper_tiny():
+    """The paper's network (LRN, true 5x5 convolutions) at a quarter width, 32 px, Fashion-MNIST's classes."""
+    torch.manual_seed(0)
+    model = trained_like("googlenet", aux=False).eval()
+    model.meta = dataclasses.replace(model.meta, input_size=32, crop_pct=1.0, class_names=list(CLASSES))
+    return model
+
+
+def test_openvino_export_runs_in_openvino_alone_and_the_commands_take_it(paper_tiny, fmnist, tmp_path, capsys):
+    """`export --format openvino`: IR with float32 weights and the record, run by plain OpenVINO in f32 within
+    float32 rounding of eager; then `evaluate` and `predict` on the file, at batch sizes other than the first."""
+    import openvino as ov
+
+    weights = str(save_weights(paper_tiny, tmp_path / "paper.safetensors"))
+    common = ["--checkpoint", weights, "--root", str(fmnist), "--check-images", "24"]
+    assert main(["export", *common, "--format", "openvino", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    path = tmp_path / "paper.openvino.xml"
+    assert report["path"] == str(path) and report["relative_diff"] < 1e-4 and path.with_suffix(".bin").is_file()
+    ir = ov.Core().read_model(str(path))
+    meta = json.loads(ir.get_rt_info(["googlenet", "meta"]).astype(str))
+    assert meta["class_names"] == list(CLASSES) and meta["variant"] == "googlenet"
+    assert ir.get_rt_info(["googlenet", "inference_precision"]).astype(str) == "f32"
+    compiled = ov.Core().compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    images = sample_images(paper_tiny.meta, "fashion_mnist", "test", str(fmnist), 5)
+    assert_float32_close(torch.from_numpy(compiled(images.numpy())[0]), forward, paper_tiny, images)
+    loaded = load_exported(path)
+    with torch.inference_mode():
+        for batch in (1, 3, 5):  # a static shape compiled per batch size
+            assert_float32_close(loaded(images[:batch]), forward, paper_tiny, images[:batch])
+    assert main(["evaluate", "--checkpoint", str(path), "--root", str(fmnist), "--json", "--workers", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 48
+    image = tmp_path / "item.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
+    assert main(["predict", "--checkpoint", str(path), str(image), "--json"]) == 0
+    (answer,) = json.loads(capsys.readouterr().out)
+    assert answer["predictions"][0]["class"] in CLASSES, answer
+
+
+def test_openvino_bf16_export_is_checked_by_agreement_and_runs_in_bfloat16(paper_tiny, fmnist, tmp_path):
+    images = sample_images(paper_tiny.meta, "fashion_mnist", "test", str(fmnist), 24)
+    path = tmp_path / "paper.bf16.openvino.xml"
+    report = export(paper_tiny, "openvino_bf16", path, images, min_agreement=0.9)
+    assert report["top1_agreement"] >= 0.9
+    loaded = load_exported(path)
+    assert loaded.precision == "bf16"
+    with torch.inference_mode():
+        # bfloat16 keeps 8 significant bits: a few of its roundings of the largest logit (f32 on CPUs without it).
+        eager = paper_tiny(images)
+        assert float((loaded(images) - eager).abs().max()) <= 0.1 * float(eager.abs().max())
+    # A bf16 file is held to the agreement, not to float32's tolerance (which bf16's rounding, or f32's on CPUs
+    # without bf16 kernels, is far beyond).
+    assert export(paper_tiny, "openvino_bf16", path, images, tolerance=1e-12)["relative_diff"] > 1e-12
+
+
+def test_a_damaged_openvino_file_gives_one_line(paper_tiny, fmnist, tmp_path, capsys):
+    (tmp_path / "junk.openvino.xml").write_text("junk")
+    image = tmp_path / "item.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
+    assert main(["predict", "--checkpoint", str(tmp_path / "junk.openvino.xml"), str(image)]) == 2
+    (err,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("googlenet")]
+    assert "junk.openvino.xml is not a readable OpenVINO IR file" in err, err
+
+
+def test_openvino_missing_says_what_to_install(monkeypatch, paper_tiny, fmnist, tmp_path):
+    import googlenet.model.formats.openvino as openvino
+
+    monkeypatch.setattr(openvino.importlib.util, "find_spec", lambda name: None)
+    images = sample_images(paper_tiny.meta, "fashion_mnist", "test", str(fmnist), 2)
+    with pytest.raises(ValueError, match=r"pip install -e '\.\[openvino\]'"):
+        export(paper_tiny, "openvino", tmp_path / "m.openvino.xml", images)

@@ -225,7 +225,8 @@ def test_a_module_added_to_model_formats_is_a_format(tmp_path, monkeypatch):
         exported.find_formats()
     finally:
         sys.modules.pop("googlenet.model.formats.plainfmt", None)
-    assert sorted(exported.FORMATS) == ["executorch", "onnx", "plainfmt", "torchscript"]
+    assert sorted(exported.FORMATS) == ["executorch", "onnx", "openvino", "openvino_bf16", "plainfmt", "torchscript"]
+    assert exported.exported_format(tmp_path / "w.bf16.openvino.xml") is exported.FORMATS["openvino_bf16"]
     assert exported.exported_format(tmp_path / "w.plain") is exported.FORMATS["plainfmt"]
     assert exported.exported_format(tmp_path / "w.int8.onnx") is exported.FORMATS["onnx"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from googlenet.model.formats.executorch import executorch_missing
 from googlenet.model import layers
+from googlenet.model.formats.executorch import executorch_missing
 from googlenet.model.layers import LocalResponseNorm, local_response_norm
 
 U32, U64 = 2.0**-24, 2.0**-53
@@ -103,7 +103,8 @@ def test_lrn_equals_caffes_formula_in_each_path(layout, activations, monkeypatch
     x.requires_grad_(layout == "autograd")
     got = LocalResponseNorm(24)(x)
     assert_relative(got.detach(), caffe_lrn(x.detach()), forward_bound(U32))
-    assert got.is_contiguous(memory_format=torch.channels_last if "channels_last" in layout else torch.contiguous_format)
+    layout_kept = torch.channels_last if "channels_last" in layout else torch.contiguous_format
+    assert got.is_contiguous(memory_format=layout_kept)
 
 
 @pytest.mark.parametrize("autograd", [False, True])

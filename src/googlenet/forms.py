@@ -7,7 +7,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".caffemodel")  # weights files; expo
 PUBLISHED_NAMES = ("bvlc", "torchvision", "places365")  # model.hub.PUBLISHED's names (tests/test_cli.py checks)
 
 _OURS = "a .safetensors file of ours (with its metadata record), a training run's folder"
-_EXPORTED = "an exported .onnx (onnxruntime) / TorchScript .pt / ExecuTorch .pte file"
+_EXPORTED = "an exported .onnx (onnxruntime) / TorchScript .pt / ExecuTorch .pte / OpenVINO .openvino.xml file"
 _CAFFE = "BVLC's Caffe GoogLeNet .caffemodel"
 _TORCHVISION = "torchvision's googlenet .pth state_dict"
 _PUBLISHED = f"published weights by name: {' / '.join(PUBLISHED_NAMES)} (downloaded once into torch.hub's cache)"

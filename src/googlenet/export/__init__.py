@@ -81,8 +81,8 @@ def write(
 
 def check(eager: nn.Module, path: Path, images: torch.Tensor, tolerance: float, min_agreement: float | None) -> dict:
     """Compare the exported file's logits with `eager`'s on `images`. fp32 exports must agree within
-    `tolerance` (relative to the largest logit); int8 ones (`min_agreement` given) must keep the top-1 class
-    of at least that fraction of the images. A file that fails is deleted and the failure raised."""
+    `tolerance` (relative to the largest logit); int8 and bfloat16 ones (`min_agreement` given) must keep the
+    top-1 class of at least that fraction of the images. A file that fails is deleted and the failure raised."""
     exported = load_exported(path)
     with torch.inference_mode():
         reference = torch.cat([eager(x) for x in images.split(32)]).float()
@@ -115,7 +115,8 @@ def export(
         raise ValueError("no images to check the export on")
     path, eager = Path(path), eager.eval()
     write(eager, format, path, check_images[:2], calibration)
-    report = check(eager, path, check_images, tolerance, min_agreement if calibration is not None else None)
+    lossy = calibration is not None or FORMATS.get_part(format).reduced_precision
+    report = check(eager, path, check_images, tolerance, min_agreement if lossy else None)
     return {
         "path": str(path),
         "format": format,

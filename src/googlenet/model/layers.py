@@ -181,11 +181,11 @@ class LocalResponseNorm(nn.LocalResponseNorm):
     k/size + alpha/size * a^2 in one pass, padded with k/size beyond the ends, the window's sum as `size` shifted
     channel slices of it added (no pooling in 3-D, no division, and under torch.compile one fused loop); with
     beta 0.75 the power is a reciprocal square root and a square root (vectorised on every CPU, where pow is not).
-    Without autograd the passes after the first are in place, on a few images at a time (`_inference`). Exported (torch.jit.trace, torch.export:
-    ONNX, ExecuTorch) the window sum is a 1x1 convolution of a*a with a fixed banded matrix (alpha/size on the band,
-    k as its bias), which onnxruntime, OpenVINO and XNNPACK run as their fastest kernels where ONNX's LRN op is a
-    slow one. The banded matrix is a buffer outside the state_dict: the weights are those of nn.LocalResponseNorm
-    (none)."""
+    Without autograd the passes after the first are in place, on a few images at a time (`_inference`). Exported
+    (torch.jit.trace, torch.export: ONNX, ExecuTorch) the window sum is a 1x1 convolution of a*a with a fixed
+    banded matrix (alpha/size on the band, k as its bias), which onnxruntime, OpenVINO and XNNPACK run as their
+    fastest kernels where ONNX's LRN op is a slow one. The banded matrix is a buffer outside the state_dict: the
+    weights are those of nn.LocalResponseNorm (none)."""
 
     if TYPE_CHECKING:  # for mypy alone: torch.jit.script cannot read these annotations (strings)
         band: torch.Tensor
@@ -201,7 +201,7 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         self.register_buffer("shift", torch.full((channels,), float(k), dtype=dtype), persistent=False)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting():  # noqa: SIM102 (nested: TorchScript leaves out a statically false branch)
+        if not torch.jit.is_scripting():
             if torch.jit.is_tracing() or torch.compiler.is_exporting():
                 band, shift = self.band.to(input.dtype), self.shift.to(input.dtype)
                 return self._power(F.conv2d(input * input, band, shift), input)

@@ -23,7 +23,8 @@ class ExportFormat:
     `write` (eager model with `meta`, path, example batch, int8 calibration images or None) -> path: the file;
     `load` (path) -> a module images -> logits with `meta`, so that the file runs wherever weights are taken.
     Written files end in `suffix` (int8 ones in .int8 + `suffix`, where `int8`); `load` also reads files ending
-    in any of `reads` (default: `suffix` alone)."""
+    in any of `reads` (default: `suffix` alone). A `reduced_precision` format computes in fewer bits than float32
+    (bfloat16) even unquantised: its files are checked on export by top-1 agreement, as int8 files are."""
 
     name: str
     suffix: str
@@ -31,6 +32,7 @@ class ExportFormat:
     load: Callable[[Path], nn.Module]
     int8: bool = False
     reads: tuple[str, ...] = ()
+    reduced_precision: bool = False
 
     @property
     def suffixes(self) -> tuple[str, ...]:
