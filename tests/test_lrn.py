@@ -115,16 +115,34 @@ def test_lrn_window_for_even_sizes_is_pytorchs(autograd):
         torch.testing.assert_close(ours, torch.nn.functional.local_response_norm(x, size, 0.5, 0.6, 2.0))
 
 
-def test_lrn_backward_equals_caffes_formulas_gradient(activations):
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "channels_last_chunked", "nchw_chunked", "mixed"])
+def test_lrn_backward_equals_caffes_formulas_gradient(layout, activations, monkeypatch):
+    """Training's autograd Function (Caffe's backward formula), over each layout, whole or an image at a time;
+    "mixed": a channels_last input whose incoming gradient is NCHW."""
+    if layout.endswith("chunked"):
+        monkeypatch.setattr(layers, "CHUNK_ELEMENTS", activations[0].numel() - 1)
     g = torch.randn(activations.shape, generator=torch.Generator().manual_seed(1))
     x64 = activations.double().requires_grad_()
     (caffe_lrn(x64) * g.double()).sum().backward()
     scale = backward_scale(activations, g)
+    memory = torch.contiguous_format if layout.startswith("nchw") else torch.channels_last
+    if layout != "mixed":
+        g = g.contiguous(memory_format=memory)
     for dtype, u in ((torch.float64, U64), (torch.float32, U32)):
-        x = activations.to(dtype).requires_grad_()
+        x = activations.to(dtype).contiguous(memory_format=memory).requires_grad_()
         (lrn_in(dtype)(x) * g.to(dtype)).sum().backward()
         assert x.grad is not None
         assert_relative(x.grad, x64.grad, backward_bound(u), scale)
+
+
+def test_lrn_backward_for_even_sizes_and_other_powers_is_pytorchs():
+    """The transposed window of an even size (one channel more behind than in front) and beta other than 0.75."""
+    x = (torch.rand(2, 7, 3, 3, dtype=torch.float64) * 10).requires_grad_()
+    g = torch.randn(2, 7, 3, 3, dtype=torch.float64)
+    for size in (1, 2, 4, 7):
+        ours = torch.autograd.grad((LocalResponseNorm(7, size, 0.5, 0.6, 2.0).double()(x) * g).sum(), x)[0]
+        theirs = torch.autograd.grad((torch.nn.functional.local_response_norm(x, size, 0.5, 0.6, 2.0) * g).sum(), x)
+        torch.testing.assert_close(ours, theirs[0])
 
 
 def test_the_paper_network_trains_with_the_fast_lrn():

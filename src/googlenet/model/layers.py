@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 
@@ -181,7 +182,8 @@ class LocalResponseNorm(nn.LocalResponseNorm):
     k/size + alpha/size * a^2 in one pass, padded with k/size beyond the ends, the window's sum as `size` shifted
     channel slices of it added (no pooling in 3-D, no division, and under torch.compile one fused loop); with
     beta 0.75 the power is a reciprocal square root and a square root (vectorised on every CPU, where pow is not).
-    Without autograd the passes after the first are in place, on a few images at a time (`_inference`). Exported
+    The passes after the first are in place, on a few images at a time, in training (one autograd Function with
+    Caffe's backward formula: no graph of the passes) and outside it (`_lrn_forward`). Exported
     (torch.jit.trace, torch.export: ONNX, ExecuTorch) the window sum is a 1x1 convolution of a*a with a fixed
     banded matrix (alpha/size on the band, k as its bias), which onnxruntime, OpenVINO and XNNPACK run as their
     fastest kernels where ONNX's LRN op is a slow one. The banded matrix is a buffer outside the state_dict: the
@@ -205,9 +207,10 @@ class LocalResponseNorm(nn.LocalResponseNorm):
             if torch.jit.is_tracing() or torch.compiler.is_exporting():
                 band, shift = self.band.to(input.dtype), self.shift.to(input.dtype)
                 return self._power(F.conv2d(input * input, band, shift), input)
-            autograd = torch.is_grad_enabled() and input.requires_grad
-            if input.dim() == 4 and not (autograd or torch.compiler.is_compiling()):
-                return self._inference(input)  # torch.compile fuses the passes below into one loop itself
+            if input.dim() == 4 and not torch.compiler.is_compiling():  # torch.compile fuses the passes below itself
+                if torch.is_grad_enabled() and input.requires_grad:
+                    return _LRN.apply(input, self.size, self.alpha, self.beta, self.k)
+                return _lrn_forward(input, self.size, self.alpha, self.beta, self.k)[0]
         channels, size = input.shape[1], self.size
         term = torch.addcmul(input.new_full((), self.k / size), input, input, value=self.alpha / size)
         padded = F.pad(term, (0, 0, 0, 0, size // 2, (size - 1) // 2), value=self.k / size)  # the memory format kept
@@ -215,39 +218,6 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         for j in range(2, size):
             scale = scale + padded[:, j : j + channels]
         return self._power(scale, input)
-
-    def _inference(self, input: torch.Tensor) -> torch.Tensor:
-        """The same passes without autograd, in place, a few images at a time so that they stay in the CPU's cache
-        (`CHUNK_ELEMENTS`): 4x faster than whole-batch passes at batch 16 on the paper's norm2. The channels are
-        the last dimension of a channels_last tensor's permuted view, so every pass is over contiguous rows and
-        the padding is `size - 1` columns, not whole planes."""
-        size, lead, pad = self.size, self.size // 2, self.k / self.size
-        nhwc = input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous()
-        out = torch.empty_like(input)
-        x, y = (input.permute(0, 2, 3, 1), out.permute(0, 2, 3, 1)) if nhwc else (input, out)
-        dim, channels = (3 if nhwc else 1), input.shape[1]
-        step = max(1, CHUNK_ELEMENTS // max(1, input[0].numel()))
-        for start in range(0, input.shape[0], step):
-            xs, scale = x[start : start + step], y[start : start + step]
-            shape = list(xs.shape)
-            shape[dim] += size - 1
-            padded = xs.new_empty(shape)  # k/size beyond the end channels, k/size + alpha/size * x^2 between
-            padded.narrow(dim, 0, lead).fill_(pad)
-            padded.narrow(dim, lead + channels, size - 1 - lead).fill_(pad)
-            body = padded.narrow(dim, lead, channels)
-            torch.addcmul(padded.new_full((), pad), xs, xs, value=self.alpha / size, out=body)
-            if size > 1:
-                torch.add(padded.narrow(dim, 0, channels), padded.narrow(dim, 1, channels), out=scale)
-            else:
-                scale.copy_(body)
-            for j in range(2, size):
-                scale.add_(padded.narrow(dim, j, channels))
-            if self.beta == 0.75:
-                scale.rsqrt_()
-                scale.mul_(torch.sqrt(scale)).mul_(xs)  # a fresh root: into a strided view, sqrt is 10x slower
-            else:
-                scale.pow_(-self.beta).mul_(xs)
-        return out
 
     def _power(self, scale: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
         """input * scale^-beta; with beta 0.75, d^-3/4 = d^-1/2 * (d^-1/2)^1/2, 5x faster than pow on the CPU."""
@@ -258,6 +228,111 @@ class LocalResponseNorm(nn.LocalResponseNorm):
 
     def extra_repr(self) -> str:
         return f"{self.band.shape[0]}, " + super().extra_repr()
+
+
+def _channels_last_view(t: torch.Tensor, nhwc: bool) -> torch.Tensor:
+    """`t` with its channels where they are contiguous: the last dimension of a channels_last tensor's permuted
+    view (N, H, W, C), so that every pass runs over contiguous rows; a plain tensor as it is (channels at dim 1)."""
+    return t.permute(0, 2, 3, 1) if nhwc else t
+
+
+def _chunks(*tensors: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """The tensors (N first) cut into the same few images at a time, about CHUNK_ELEMENTS each: every pass of a
+    chunk then reads what the pass before it left in the cache."""
+    step = max(1, CHUNK_ELEMENTS // max(1, tensors[0][0].numel()))
+    return [tuple(t[start : start + step] for t in tensors) for start in range(0, tensors[0].shape[0], step)]
+
+
+def _window_sum(values: torch.Tensor, dim: int, size: int, lead: int, out: torch.Tensor) -> torch.Tensor:
+    """out[c] = the sum of values[j] for j from c - lead to c - lead + size - 1 along `dim`, beyond the ends what
+    `values` was padded with: `values` has `size - 1` more channels than `out`, `lead` of them in front."""
+    channels = out.shape[dim]
+    if size == 1:
+        return out.copy_(values)
+    torch.add(values.narrow(dim, 0, channels), values.narrow(dim, 1, channels), out=out)
+    for j in range(2, size):
+        out.add_(values.narrow(dim, j, channels))
+    return out
+
+
+def _padded(like: torch.Tensor, dim: int, size: int, lead: int, fill: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A buffer with `size - 1` more channels than `like` along `dim`, `fill` in the `lead` front and the other back
+    ones, and its body (the view of `like`'s shape between them)."""
+    shape = list(like.shape)
+    channels, shape[dim] = shape[dim], shape[dim] + size - 1
+    padded = like.new_empty(shape)
+    padded.narrow(dim, 0, lead).fill_(fill)
+    padded.narrow(dim, lead + channels, size - 1 - lead).fill_(fill)
+    return padded, padded.narrow(dim, lead, channels)
+
+
+def _lrn_forward(
+    input: torch.Tensor, size: int, alpha: float, beta: float, k: float, keep: bool = False
+) -> tuple[torch.Tensor, ...]:
+    """LRN of a 4-D tensor outside autograd, in place, a few images at a time: y, and with `keep` also what the
+    backward pass needs, p = d^-beta and q = d^(-beta-1), d = k + alpha/size * the window's sum of x^2 (its terms
+    k/size + alpha/size * x^2, padded with k/size). With beta 0.75: r = rsqrt(d), p = r * sqrt(r), q = p * r^2."""
+    nhwc = input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous()
+    dim, pad = (3 if nhwc else 1), k / size
+    outputs = [torch.empty_like(input) for _ in range(3 if keep else 1)]
+    views = [_channels_last_view(t, nhwc) for t in (input, *outputs)]
+    for chunk in _chunks(*views):
+        x, y = chunk[0], chunk[1]
+        padded, body = _padded(x, dim, size, size // 2, pad)
+        torch.addcmul(padded.new_full((), pad), x, x, value=alpha / size, out=body)
+        if not keep:
+            scale = _window_sum(padded, dim, size, size // 2, y)
+            if beta == 0.75:
+                scale.rsqrt_()
+                scale.mul_(torch.sqrt(scale)).mul_(x)  # a fresh root: into a strided view, sqrt is 10x slower
+            else:
+                scale.pow_(-beta).mul_(x)
+            continue
+        p, q = chunk[2], chunk[3]
+        d = _window_sum(padded, dim, size, size // 2, q)
+        if beta == 0.75:
+            r = d.rsqrt_()
+            torch.sqrt(r, out=p).mul_(r)
+            r.mul_(r).mul_(p)  # q = r^2 * p, in r's place
+        else:
+            torch.pow(d, -beta, out=p)
+            torch.div(p, d, out=q)
+        torch.mul(x, p, out=y)
+    return tuple(outputs)
+
+
+def _lrn_backward(
+    grad: torch.Tensor, x: torch.Tensor, p: torch.Tensor, q: torch.Tensor, size: int, alpha: float, beta: float
+) -> torch.Tensor:
+    """dL/dx of LRN, Caffe's formula: g_i p_i - (2 alpha beta / size) x_i * the sum of g_c x_c q_c over the outputs
+    c whose window holds i (the window transposed), a few images at a time."""
+    nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    grad = grad.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+    dim, lead = (3 if nhwc else 1), (size - 1) // 2  # the transposed window: (size-1)//2 in front, size//2 behind
+    out = torch.empty_like(x)
+    views = [_channels_last_view(t, nhwc) for t in (grad, x, p, q, out)]
+    for g, xs, ps, qs, dx in _chunks(*views):
+        padded, body = _padded(xs, dim, size, lead, 0.0)
+        torch.mul(g, xs, out=body).mul_(qs)
+        _window_sum(padded, dim, size, lead, dx).mul_(xs).mul_(-2 * alpha * beta / size).addcmul_(g, ps)
+    return out
+
+
+class _LRN(torch.autograd.Function):
+    """LRN in training: the forward and backward passes above, saving x, p and q (no graph of its passes)."""
+
+    @staticmethod
+    def forward(ctx: Any, input: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+        y, p, q = _lrn_forward(input, size, alpha, beta, k, keep=True)
+        ctx.save_for_backward(input, p, q)
+        ctx.constants = size, alpha, beta
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, p, q = ctx.saved_tensors
+        return _lrn_backward(grad, x, p, q, *ctx.constants), None, None, None, None
 
 
 def local_response_norm(channels: int) -> LocalResponseNorm:
