@@ -248,12 +248,21 @@ def test_openvino_bf16_export_is_checked_by_agreement_and_runs_in_bfloat16(paper
 
 
 def test_a_damaged_openvino_file_gives_one_line(paper_tiny, fmnist, tmp_path, capsys):
+    """Not XML, XML cut short, and an IR file without its .bin: one line each (and no crash: OpenVINO's frontends,
+    tried on a file that is not IR, crashed the process once ExecuTorch's libraries were loaded)."""
+    images = sample_images(paper_tiny.meta, "fashion_mnist", "test", str(fmnist), 2)
+    export(paper_tiny, "openvino", tmp_path / "good.openvino.xml", images)
+    text = (tmp_path / "good.openvino.xml").read_text()
     (tmp_path / "junk.openvino.xml").write_text("junk")
+    (tmp_path / "cut.openvino.xml").write_text(text[: len(text) // 2])
+    (tmp_path / "cut.openvino.bin").write_bytes((tmp_path / "good.openvino.bin").read_bytes())
+    (tmp_path / "alone.openvino.xml").write_text(text)
     image = tmp_path / "item.png"
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
-    assert main(["predict", "--checkpoint", str(tmp_path / "junk.openvino.xml"), str(image)]) == 2
-    (err,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("googlenet")]
-    assert "junk.openvino.xml is not a readable OpenVINO IR file" in err, err
+    for name in ("junk", "cut", "alone"):
+        assert main(["predict", "--checkpoint", str(tmp_path / f"{name}.openvino.xml"), str(image)]) == 2
+        (err,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("googlenet")]
+        assert f"{name}.openvino.xml is not a readable OpenVINO IR file" in err, err
 
 
 def test_openvino_missing_says_what_to_install(monkeypatch, paper_tiny, fmnist, tmp_path):

@@ -60,10 +60,19 @@ class OpenVinoClassifier(nn.Module):
         import openvino as ov
 
         super().__init__()
-        self.core = ov.Core()
+        self.core, path = ov.Core(), Path(path)
+        weights = path.with_suffix(".bin")
+        # Only IR is handed to OpenVINO: on a file that is not, it tries each of its frontends (TensorFlow's text
+        # format among them), which crashed the process where ExecuTorch's libraries were loaded too.
+        with open(path, "rb") as file:
+            head = file.read(256).lstrip()
+        if not (head.startswith(b"<?xml") or head.startswith(b"<net")):
+            raise ValueError(f"{path} is not a readable OpenVINO IR file (no XML)")
+        if not weights.is_file():
+            raise ValueError(f"{path} is not a readable OpenVINO IR file ({weights.name}, its weights, is missing)")
         try:
-            self.ir = self.core.read_model(str(path))
-        except RuntimeError as err:  # OpenVINO's frontends raise RuntimeError with many lines
+            self.ir = self.core.read_model(str(path), str(weights))
+        except RuntimeError as err:  # OpenVINO raises RuntimeError with many lines
             first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
             raise ValueError(f"{path} is not a readable OpenVINO IR file ({first})") from None
         if not self.ir.has_rt_info(META_INFO):
