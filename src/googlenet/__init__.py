@@ -24,6 +24,7 @@ _PUBLIC = {
     "load_model": "googlenet.model",
     "read_weights": "googlenet.model",
     "save_weights": "googlenet.model",
+    "activations": "googlenet.inside",
     "classify": "googlenet.evaluate.multicrop",
     "transforms_for": "googlenet.data.transforms",
 }
@@ -35,6 +36,7 @@ __all__ = [
     "ModelMeta",
     "NaiveInception",
     "__version__",
+    "activations",
     "build_model",
     "classify",
     "list_models",
@@ -47,6 +49,7 @@ __all__ = [
 if TYPE_CHECKING:
     from googlenet.data.transforms import transforms_for
     from googlenet.evaluate.multicrop import classify
+    from googlenet.inside import activations
     from googlenet.model import (
         GoogLeNet,
         GoogLeNetOutputs,
