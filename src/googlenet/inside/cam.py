@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from googlenet.inside.names import resolve_layer
+from googlenet.model.googlenet import GoogLeNet
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,11 @@ def _classes(logits: torch.Tensor, classes: torch.Tensor | int | None) -> torch.
     return chosen
 
 
-def class_activation_maps(model: nn.Module, images: torch.Tensor, classes: torch.Tensor | int | None = None) -> Maps:
+def class_activation_maps(model: GoogLeNet, images: torch.Tensor, classes: torch.Tensor | int | None = None) -> Maps:
     """M_c(x, y) = sum_k w_ck f_k(x, y): the classifier's weights of class c over the last Inception module's maps
     f (inception_5b). Global average pooling then the linear layer make each map's mean plus the class's bias the
     class's logit exactly (in eval mode, where dropout is the identity)."""
-    linear = getattr(model, "linear", None)
+    linear = model.linear
     if not isinstance(linear, nn.Linear):
         raise ValueError("a class activation map needs the model's classifier (num_classes > 0)")
     with torch.no_grad():
