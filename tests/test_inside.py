@@ -134,3 +134,39 @@ def test_bad_classes_and_layers_are_one_line(paper, images):
         grad_cam(paper, images, "inception_4cc")
     with pytest.raises(ValueError, match="no spatial map"):
         grad_cam(paper, images, "loss3/classifier")
+
+
+def test_explain_command_draws_the_cam_and_names_the_class_and_box(tmp_path, capsys):
+    import dataclasses
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from googlenet import save_weights
+    from googlenet.cli import main
+    from googlenet.data.fashion_mnist import CLASSES
+
+    torch.manual_seed(0)
+    model = build_model("googlenet", num_classes=10, width=0.25)
+    model.meta = dataclasses.replace(model.meta, input_size=64, class_names=list(CLASSES))
+    weights = str(save_weights(model, tmp_path / "w.safetensors"))
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 70, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "maps"
+    assert main(["explain", "--checkpoint", weights, str(tmp_path / "a.png"), "--out", str(out), "--json"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["class"] in CLASSES and record["map"] == "inception_5b (CAM)" and 0 < record["probability"] <= 1
+    x0, y0, x1, y1 = record["box"]
+    assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+    assert Image.open(record["heatmap"]).size == (64, 64) and record["heatmap"] == str(out / "a.cam.png")
+    args = ["explain", "--checkpoint", weights, str(tmp_path / "a.png"), str(tmp_path / "broken.png"), "--json"]
+    assert main([*args, "--class", "Trouser", "--layer", "inception_4c/output"]) == 1  # one file unreadable
+    captured = capsys.readouterr()
+    (record,) = json.loads(captured.out)
+    assert record["class"] == "Trouser" and record["map"] == "inception_4c/output (Grad-CAM)"
+    assert captured.err.count("\n") == 1 and "broken.png" in captured.err
+    for wrong, message in ((["--class", "Trousr"], "did you mean Trouser"), (["--layer", "mixed4x"], "did you mean")):
+        assert main([*args[:4], *wrong]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from googlenet.cli import detection, model, serve, testing, training
+from googlenet.cli import detection, inside, model, serve, testing, training
 from googlenet.cli.memory import fast_allocation
 
 
@@ -83,6 +83,7 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = [
         testing.add_evaluate,
     ),
     ("predict", "classify image files: top classes and probabilities", testing.add_predict),
+    ("explain", "where the network looks: class activation maps and Grad-CAM over image files", inside.add_explain),
     (
         "export",
         "write weights as ONNX (onnxruntime) or TorchScript (torch.jit), optionally int8, checked against eager",
