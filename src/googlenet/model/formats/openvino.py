@@ -8,6 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import torch
 from torch import nn
@@ -62,12 +63,15 @@ class OpenVinoClassifier(nn.Module):
         super().__init__()
         self.core, path = ov.Core(), Path(path)
         weights = path.with_suffix(".bin")
-        # Only IR is handed to OpenVINO: on a file that is not, it tries each of its frontends (TensorFlow's text
-        # format among them), which crashed the process where ExecuTorch's libraries were loaded too.
-        with open(path, "rb") as file:
-            head = file.read(256).lstrip()
-        if not (head.startswith(b"<?xml") or head.startswith(b"<net")):
-            raise ValueError(f"{path} is not a readable OpenVINO IR file (no XML)")
+        # Only well-formed IR is handed to OpenVINO: on a file that is not, it tries each of its frontends
+        # (TensorFlow's text format among them), and its parse errors crashed the test process (SIGSEGV) once
+        # other native libraries were loaded (the whole suite: ExecuTorch, OpenCV, ...).
+        try:
+            root = ElementTree.parse(path).getroot()
+        except (ElementTree.ParseError, OSError) as err:
+            raise ValueError(f"{path} is not a readable OpenVINO IR file ({err})") from None
+        if root.tag != "net":
+            raise ValueError(f"{path} is not a readable OpenVINO IR file (its XML is not a <net>)")
         if not weights.is_file():
             raise ValueError(f"{path} is not a readable OpenVINO IR file ({weights.name}, its weights, is missing)")
         try:
