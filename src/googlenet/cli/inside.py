@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-from googlenet.cli.options import add_checkpoint_option, add_device_option, split_images
+from googlenet.cli.options import add_checkpoint_option, add_device_option, answer, split_images
 
 
 def explain(a: argparse.Namespace) -> int:
@@ -18,17 +16,12 @@ def explain(a: argparse.Namespace) -> int:
     if len(a.checkpoint) != 1:
         raise ValueError("explain takes one --checkpoint (a map explains one model)")
     results = run_explain(a.checkpoint[0], a.images, a.class_name, a.layer, a.out, a.device)
-    answered = [result for result in results if "error" not in result]
-    if a.json:
-        print(json.dumps(answered))
-    else:
-        for r in answered:
-            where = f", {r['heatmap']}" if "heatmap" in r else ""
-            print(f"{r['image']}: {r['class']} {100 * r['probability']:.2f}%, peak box {r['box']} ({r['map']}{where})")
-    failed = [result for result in results if "error" in result]
-    for result in failed:
-        print(f"googlenet: error: {result['error']}", file=sys.stderr)
-    return 1 if failed else 0
+    return answer(results, a.json, _explanation_lines)
+
+
+def _explanation_lines(r: dict) -> list[str]:
+    where = f", {r['heatmap']}" if "heatmap" in r else ""
+    return [f"{r['image']}: {r['class']} {100 * r['probability']:.2f}%, peak box {r['box']} ({r['map']}{where})"]
 
 
 def add_explain(p: argparse.ArgumentParser) -> None:

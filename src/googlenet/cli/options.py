@@ -4,6 +4,9 @@ dataset's and the detector's."""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +156,18 @@ def detection_data(a: argparse.Namespace) -> Any:
     from googlenet.detect.proposals import DetectionData
 
     return DetectionData(root=a.data, split=a.split, limit=a.limit, workers=a.workers, cache=a.cache)
+
+
+def answer(results: list[dict], as_json: bool, lines: Callable[[dict], list[str]]) -> int:
+    """Print per-file results: those answered as one JSON list or each as its `lines`, then each with an "error"
+    (a file that could not be read) as one line on stderr. The exit status: 1 if any failed, else 0."""
+    answered = [result for result in results if "error" not in result]
+    if as_json:
+        print(json.dumps(answered))
+    else:
+        for result in answered:
+            print("\n".join(lines(result)))
+    failed = [result for result in results if "error" in result]
+    for result in failed:
+        print(f"googlenet: error: {result['error']}", file=sys.stderr)
+    return 1 if failed else 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from googlenet.cli.options import (
@@ -13,6 +12,7 @@ from googlenet.cli.options import (
     add_device_option,
     add_no_optimize_option,
     add_precision_option,
+    answer,
     split_images,
 )
 
@@ -119,18 +119,11 @@ def predict(a: argparse.Namespace) -> int:
         optimize=not a.no_optimize,
         precision=a.precision,
     )
-    answered = [result for result in results if "error" not in result]
-    if a.json:
-        print(json.dumps(answered))
-    else:
-        for result in answered:
-            print(result["image"])
-            for p in result["predictions"]:
-                print(f"  {100 * p['probability']:6.2f}%  {p['class']}")
-    failed = [result for result in results if "error" in result]
-    for result in failed:  # one line each, after the answers
-        print(f"googlenet: error: {result['error']}", file=sys.stderr)
-    return 1 if failed else 0
+    return answer(results, a.json, _prediction_lines)
+
+
+def _prediction_lines(result: dict) -> list[str]:
+    return [result["image"], *(f"  {100 * p['probability']:6.2f}%  {p['class']}" for p in result["predictions"])]
 
 
 def add_predict(p: argparse.ArgumentParser) -> None:

@@ -8,16 +8,13 @@ import difflib
 
 from torch import nn
 
-_INCEPTION = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
-# Each blob of BVLC's deploy.prototxt after its in-place ReLU, as our module whose output it is.
+from googlenet.model.caffe import BRANCHES, INCEPTION
+
+# Each blob of BVLC's deploy.prototxt after its in-place ReLU, as our module whose output it is: a branch layer's
+# ConvBlock (the convolution's parent), the branch's pool, and the module's concatenated output.
 _BLOB_BRANCHES = {
-    "1x1": "branch1x1",
-    "3x3_reduce": "branch3x3.reduce",
-    "3x3": "branch3x3.conv",
-    "5x5_reduce": "branch5x5.reduce",
-    "5x5": "branch5x5.conv",
+    **{blob: conv.removesuffix(".conv") for blob, conv in BRANCHES.items()},
     "pool": "branch_pool.pool",
-    "pool_proj": "branch_pool.proj",
     "output": "",
 }
 BVLC_BLOBS = {
@@ -30,7 +27,7 @@ BVLC_BLOBS = {
     "pool2/3x3_s2": "pool2",
     **{
         f"inception_{i}/{blob}": f"inception_{i}" + (f".{ours}" if ours else "")
-        for i in _INCEPTION
+        for i in INCEPTION
         for blob, ours in _BLOB_BRANCHES.items()
     },
     "pool3/3x3_s2": "pool3",
@@ -48,7 +45,7 @@ LUCID = {
     "conv2d0": "conv1",
     "conv2d1": "conv2.reduce",
     "conv2d2": "conv2.conv",
-    **{f"mixed{i}": f"inception_{i}" for i in _INCEPTION},
+    **{f"mixed{i}": f"inception_{i}" for i in INCEPTION},
 }
 
 

@@ -19,8 +19,8 @@ from googlenet.model.meta import ModelMeta
 BVLC_SHA1 = "405fc5acd08a3bb12de8ee5e23a96bec22f08204"  # models/bvlc_googlenet/readme.md
 BVLC_MEAN_BGR = (104.0, 117.0, 123.0)  # Caffe's mean_value, subtracted from 0-255 BGR pixels
 
-_INCEPTION = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
-_BRANCHES = {
+INCEPTION = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")  # the Inception modules, in order
+BRANCHES = {  # BVLC's name of each branch layer -> its convolution in our Inception module
     "1x1": "branch1x1.conv",
     "3x3_reduce": "branch3x3.reduce.conv",
     "3x3": "branch3x3.conv.conv",
@@ -33,7 +33,7 @@ LAYERS = {
     "conv1/7x7_s2": "conv1.conv",
     "conv2/3x3_reduce": "conv2.reduce.conv",
     "conv2/3x3": "conv2.conv.conv",
-    **{f"inception_{i}/{b}": f"inception_{i}.{ours}" for i in _INCEPTION for b, ours in _BRANCHES.items()},
+    **{f"inception_{i}/{b}": f"inception_{i}.{ours}" for i in INCEPTION for b, ours in BRANCHES.items()},
     "loss3/classifier": "linear",
 }
 AUX_LAYERS = {
