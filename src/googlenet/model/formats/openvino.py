@@ -3,6 +3,7 @@ model by OpenVINO's CPU plugin in float32; `openvino_bf16.py` writes the same fi
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import tempfile
@@ -28,6 +29,15 @@ def openvino_missing() -> str | None:
     if importlib.util.find_spec("openvino") is None:
         return "OpenVINO is not installed: pip install -e '.[openvino]' (or pip install openvino)"
     return None
+
+
+@functools.cache
+def _core() -> Any:
+    """The process's one openvino.Core (OpenVINO's advice): each Core keeps its own plugins and thread pools, which
+    piled up in a process that loaded many files (the test suite's crashed, SIGSEGV)."""
+    import openvino as ov
+
+    return ov.Core()
 
 
 def write_ir(model: GoogLeNet, path: Path, example: torch.Tensor, precision: str) -> Path:
@@ -58,10 +68,8 @@ class OpenVinoClassifier(nn.Module):
     def __init__(self, path: str | os.PathLike) -> None:
         if openvino_missing():
             raise ValueError(openvino_missing())
-        import openvino as ov
-
         super().__init__()
-        self.core, path = ov.Core(), Path(path)
+        self.core, path = _core(), Path(path)
         weights = path.with_suffix(".bin")
         # Only well-formed IR is handed to OpenVINO: on a file that is not, it tries each of its frontends
         # (TensorFlow's text format among them), and its parse errors crashed the test process (SIGSEGV) once
