@@ -211,6 +211,7 @@ def test_openvino_export_runs_in_openvino_alone_and_the_commands_take_it(paper_t
     report = json.loads(capsys.readouterr().out)
     path = tmp_path / "paper.openvino.xml"
     assert report["path"] == str(path) and report["relative_diff"] < 1e-4 and path.with_suffix(".bin").is_file()
+    assert report["bytes"] == path.stat().st_size + path.with_suffix(".bin").stat().st_size  # the weights counted
     ir = ov.Core().read_model(str(path))
     meta = json.loads(ir.get_rt_info(["googlenet", "meta"]).astype(str))
     assert meta["class_names"] == list(CLASSES) and meta["variant"] == "googlenet"

@@ -121,7 +121,7 @@ def export(
         "path": str(path),
         "format": format,
         "int8": calibration is not None,
-        "bytes": path.stat().st_size,
+        "bytes": sum(file.stat().st_size for file in FORMATS.get_part(format).files(path)),
         **report,
     }
 

@@ -24,7 +24,8 @@ class ExportFormat:
     `load` (path) -> a module images -> logits with `meta`, so that the file runs wherever weights are taken.
     Written files end in `suffix` (int8 ones in .int8 + `suffix`, where `int8`); `load` also reads files ending
     in any of `reads` (default: `suffix` alone). A `reduced_precision` format computes in fewer bits than float32
-    (bfloat16) even unquantised: its files are checked on export by top-1 agreement, as int8 files are."""
+    (bfloat16) even unquantised: its files are checked on export by top-1 agreement, as int8 files are. A format
+    whose file has `companions` (files of the same name beside it, with those suffixes) is sized with them."""
 
     name: str
     suffix: str
@@ -33,6 +34,11 @@ class ExportFormat:
     int8: bool = False
     reads: tuple[str, ...] = ()
     reduced_precision: bool = False
+    companions: tuple[str, ...] = ()  # suffixes of files written beside it (OpenVINO's .bin: its weights)
+
+    def files(self, path: Path) -> list[Path]:
+        """The file at `path` and those written beside it."""
+        return [path, *(path.with_suffix(suffix) for suffix in self.companions)]
 
     @property
     def suffixes(self) -> tuple[str, ...]:

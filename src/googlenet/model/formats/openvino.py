@@ -115,4 +115,4 @@ class OpenVinoClassifier(nn.Module):
         return torch.from_numpy(logits.copy()).to(images.device)
 
 
-FORMAT = ExportFormat("openvino", ".openvino.xml", write, OpenVinoClassifier)
+FORMAT = ExportFormat("openvino", ".openvino.xml", write, OpenVinoClassifier, companions=(".bin",))

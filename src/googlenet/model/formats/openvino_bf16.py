@@ -17,4 +17,6 @@ def write(model: GoogLeNet, path: Path, example: torch.Tensor, calibration: torc
 
 
 # Its logits carry bfloat16's rounding: checked on export by top-1 agreement, as int8 files are.
-FORMAT = ExportFormat("openvino_bf16", ".bf16.openvino.xml", write, OpenVinoClassifier, reduced_precision=True)
+FORMAT = ExportFormat(
+    "openvino_bf16", ".bf16.openvino.xml", write, OpenVinoClassifier, reduced_precision=True, companions=(".bin",)
+)
