@@ -243,6 +243,10 @@ def test_openvino_bf16_export_is_checked_by_agreement_and_runs_in_bfloat16(paper
         # bfloat16 keeps 8 significant bits: a few of its roundings of the largest logit (f32 on CPUs without it).
         eager = paper_tiny(images)
         assert float((loaded(images) - eager).abs().max()) <= 0.1 * float(eager.abs().max())
+    # A file that fails its check goes with the files beside it (here its .bin).
+    with pytest.raises(ValueError, match="was not kept"):
+        export(paper_tiny, "openvino_bf16", path, images, min_agreement=1.01)
+    assert not path.exists() and not path.with_suffix(".bin").exists()
     # A bf16 file is held to the agreement, not to float32's tolerance (which bf16's rounding, or f32's on CPUs
     # without bf16 kernels, is far beyond).
     assert export(paper_tiny, "openvino_bf16", path, images, tolerance=1e-12)["relative_diff"] > 1e-12

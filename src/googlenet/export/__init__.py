@@ -18,7 +18,7 @@ from torchvision.transforms.v2 import functional as F
 
 from googlenet.data.loaders import dataset_for
 from googlenet.data.multicrop import CropSpec
-from googlenet.model.exported import FORMATS, load_exported, register_format
+from googlenet.model.exported import FORMATS, exported_format, load_exported, register_format
 from googlenet.model.formats import ExportFormat
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.weights import ModelMeta, weights_file
@@ -90,7 +90,9 @@ def check(eager: nn.Module, path: Path, images: torch.Tensor, tolerance: float, 
     report = compare(reference, logits)
     failed = report["relative_diff"] > tolerance if min_agreement is None else report["top1_agreement"] < min_agreement
     if failed:
-        path.unlink(missing_ok=True)
+        fmt = exported_format(path)
+        for file in fmt.files(path) if fmt is not None else [path]:  # an OpenVINO file's .bin too
+            file.unlink(missing_ok=True)
         bound = f"tolerance {tolerance:g}" if min_agreement is None else f"top-1 agreement {min_agreement:g}"
         raise ValueError(
             f"the export differs from the eager model beyond {bound} on {len(images)} images "

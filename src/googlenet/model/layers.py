@@ -230,6 +230,11 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         return f"{self.band.shape[0]}, " + super().extra_repr()
 
 
+def _is_channels_last(t: torch.Tensor) -> bool:
+    """Whether `t` is laid out channels_last (and not also plainly contiguous, as a 1x1 map or one channel is)."""
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
 def _channels_last_view(t: torch.Tensor, nhwc: bool) -> torch.Tensor:
     """`t` with its channels where they are contiguous: the last dimension of a channels_last tensor's permuted
     view (N, H, W, C), so that every pass runs over contiguous rows; a plain tensor as it is (channels at dim 1)."""
@@ -272,7 +277,7 @@ def _lrn_forward(
     """LRN of a 4-D tensor outside autograd, in place, a few images at a time: y, and with `keep` also what the
     backward pass needs, p = d^-beta and q = d^(-beta-1), d = k + alpha/size * the window's sum of x^2 (its terms
     k/size + alpha/size * x^2, padded with k/size). With beta 0.75: r = rsqrt(d), p = r * sqrt(r), q = p * r^2."""
-    nhwc = input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous()
+    nhwc = _is_channels_last(input)
     dim, pad = (3 if nhwc else 1), k / size
     outputs = [torch.empty_like(input) for _ in range(3 if keep else 1)]
     views = [_channels_last_view(t, nhwc) for t in (input, *outputs)]
@@ -306,7 +311,7 @@ def _lrn_backward(
 ) -> torch.Tensor:
     """dL/dx of LRN, Caffe's formula: g_i p_i - (2 alpha beta / size) x_i * the sum of g_c x_c q_c over the outputs
     c whose window holds i (the window transposed), a few images at a time."""
-    nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    nhwc = _is_channels_last(x)
     grad = grad.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
     dim, lead = (3 if nhwc else 1), (size - 1) // 2  # the transposed window: (size-1)//2 in front, size//2 behind
     out = torch.empty_like(x)
